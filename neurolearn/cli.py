@@ -1,0 +1,150 @@
+"""The ``neurolearn`` command: train, evaluate, plot, list models and rules.
+
+Errors a user can cause are printed as one ``error: ...`` line (exit status 2), never as a
+traceback; ``NEUROLEARN_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from neurolearn.errors import NeurolearnError
+
+SET_HELP = """override any config entry by its dotted path, value parsed as TOML. Examples:
+  train.lr=0.01  train.momentum=0.9  rule.params.sigma=1e-3  model.layers.0.size=256
+  decor.enabled=true  decor.lr=1e-3  decor.kappa=0.5  (input decorrelation of every layer;
+  see neurolearn.decorrelation)  data.options.train_limit=10000"""
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from neurolearn.config import resolve_config
+    from neurolearn.runs import build_run
+    from neurolearn.training import Trainer
+
+    cfg = resolve_config(
+        model=args.model, rule=args.rule, data=args.data, overrides=args.set,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        seed=args.seed, device=args.device,
+    )
+    if args.data_dir:
+        cfg["data"]["options"]["root"] = args.data_dir
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg['model']['name']}-{cfg['rule']['name']}-s{cfg['train']['seed']}"
+    run = build_run(cfg)
+    print(f"training {cfg['model']['name']} with {cfg['rule']['name']} on {cfg['data']['name']} "
+          f"({cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr {cfg['train']['lr']}) -> {out}",
+          file=sys.stderr)
+    metrics = Trainer(run, out, progress=not args.no_progress).fit(resume=args.resume)
+    print(json.dumps(metrics["final"], indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from neurolearn.runs import load_trained
+    from neurolearn.training import Trainer
+
+    run = load_trained(args.run_dir, device=args.device)
+    result = Trainer(run, None, progress=False).evaluate(args.split)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import torch
+
+    from neurolearn.plotting import plot_activity, plot_curves
+    from neurolearn.runs import METRICS_NAME, load_trained
+
+    run_dir = Path(args.run_dir)
+    written = []
+    metrics_path = run_dir / METRICS_NAME
+    if metrics_path.exists():
+        plot_curves(json.loads(metrics_path.read_text()), run_dir / "curves.png")
+        written.append(run_dir / "curves.png")
+    run = load_trained(run_dir)
+    x = run.dataset.x_test[: args.samples]
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        record = run.model.run(run.model.encode(x, gen))
+    plot_activity(record, run_dir / "activity.png", dt=run.model.dt if run.model.spiking else None)
+    written.append(run_dir / "activity.png")
+    for p in written:
+        print(p)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from neurolearn.config import available_models, load_model_file
+
+    for name in available_models():
+        cfg = load_model_file(name)
+        print(f"{name:22s} {cfg.get('description', '')}")
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from neurolearn.rules import RULES
+
+    for name, rule in RULES.items():
+        print(f"{name:10s} {rule.summary}")
+        print(f"{'':10s}   needs: {rule.requires.describe()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurolearn", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model with a learning rule", formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="mlp-digits", help="model name (see `neurolearn models`) or path to a .toml file")
+    p.add_argument("--rule", default=None, help="learning rule (see `neurolearn rules`); default: the model's, else bp")
+    p.add_argument("--data", default=None, help="dataset name (default: the model's)")
+    p.add_argument("--data-dir", default=None, help="folder with the data files (default: $NEUROLEARN_DATA)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="0 = the whole training set")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-RULE-sSEED)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run on its test split")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="learning curves, spike raster and membrane traces of a run")
+    p.add_argument("run_dir")
+    p.add_argument("--samples", type=int, default=1, help="test samples to run")
+    p.set_defaults(func=cmd_plot)
+
+    sub.add_parser("models", help="list the ready model definitions").set_defaults(func=cmd_models)
+    sub.add_parser("rules", help="list the learning rules and what each needs").set_defaults(func=cmd_rules)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NeurolearnError as exc:
+        if os.environ.get("NEUROLEARN_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last finished epoch is in the checkpoint (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Datasets: one :class:`Dataset` record per task, built by :func:`load_dataset`.
+
+Names (see :data:`DATASETS`):
+
+- ``digits``: scikit-learn's 8x8 digits, x ``[N, 64]`` in ``[0, 1]``, fixed split 1437/360.
+- ``mnist`` / ``fashion-mnist``: x ``[N, 1, 28, 28]`` in ``[0, 1]``, 60000/10000 samples.
+- ``seqmnist``: MNIST read row by row, x ``[N, 28, 28]`` = 28 steps of 28 pixels.
+- ``copy``: memorise a symbol sequence and recall it after a delay (sequence regression).
+- ``mackey-glass``: predict the Mackey-Glass series ``horizon`` samples ahead.
+
+Static data is ``[N, *input_shape]``; sequence data (``sequence=True``) is
+``[N, T, *input_shape]``, batch-first. Labels are int64 class indices for classification
+and float32 ``[N, T, n_outputs]`` for sequence regression.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from neurolearn.errors import ConfigError, unknown_name
+
+
+@dataclass(repr=False)
+class Dataset:
+    """A train/test split of one task, as float32/int64 tensors on the CPU.
+
+    ``x_*`` is float32: ``[N, *input_shape]`` for static data, ``[N, T, *input_shape]`` for
+    sequences. ``y_*`` is int64 ``[N]`` (classification) or float32 ``[N, T, n_outputs]``
+    (sequence regression). ``loss_mask`` (bool ``[T]``) marks the steps where the loss
+    counts; ``None`` means all steps. ``info`` holds provenance and notes.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    input_shape: tuple[int, ...]
+    n_outputs: int
+    task: str
+    sequence: bool
+    loss_mask: torch.Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, task={self.task!r}, train x{tuple(self.x_train.shape)} "
+            f"y{tuple(self.y_train.shape)}, test x{tuple(self.x_test.shape)} "
+            f"y{tuple(self.y_test.shape)}, input_shape={self.input_shape}, "
+            f"n_outputs={self.n_outputs}, sequence={self.sequence})"
+        )
+
+
+def check_int(option: str, value: object, minimum: int, dataset: str) -> int:
+    """``value`` as an int, or :class:`ConfigError` if it is not an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"dataset {dataset!r}: {option} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"dataset {dataset!r}: {option} must be >= {minimum}, got {value}")
+    return value
+
+
+# The loaders import Dataset and check_int from this module, so they come after them.
+from neurolearn.data import tasks, vision  # noqa: E402
+
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": vision.load_digits,
+    "mnist": vision.load_mnist,
+    "fashion-mnist": vision.load_fashion_mnist,
+    "seqmnist": vision.load_seqmnist,
+    "copy": tasks.load_copy,
+    "mackey-glass": tasks.load_mackey_glass,
+}
+
+
+def dataset_options(name: str) -> dict[str, object]:
+    """The options of dataset ``name`` with their defaults."""
+    loader = DATASETS[name]
+    return {
+        p.name: p.default
+        for p in inspect.signature(loader).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def load_dataset(name: str, root: str | Path | None = None, **options: object) -> Dataset:
+    """Load dataset ``name`` (see :data:`DATASETS`) with its ``options``.
+
+    ``root`` is the data folder for file-based datasets (default: ``$NEUROLEARN_DATA``,
+    else ``~/.cache/neurolearn``); generated tasks ignore it. Names are case-insensitive
+    and ``_`` may stand for ``-``. Raises :class:`ConfigError` for an unknown name or
+    option, :class:`DataError` for missing or corrupt files.
+    """
+    key = name.strip().lower().replace("_", "-")
+    if key not in DATASETS:
+        raise unknown_name("dataset", name, list(DATASETS))
+    valid = dataset_options(key)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        listed = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "none"
+        raise ConfigError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"for dataset {key!r}; valid options: {listed}"
+        )
+    return DATASETS[key](root, **options)
+
+
+__all__ = ["DATASETS", "Dataset", "dataset_options", "load_dataset"]

@@ -1,0 +1,280 @@
+r"""Layers: synapses (weights, optional decorrelation) followed by a neuron population.
+
+A layer advances one time step with :meth:`step`, which takes the input at that step and
+the layer's explicit state and returns the activity, the new state and the layer's
+:class:`Taps`, the quantities that local learning rules read:
+
+- ``input``: what the weights see, ``x̃ = R x`` (``R`` the decorrelation matrix, or ``x``);
+- ``pre``: the pre-activation ``z = W x̃ + b (+ W_rec h[t-1]) (+ noise)``; for spiking
+  layers this is the input current ``I``; node noise is injected here;
+- ``act``: the activity ``h`` (rate), the spikes ``s`` (LIF) or the membrane ``v`` (leaky readout);
+- ``mem``: the membrane before reset (spiking layers) or the integrator state;
+- ``rec``: the recurrent input ``h[t-1]`` (recurrent layers).
+
+Parameters: ``weight`` (out x in), ``bias`` (out), ``recurrent_weight`` (out x out, recurrent
+layers only); convolutions keep torch's ``(out_ch, in_ch, kh, kw)`` kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from neurolearn.errors import ConfigError, ShapeError, unknown_name
+from neurolearn.neurons import (
+    LIFParams,
+    LIFState,
+    LIParams,
+    NeuronParams,
+    RateParams,
+    li_step,
+    lif_init,
+    lif_step,
+    rate_step,
+    surrogate_spike,
+)
+
+
+class Taps(NamedTuple):
+    """What one layer exposes to learning rules at one time step (see module docstring)."""
+
+    input: torch.Tensor
+    pre: torch.Tensor
+    act: torch.Tensor
+    mem: torch.Tensor | None = None
+    rec: torch.Tensor | None = None
+
+
+class LayerState(NamedTuple):
+    """Explicit state of a layer: membrane/integrator ``v``, synaptic current ``i``, last activity."""
+
+    v: torch.Tensor | None = None
+    i: torch.Tensor | None = None
+    prev: torch.Tensor | None = None
+
+
+INITS = ("default", "xavier_normal", "xavier_uniform", "kaiming_uniform", "normal", "orthogonal")
+
+
+def init_weight(w: torch.Tensor, scheme: str, gain: float = 1.0, std: float = 0.05) -> None:
+    """Initialise a weight tensor in place with a named scheme, scaled by ``gain``."""
+    with torch.no_grad():
+        if scheme == "default":  # torch's nn.Linear / nn.Conv2d default
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+        elif scheme == "xavier_normal":
+            nn.init.xavier_normal_(w)
+        elif scheme == "xavier_uniform":
+            nn.init.xavier_uniform_(w)
+        elif scheme == "kaiming_uniform":
+            nn.init.kaiming_uniform_(w, nonlinearity="relu")
+        elif scheme == "normal":
+            nn.init.normal_(w, 0.0, std)
+        elif scheme == "orthogonal":
+            nn.init.orthogonal_(w)
+        else:
+            raise unknown_name("weight init", scheme, INITS)
+        w.mul_(gain)
+
+
+class Layer(nn.Module):
+    """Base class: synapses + neurons, advanced one time step at a time."""
+
+    neuron: NeuronParams | None
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    recurrent: bool = False
+    decorrelation: nn.Module | None
+
+    @property
+    def units(self) -> int:
+        """Number of neurons (where node noise can be injected)."""
+        return math.prod(self.out_shape)
+
+    @property
+    def spiking(self) -> bool:
+        return isinstance(self.neuron, LIFParams)
+
+    def pre_shape(self, batch: int) -> tuple[int, ...]:
+        """Shape of ``pre`` (and of node noise) for a batch."""
+        return (batch, *self.pre_features_shape)
+
+    @property
+    def pre_features_shape(self) -> tuple[int, ...]:
+        return self.out_shape
+
+    def init_state(self, batch: int, device=None, dtype=None) -> LayerState:
+        shape = self.pre_shape(batch)
+        v = i = prev = None
+        if isinstance(self.neuron, LIFParams):
+            v, i = lif_init(shape, self.neuron, device, dtype)
+        if self.recurrent:
+            prev = torch.zeros((batch, *self.out_shape), device=device, dtype=dtype)
+        return LayerState(v, i, prev)
+
+    def _neurons(self, z: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState, torch.Tensor | None]:
+        """Run the neuron population on pre-activation ``z``: ``(act, state, mem)``."""
+        p = self.neuron
+        if p is None:
+            return z, state, None
+        if isinstance(p, RateParams):
+            h, v = rate_step(z, state.v, p)
+            return h, LayerState(v, None, h if self.recurrent else None), v
+        if isinstance(p, LIFParams):
+            s, lif, mem = lif_step(z, LIFState(state.v, state.i), p, self._spike_fn)
+            return s, LayerState(lif.v, lif.i, s if self.recurrent else None), mem
+        if isinstance(p, LIParams):
+            v = li_step(z, state.v, p)
+            return v, LayerState(v, None, v if self.recurrent else None), v
+        raise ConfigError(f"unsupported neuron parameters {type(p).__name__}")
+
+    def _setup_neuron(self, neuron: NeuronParams | None) -> None:
+        self.neuron = neuron
+        self._spike_fn: Callable | None = (
+            surrogate_spike(neuron.surrogate, neuron.surrogate_slope) if isinstance(neuron, LIFParams) else None
+        )
+
+    def decorrelate(self, x: torch.Tensor) -> torch.Tensor:
+        """``x̃ = R x`` if the layer decorrelates its input, else ``x``."""
+        return x if self.decorrelation is None else self.decorrelation(x)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_shape} -> {self.out_shape}, neuron={self.neuron}"
+
+
+class Dense(Layer):
+    r"""Fully connected layer, optionally recurrent: ``z = W x̃ + b + W_rec h[t-1]``, ``h = f(z)``.
+
+    With ``neuron=None`` the layer is linear (a readout); with :class:`LIParams` a leaky
+    integrator readout; with :class:`LIFParams` a spiking layer; with :class:`RateParams` a
+    rate layer. Inputs with more than one feature dimension are flattened.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        neuron: NeuronParams | None = None,
+        *,
+        bias: bool = True,
+        recurrent: bool = False,
+        init: str = "default",
+        init_gain: float = 1.0,
+        recurrent_init: str = "orthogonal",
+        recurrent_gain: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if in_features <= 0 or out_features <= 0:
+            raise ConfigError(f"a dense layer needs positive sizes, got {in_features} -> {out_features}")
+        self.in_shape = (in_features,)
+        self.out_shape = (out_features,)
+        self.recurrent = recurrent
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        init_weight(self.weight, init, init_gain)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features))
+            bound = 1.0 / math.sqrt(in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+        else:
+            self.register_parameter("bias", None)
+        if recurrent:
+            self.recurrent_weight = nn.Parameter(torch.empty(out_features, out_features))
+            init_weight(self.recurrent_weight, recurrent_init, recurrent_gain)
+        else:
+            self.register_parameter("recurrent_weight", None)
+        self.decorrelation = None
+        self._setup_neuron(neuron)
+
+    def step(
+        self, x: torch.Tensor, state: LayerState, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, LayerState, Taps]:
+        if x.dim() > 2:
+            x = x.flatten(1)
+        xt = self.decorrelate(x)
+        z = F.linear(xt, self.weight, self.bias)
+        rec = state.prev if self.recurrent else None
+        if rec is not None:
+            z = z + F.linear(rec, self.recurrent_weight)
+        if noise is not None:
+            z = z + noise
+        act, new_state, mem = self._neurons(z, state)
+        return act, new_state, Taps(xt, z, act, mem, rec)
+
+
+class Conv2d(Layer):
+    r"""Convolutional layer ``z = W * x̃ + b``, neurons, then optional max pooling.
+
+    Taps are taken before pooling (``pre`` and ``act`` have the convolution's output shape);
+    the layer's output (what the next layer sees) is the pooled activity.
+    """
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        out_channels: int,
+        kernel_size: int,
+        neuron: NeuronParams | None = None,
+        *,
+        stride: int = 1,
+        padding: int = 0,
+        pool: int = 1,
+        bias: bool = True,
+        init: str = "default",
+        init_gain: float = 1.0,
+    ) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        self.in_shape = tuple(in_shape)
+        self.stride, self.padding, self.pool, self.kernel_size = stride, padding, pool, kernel_size
+        ho = (h + 2 * padding - kernel_size) // stride + 1
+        wo = (w + 2 * padding - kernel_size) // stride + 1
+        if ho <= 0 or wo <= 0:
+            raise ConfigError(f"kernel {kernel_size} does not fit the input {in_shape}")
+        self._conv_shape = (out_channels, ho, wo)
+        self.out_shape = (out_channels, ho // pool, wo // pool)
+        self.weight = nn.Parameter(torch.empty(out_channels, c, kernel_size, kernel_size))
+        init_weight(self.weight, init, init_gain)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+            bound = 1.0 / math.sqrt(c * kernel_size * kernel_size)
+            nn.init.uniform_(self.bias, -bound, bound)
+        else:
+            self.register_parameter("bias", None)
+        self.register_parameter("recurrent_weight", None)
+        self.decorrelation = None
+        self._setup_neuron(neuron)
+
+    @property
+    def pre_features_shape(self) -> tuple[int, ...]:
+        return self._conv_shape
+
+    @property
+    def units(self) -> int:
+        return math.prod(self._conv_shape)
+
+    def step(
+        self, x: torch.Tensor, state: LayerState, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, LayerState, Taps]:
+        if x.dim() == 2:
+            x = x.reshape(x.shape[0], *self.in_shape)
+        xt = self.decorrelate(x)
+        z = F.conv2d(xt, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        if noise is not None:
+            z = z + noise
+        act, new_state, mem = self._neurons(z, state)
+        out = F.max_pool2d(act, self.pool) if self.pool > 1 else act
+        return out, new_state, Taps(xt, z, act, mem, None)
+
+
+def check_input_features(layer: Layer, x: torch.Tensor) -> None:
+    """Raise a :class:`ShapeError` unless ``x`` (``[B, ...]``) fits the layer's input."""
+    features = tuple(x.shape[1:])
+    if math.prod(features) != math.prod(layer.in_shape):
+        raise ShapeError(
+            f"the model expects inputs with features {list(layer.in_shape)} per sample "
+            f"(shape [T, B, {', '.join(map(str, layer.in_shape))}]), got features {list(features)}; "
+            "check the dataset or the model's input size"
+        )

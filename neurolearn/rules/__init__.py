@@ -1,0 +1,24 @@
+"""Learning rules. ``RULES`` maps each rule's command-line name to its class (a plain dict)."""
+
+from __future__ import annotations
+
+from neurolearn.errors import ConfigError, unknown_name
+from neurolearn.rules.backprop import Backprop
+from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
+
+RULES: dict[str, type[Rule]] = {
+    Backprop.name: Backprop,
+}
+
+
+def make_rule(name: str, **params) -> Rule:
+    """Instantiate the rule called ``name`` with its hyper-parameters."""
+    if name not in RULES:
+        raise unknown_name("rule", name, list(RULES))
+    try:
+        return RULES[name](**params)
+    except TypeError as exc:
+        raise ConfigError(f"bad parameters for rule {name!r}: {exc}") from None
+
+
+__all__ = ["RULES", "make_rule", "Rule", "GradientRule", "Requirements", "StepOutput", "Backprop"]

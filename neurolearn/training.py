@@ -1,0 +1,269 @@
+r"""One trainer for every rule: epochs, mini-batches, evaluation, metrics, checkpoints.
+
+The rule decides what one step does (:meth:`neurolearn.rules.Rule.train_step`); the trainer
+feeds it encoded, time-major batches, evaluates on the test split after every epoch and
+writes, into the run directory,
+
+- ``checkpoint.pt``: model, optimizer and rule state after the last finished epoch (written
+  atomically, so a killed run loses at most the epoch in progress);
+- ``metrics.json``: ``config`` (everything needed to rerun), ``epochs`` (one entry per
+  epoch) and ``final``;
+- ``curves.png``: loss and accuracy (or error) per epoch.
+
+Randomness is explicit and repeatable: the weights are drawn from ``seed``; the batch order,
+the input encoding and the rule's noise of epoch ``e`` come from generators seeded by
+``(seed, e)``, so ``--resume`` continues a killed run to exactly the result of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from neurolearn.build import make_optimizer
+from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
+from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
+from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed mixed from integers (stable across runs and platforms)."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (int(p) & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA allocations on a GPU, else the resident set."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Trainer:
+    """Train ``run.model`` with ``run.rule`` on ``run.dataset``; see the module docstring."""
+
+    def __init__(self, run: Run, out_dir: str | Path | None = None, *, progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.run = run
+        self.cfg = run.config["train"]
+        self.seed = int(self.cfg["seed"])
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.device = run.device
+        ds = run.dataset
+        self.x_train, self.y_train = ds.x_train.to(self.device), ds.y_train.to(self.device)
+        self.x_test, self.y_test = ds.x_test.to(self.device), ds.y_test.to(self.device)
+        self.optimizer = make_optimizer(run.model.parameters(), self.cfg) if run.rule.uses_optimizer else None
+        self.noise_gen = torch.Generator(device=self.device)
+        self.encode_gen = torch.Generator(device=self.device)
+        run.rule.setup(run.model, run.objective, self.noise_gen)
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+        self.start_epoch = 1
+
+    # ------------------------------------------------------------------ data
+    def batch(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode a data batch to ``[T, B, ...]``; per-step targets become ``[T, B, C]``."""
+        xe = self.run.model.encode(x, gen)
+        if self.run.objective.sequential_targets:
+            y = y.transpose(0, 1)
+        return xe, y
+
+    def _batch_size(self, n: int) -> int:
+        bs = int(self.cfg["batch_size"])
+        return n if bs <= 0 else min(bs, n)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        """Loss and metrics on a split (inputs encoded with a fixed seed: repeatable)."""
+        model, objective = self.run.model, self.run.objective
+        x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
+        gen = torch.Generator(device=self.device).manual_seed(_seed(self.seed, 10**6))
+        bs = min(int(self.cfg.get("eval_batch_size", 1000)), x.shape[0])
+        sums: dict[str, float] = {}
+        was_training = model.training
+        model.eval()
+        for i in range(0, x.shape[0], bs):
+            xb, yb = self.batch(x[i:i + bs], y[i:i + bs], gen)
+            pred = model.decode_output(model(xb))
+            for k, v in objective.batch_metrics(pred, yb).items():
+                sums[k] = sums.get(k, 0.0) + v
+        model.train(was_training)
+        return objective.summarise(sums)
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / CHECKPOINT_NAME
+
+    def save(self, epoch: int) -> None:
+        if self.checkpoint_path is None:
+            return
+        save_checkpoint(self.checkpoint_path, {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch,
+            "config": self.run.config,
+            "model": self.run.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "rule": self.run.rule.state_dict(),
+            "history": self.history,
+            "elapsed": self.elapsed,
+        })
+
+    def resume(self) -> bool:
+        """Load the run directory's checkpoint; False if there is none yet."""
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        state = load_checkpoint(path, map_location=self.device)
+        if _comparable(state["config"]) != _comparable(self.run.config):
+            raise CheckpointError(
+                f"the checkpoint in {self.out_dir} was written for another configuration "
+                f"({_first_difference(state['config'], self.run.config)}); resume with the same options, "
+                "or train into a new --out directory"
+            )
+        load_model_state(self.run.model, state["model"], path)
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.run.rule.load_state_dict(state["rule"])
+        self.history = list(state["history"])
+        self.elapsed = float(state["elapsed"])
+        self.start_epoch = int(state["epoch"]) + 1
+        return True
+
+    # ------------------------------------------------------------------ training
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train for ``train.epochs`` epochs; returns the metrics written to metrics.json."""
+        if self.out_dir is not None:
+            if resume:
+                if self.resume():
+                    self.log(f"resuming {self.out_dir} after epoch {self.start_epoch - 1}")
+                else:
+                    self.log(f"--resume: no checkpoint in {self.out_dir} yet, starting from scratch")
+            elif self.checkpoint_path.exists():
+                raise NeurolearnError(
+                    f"{self.out_dir} already holds a run; pass --resume to continue it, or choose another --out"
+                )
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        epochs = int(self.cfg["epochs"])
+        for epoch in range(self.start_epoch, epochs + 1):
+            t0 = time.perf_counter()
+            train_loss = self._train_epoch(epoch, epochs)
+            entry = {"epoch": epoch, "train_loss": train_loss}
+            entry.update({f"test_{k}": v for k, v in self.evaluate("test").items()})
+            entry.update(self.run.rule.epoch_metrics(self.run.model))
+            self.elapsed += time.perf_counter() - t0
+            entry["wall_time_s"] = self.elapsed
+            self.history.append(entry)
+            self._check_parameters(epoch)
+            self.save(epoch)
+            self.log(_format_entry(entry))
+            self.write_metrics()
+        return self.write_metrics(final=True)
+
+    def _train_epoch(self, epoch: int, epochs: int) -> float:
+        model, rule, objective = self.run.model, self.run.rule, self.run.objective
+        model.train()
+        n = self.x_train.shape[0]
+        bs = self._batch_size(n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch, 0)))
+        order = order.to(self.device)
+        self.encode_gen.manual_seed(_seed(self.seed, epoch, 1))
+        self.noise_gen.manual_seed(_seed(self.seed, epoch, 2))
+        starts = range(0, n, bs)
+        bar = _progress(starts, f"epoch {epoch}/{epochs}", self.progress)
+        total, count = 0.0, 0
+        for i in bar:
+            idx = order[i:i + bs]
+            xb, yb = self.batch(self.x_train[idx], self.y_train[idx], self.encode_gen)
+            out = rule.train_step(model, xb, yb, objective, self.optimizer)
+            loss = out.loss
+            if not torch.isfinite(loss).all():
+                raise self._diverged(epoch, i // bs, float(loss[~torch.isfinite(loss)][0]))
+            total += float(loss.sum())
+            count += loss.shape[0]
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        return total / max(count, 1)
+
+    def _check_parameters(self, epoch: int) -> None:
+        for name, p in self.run.model.named_parameters():
+            if not torch.isfinite(p).all():
+                raise self._diverged(epoch, None, float("nan"), f"parameter {name} is not finite")
+
+    def _diverged(self, epoch: int, step: int | None, value: float, what: str | None = None) -> TrainingDiverged:
+        where = f"epoch {epoch}" + (f", batch {step}" if step is not None else "")
+        what = what or f"the training loss became {value}"
+        kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept in {self.checkpoint_path}"
+                if self.checkpoint_path is not None and epoch > 1 else "no checkpoint was written yet")
+        if self.out_dir is not None:
+            self.write_metrics(status=f"diverged at {where}")
+        return TrainingDiverged(
+            f"{what} at {where}; training stopped and {kept}. Lower the learning rate (--lr), "
+            "or for perturbation rules the noise scale, and train again"
+        )
+
+    # ------------------------------------------------------------------ reporting
+    def write_metrics(self, final: bool = False, status: str | None = None) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"config": self.run.config, "epochs": self.history}
+        if status:
+            metrics["status"] = status
+        if final:
+            last = self.history[-1] if self.history else {}
+            fin = {k: v for k, v in last.items() if k.startswith("test_")}
+            for key in ("error_bits", "nmse"):
+                if f"test_{key}" in last:
+                    fin[key] = last[f"test_{key}"]
+            fin["train_loss"] = last.get("train_loss")
+            fin["wall_time_s"] = self.elapsed
+            fin["peak_memory_mb"] = peak_memory_mb(self.device)
+            metrics["final"] = fin
+            metrics["status"] = "finished"
+        if self.out_dir is not None:
+            write_json(self.out_dir / METRICS_NAME, metrics)
+            if final:
+                from neurolearn.plotting import plot_curves
+
+                plot_curves(metrics, self.out_dir / "curves.png")
+        return metrics
+
+
+def _progress(iterable, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, disable=None, file=sys.stderr)
+
+
+def _format_entry(entry: dict[str, Any]) -> str:
+    parts = [f"epoch {entry['epoch']}"]
+    for k, v in entry.items():
+        if k != "epoch" and isinstance(v, float):
+            parts.append(f"{k} {v:.4g}")
+    return "  ".join(parts)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A config without the entries that may change on resume (epochs, device)."""
+    cfg = {k: v for k, v in config.items()}
+    cfg["train"] = {k: v for k, v in config["train"].items() if k not in ("epochs", "device")}
+    return cfg
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+    return f"{path}: checkpoint has {a!r}, now {b!r}"
