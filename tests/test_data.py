@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import urllib.error
 from pathlib import Path
 
@@ -115,7 +117,9 @@ def test_missing_mnist_without_download(tmp_path: Path) -> None:
     assert "NEUROLEARN_DATA" in message and "nowhere" in message and "download=False" in message
 
 
-def test_failed_download_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_download_is_a_data_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def offline(*args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("no network")
 
@@ -129,15 +133,15 @@ def test_failed_download_is_a_data_error(tmp_path: Path, monkeypatch: pytest.Mon
 def test_download_checks_md5_and_writes_atomically(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import io
-
     monkeypatch.setattr(vision.urllib.request, "urlopen", lambda *a, **k: io.BytesIO(b"bad"))
     with pytest.raises(DataError, match="md5"):
         load_dataset("mnist", root=tmp_path)
     assert not list((tmp_path / "mnist").iterdir())
 
 
-def test_download_fetches_only_missing_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_fetches_only_missing_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_fake_mnist(tmp_path / "mnist")
     missing = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
     payload = missing.read_bytes()
@@ -145,14 +149,12 @@ def test_download_fetches_only_missing_files(tmp_path: Path, monkeypatch: pytest
     fetched: list[str] = []
 
     def fake_urlopen(url: str, timeout: float) -> object:
-        import io
-
         fetched.append(url)
         return io.BytesIO(payload)
 
-    md5 = list(vision.MNIST.md5)
-    md5[3] = __import__("hashlib").md5(payload).hexdigest()
-    monkeypatch.setattr(vision, "MNIST", vision.IdxSource("mnist", "MNIST", "http://x/", tuple(md5)))
+    md5 = (*vision.MNIST.md5[:3], hashlib.md5(payload).hexdigest())
+    mirror = vision.IdxSource("mnist", "MNIST", "http://x/", md5)
+    monkeypatch.setattr(vision, "MNIST", mirror)
     monkeypatch.setattr(vision.urllib.request, "urlopen", fake_urlopen)
     data = vision.load_mnist(tmp_path)
     assert fetched == ["http://x/t10k-labels-idx1-ubyte.gz"]
@@ -276,5 +278,6 @@ def test_unknown_name_and_option() -> None:
 
 def test_gzip_detected_from_content(tmp_path: Path) -> None:
     write_idx(tmp_path / "plain", np.arange(5, dtype=np.uint8))
-    (tmp_path / "zipped-without-suffix").write_bytes(gzip.compress((tmp_path / "plain").read_bytes()))
+    zipped = gzip.compress((tmp_path / "plain").read_bytes())
+    (tmp_path / "zipped-without-suffix").write_bytes(zipped)
     np.testing.assert_array_equal(read_idx(tmp_path / "zipped-without-suffix"), np.arange(5))

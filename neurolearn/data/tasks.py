@@ -124,7 +124,9 @@ def mackey_glass_series(
     return series[transient : transient + n_samples]
 
 
-def _chunks(series: np.ndarray, start: int, count: int, length: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+def _chunks(
+    series: np.ndarray, start: int, count: int, length: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``count`` consecutive non-overlapping input chunks from ``start`` and their targets."""
     idx = start + np.arange(count)[:, None] * length + np.arange(length)[None, :]
     return series[idx, None].astype(np.float32), series[idx + horizon, None].astype(np.float32)
@@ -163,7 +165,9 @@ def load_mackey_glass(
     washout = check_int("washout", washout, 0, name)
     sample_every = check_int("sample_every", sample_every, 1, name)
     if washout >= length:
-        raise ConfigError(f"dataset {name!r}: washout={washout} leaves no step of length={length}")
+        raise ConfigError(
+            f"dataset {name!r}: washout={washout} leaves no step of length={length}"
+        )
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1000:
         raise ConfigError(f"dataset {name!r}: tau must be a number in (0, 1000], got {tau!r}")
     history = 1.2
@@ -173,7 +177,9 @@ def load_mackey_glass(
 
     test_start = n_train * length + horizon
     n_samples = test_start + n_test * length + horizon
-    raw = mackey_glass_series(n_samples, tau=float(tau), sample_every=sample_every, history=history)
+    raw = mackey_glass_series(
+        n_samples, tau=float(tau), sample_every=sample_every, history=history
+    )
     squashed = np.tanh(raw - 1.0)
     mean = float(squashed[: n_train * length].mean())
     series = squashed - mean

@@ -210,7 +210,9 @@ def _check_limit(option: str, value: int | None, dataset: str) -> int | None:
     return None if value is None else check_int(option, value, 1, dataset)
 
 
-def _read_split(images_path: Path, labels_path: Path, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_split(
+    images_path: Path, labels_path: Path, limit: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images float32 ``[N, 28, 28]`` in ``[0, 1]`` and labels int64 ``[N]``."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
