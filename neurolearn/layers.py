@@ -12,7 +12,9 @@ the layer's explicit state and returns the activity, the new state and the layer
 - ``rec``: the recurrent input ``h[t-1]`` (recurrent layers).
 
 Parameters: ``weight`` (out x in), ``bias`` (out), ``recurrent_weight`` (out x out, recurrent
-layers only); convolutions keep torch's ``(out_ch, in_ch, kh, kw)`` kernel.
+layers only); convolutions keep torch's ``(out_ch, in_ch, kh, kw)`` kernel. Rate layers also
+hold two scalar buffers, ``act_scale`` and ``act_shift`` (``h = act_scale * f(z) + act_shift``;
+1 and 0 unless a solver such as ZORB stored a range rescaling there).
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class Layer(nn.Module):
             return z, state, None
         if isinstance(p, RateParams):
             h, v = rate_step(z, state.v, p)
+            h = h * self.act_scale + self.act_shift
             return h, LayerState(v, None, h if self.recurrent else None), v
         if isinstance(p, LIFParams):
             s, lif, mem = lif_step(z, LIFState(state.v, state.i), p, self._spike_fn)
@@ -133,6 +136,11 @@ class Layer(nn.Module):
 
     def _setup_neuron(self, neuron: NeuronParams | None) -> None:
         self.neuron = neuron
+        if isinstance(neuron, RateParams):
+            # Affine output rescaling h = act_scale * f(z) + act_shift (identity by default);
+            # a buffer, so it is saved in the state dict. ZORB stores its range relaxation here.
+            self.register_buffer("act_scale", torch.tensor(1.0))
+            self.register_buffer("act_shift", torch.tensor(0.0))
         self._spike_fn: Callable | None = (
             surrogate_spike(neuron.surrogate, neuron.surrogate_slope) if isinstance(neuron, LIFParams) else None
         )

@@ -73,6 +73,35 @@ def activation_derivative(name: str, z: torch.Tensor, negative_slope: float = 0.
     raise unknown_name("activation", name, ACTIVATIONS)
 
 
+# The open range of each activation (what an inverse accepts); ``None`` = unbounded side.
+ACTIVATION_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "identity": (None, None),
+    "tanh": (-1.0, 1.0),
+    "relu": (0.0, None),
+    "leaky_relu": (None, None),
+    "sigmoid": (0.0, 1.0),
+}
+
+
+def activation_inverse(name: str, h: torch.Tensor, negative_slope: float = 0.01) -> torch.Tensor:
+    """A pre-activation ``z`` with ``f(z) = h`` for ``h`` inside :data:`ACTIVATION_RANGES`.
+
+    ``tanh``: ``atanh(h)``; ``sigmoid``: ``log(h / (1 - h))``; ``leaky_relu``: ``h`` or
+    ``h / slope``; ``relu``: ``h`` (the inverse on ``h >= 0``; a negative ``h`` stays
+    negative, so ``relu(z)`` is its projection onto the range). Callers that pass values
+    outside a bounded range must first map them into it (ZORB's "relaxation").
+    """
+    if name in ("identity", "relu"):
+        return h
+    if name == "tanh":
+        return torch.atanh(h)
+    if name == "sigmoid":
+        return torch.log(h) - torch.log1p(-h)
+    if name == "leaky_relu":
+        return torch.where(h >= 0, h, h / negative_slope)
+    raise unknown_name("activation", name, ACTIVATIONS)
+
+
 def _check_time_constant(name: str, tau: float, dt: float) -> None:
     if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
         raise ConfigError(f"{name} must be a positive number of seconds, got {tau!r}")
