@@ -277,7 +277,7 @@ def lif_step(
         i = p.alpha * state.i + (1.0 - p.alpha) * p.w_in * current
         drive = i
     v = p.beta * state.v + (1.0 - p.beta) * (p.v_leak + p.r * drive)
-    spikes = spike_fn(v - p.threshold)
+    spikes = spike_fn(v - p.threshold).to(v.dtype)  # snnTorch's surrogates return float32
     s = spikes.detach() if p.detach_reset else spikes
     if p.reset == "subtract":
         v_after = v - s * p.threshold
