@@ -1,0 +1,414 @@
+r"""Run a neurolearn network in Brian2 and get back the torch engine's :class:`Record`.
+
+Brian2 is imported lazily (only when a function here runs): ``import neurolearn`` never
+imports it.
+
+**What is translated.** A :class:`~neurolearn.network.Network` of :class:`~neurolearn.layers.Dense`
+layers (feed-forward or recurrent) whose neurons are rate units (static or leaky), LIF,
+current-based LIF, a leaky-integrator readout (LI) or none (linear readout), with the
+network's trained weights and biases. Convolutions and decorrelated layers are refused with
+a :class:`~neurolearn.errors.ConfigError` (fold ``R`` into ``W`` first).
+
+**Equations** (units checked by Brian2: the membrane scale is dimensionless, as in
+neurolearn, time constants are in seconds). Every layer is a ``NeuronGroup`` with the
+pre-activation
+
+.. math::  z = I_{ff} + I_{rec} + b + \eta ,\qquad I_{ff} = \sum_i w_{ij}\, a^{pre}_i ,\quad
+           I_{rec} = \sum_i w^{rec}_{ij}\, a_i[t-1]
+
+delivered through ``(summed)`` synaptic variables (``noise``, eta, is the node-noise parameter the
+plasticity module writes; 0 otherwise), and
+
+- static rate unit: ``h = f(z)`` (a subexpression);
+- leaky rate unit: ``dv/dt = (z - v)/tau``, ``h = f(v)``;
+- LIF: ``dv/dt = (v_leak - v + r z)/tau_mem``, threshold ``v > threshold``, reset
+  ``v -= threshold`` (or ``v = v_reset``), the spike written into a variable ``s``;
+- current-based LIF: ``i_syn += dt (w_in z - i_syn)/tau_syn`` (the Euler step of
+  ``tau_syn di/dt = -i + w_in z``, run as a ``run_regularly`` operation just before the
+  membrane update) and ``dv/dt = (v_leak - v + r i_syn)/tau_mem``;
+- LI readout: ``dv/dt = (v_leak - v + r z)/tau``, activity ``v``.
+
+The state updaters use ``method='euler'`` with the network's ``dt``, which is exactly
+neurolearn's discretisation (``beta = 1 - dt/tau``, ``r = tau/dt``: one step of input adds
+to ``v`` one to one).
+
+**Schedule.** Brian2's default order (all state updates, then all thresholds, then synaptic
+propagation, then resets) delays every layer by one step and leaks its input once; the
+torch engine runs layer after layer inside one step. Here every operation of one time step
+is put in the ``groups`` slot with an explicit ``order``, layer by layer:
+recurrent input (reads ``a[t-1]``) -> clear ``s`` -> feed-forward input (reads the layer
+below at step ``t``) -> ``i_syn`` (CubaLIF) -> membrane update -> threshold -> monitors
+(pre-reset membrane) -> reset (``s = 1``) -> next layer. With this schedule a layer sees
+the same numbers at the same step as in the torch engine, so rate networks agree to
+floating-point rounding and LIF spike trains are identical (tested in
+``tests/test_brian2.py``; the only possible difference is a membrane within ~1e-15 of the
+threshold, where Brian2's ``v + dt*(...)/tau`` and torch's ``beta*v + (1-beta)*(...)``
+round differently).
+
+**CubaLIF note.** Brian2's own Euler step for the pair of equations ``di/dt``, ``dv/dt``
+would update ``v`` with the *old* ``i``; neurolearn updates ``i`` first and drives ``v`` with
+the new one. ``cuba_update="neurolearn"`` (the default) reproduces neurolearn's order;
+``cuba_update="brian2"`` writes both as differential equations and lets Brian2's Euler
+integrate them jointly (one extra step of synaptic delay; measured in
+``experiments/brian2_agreement.py``).
+
+**Batches.** Brian2 has no batch dimension: a batch of ``B`` samples is simulated as ``B``
+independent copies of the network inside one Brian2 network (block-diagonal synapses), so
+one run gives the whole ``[T, B, ...]`` record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from neurolearn.errors import ConfigError, NeurolearnError, ShapeError, unknown_name
+from neurolearn.layers import Dense, Layer
+from neurolearn.network import LayerRecord, Network, Record
+from neurolearn.neurons import LIFParams, LIParams, RateParams
+
+TARGETS = ("numpy", "cython")
+CUBA_UPDATES = ("neurolearn", "brian2")
+
+
+def import_brian2():
+    """Import Brian2 or raise a :class:`NeurolearnError` that says how to install it."""
+    try:
+        import brian2
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise NeurolearnError(
+            f"the Brian2 backend needs brian2 ({exc}); install it with "
+            "`pip install 'neurolearn[brian2]'` (on Python 3.11: brian2 2.9 with numpy<2.4)"
+        ) from None
+    return brian2
+
+
+@contextlib.contextmanager
+def codegen_target(target: str) -> Iterator[Any]:
+    """Set Brian2's code-generation target (``numpy`` or ``cython``) for a block, then restore it."""
+    if target not in TARGETS:
+        raise unknown_name("Brian2 code-generation target", target, TARGETS)
+    b2 = import_brian2()
+    old = b2.prefs.codegen.target
+    b2.prefs.codegen.target = target
+    try:
+        yield b2
+    finally:
+        b2.prefs.codegen.target = old
+
+
+def rate_expression(name: str, var: str, negative_slope: float = 0.01) -> str:
+    """The Brian2 expression of neurolearn's rate non-linearity ``f(var)``."""
+    if name == "identity":
+        return var
+    if name == "tanh":
+        return f"tanh({var})"
+    if name == "relu":
+        return f"{var}*int({var} > 0)"
+    if name == "leaky_relu":
+        return f"{var}*int({var} > 0) + {negative_slope!r}*{var}*int({var} <= 0)"
+    if name == "sigmoid":
+        return f"1.0/(1.0 + exp(-{var}))"
+    raise unknown_name("activation", name, ("identity", "tanh", "relu", "leaky_relu", "sigmoid"))
+
+
+def check_supported(network: Network) -> None:
+    """Raise a :class:`ConfigError` unless every layer can be translated (see module docstring)."""
+    for k, layer in enumerate(network.layers):
+        if not isinstance(layer, Dense):
+            raise ConfigError(
+                f"layer {k} is a {type(layer).__name__}: the Brian2 backend translates dense "
+                "(feed-forward or recurrent) layers only"
+            )
+        if layer.decorrelation is not None:
+            raise ConfigError(
+                f"layer {k} has a decorrelation matrix R: merge it into the weights (W <- W R) "
+                "before translating to Brian2"
+            )
+        p = layer.neuron
+        if p is not None and not isinstance(p, (RateParams, LIFParams, LIParams)):
+            raise ConfigError(f"layer {k}: neuron {type(p).__name__} has no Brian2 translation")
+        dt = getattr(p, "dt", network.dt)
+        if p is not None and abs(dt - network.dt) > 1e-15:
+            raise ConfigError(
+                f"layer {k} has its own dt = {dt:g} s but the network's is {network.dt:g} s: "
+                "the Brian2 backend runs all layers on one clock"
+            )
+
+
+class _Orders:
+    """Hands out increasing ``order`` numbers inside the ``groups`` scheduling slot."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> int:
+        self.n += 1
+        return self.n
+
+
+def _schedule(obj: Any, order: int) -> None:
+    obj.when = "groups"
+    obj.order = order
+
+
+@dataclass
+class LayerSpec:
+    """One translated layer: its group, its synapses, the name of its activity variable."""
+
+    group: Any
+    act: str  # the variable the next layer reads: x, h, s, v or z
+    units: int
+    spiking: bool
+    ff: Any = None  # feed-forward Synapses
+    rec: Any = None  # recurrent Synapses
+    monitors: dict[str, Any] = field(default_factory=dict)
+    noise_order: int = 0  # the scheduling order reserved for node noise (plasticity module)
+
+
+@dataclass
+class Brian2Net:
+    """A neurolearn network translated to Brian2, for one batch of inputs."""
+
+    net: Any
+    clock: Any
+    inputs: Any
+    layers: list[LayerSpec]
+    steps: int
+    batch: int
+    dt: float
+    namespace: dict[str, Any]
+
+    def run(self, report: bool = False) -> float:
+        """Simulate all ``steps``; returns the wall-clock seconds of ``Network.run``."""
+        b2 = import_brian2()
+        start = time.perf_counter()
+        self.net.run(self.steps * self.dt * b2.second, namespace=self.namespace,
+                     report="text" if report else None)
+        return time.perf_counter() - start
+
+    @property
+    def synapses(self) -> int:
+        """Number of synapses (over all copies of the batch)."""
+        return sum(len(s) for spec in self.layers for s in (spec.ff, spec.rec) if s is not None)
+
+    def record(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> Record:
+        """Collect the monitors into a :class:`Record` shaped like the torch engine's."""
+        T, B = self.steps, self.batch
+        out = Record(output=torch.empty(0))
+        prev_act = x.flatten(2).to(dtype)
+        for spec in self.layers:
+            mon = spec.monitors
+
+            def grab(name: str) -> torch.Tensor:
+                values = np.asarray(getattr(mon["state"], name))  # [N, T]
+                return torch.as_tensor(values.T.reshape(T, B, spec.units).copy(), dtype=dtype)
+
+            pre = grab("z")
+            mem = grab("v") if "v" in mon["state"].record_variables else None
+            if spec.spiking:
+                act = torch.zeros(T, B * spec.units, dtype=dtype)
+                steps = np.round(np.asarray(mon["spikes"].t / self.clock.dt)).astype(int)
+                act[torch.as_tensor(steps), torch.as_tensor(np.asarray(mon["spikes"].i, dtype=int))] = 1.0
+                act = act.reshape(T, B, spec.units)
+            elif spec.act == "z":
+                act = pre
+            else:
+                act = grab(spec.act)
+            rec = None
+            if spec.rec is not None:
+                rec = torch.cat([torch.zeros_like(act[:1]), act[:-1]])
+            out.layers.append(LayerRecord(prev_act, pre, act, mem, rec))
+            prev_act = act
+        out.output = prev_act
+        return out
+
+
+def _neuron_equations(p: Any, recurrent: bool) -> tuple[str, str, dict[str, Any]]:
+    """Equations, activity variable name and namespace of one layer's neurons."""
+    b2 = import_brian2()
+    base = ["I_ff : 1", "b : 1 (constant)", "noise : 1"]
+    z = "I_ff + b + noise"
+    if recurrent:
+        base.append("I_rec : 1")
+        z = "I_ff + I_rec + b + noise"
+    base.append(f"z = {z} : 1")
+    ns: dict[str, Any] = {}
+    if p is None:
+        return "\n".join(base), "z", ns
+    if isinstance(p, RateParams):
+        if p.tau is None:
+            base.append(f"h = {rate_expression(p.activation, 'z', p.negative_slope)} : 1")
+        else:
+            ns["tau"] = p.tau * b2.second
+            base += ["dv/dt = (z - v)/tau : 1", f"h = {rate_expression(p.activation, 'v', p.negative_slope)} : 1"]
+        return "\n".join(base), "h", ns
+    if isinstance(p, LIParams):
+        ns.update(tau=p.tau * b2.second, v_leak=p.v_leak, r=p.r)
+        base.append("dv/dt = (v_leak - v + r*z)/tau : 1")
+        return "\n".join(base), "v", ns
+    # LIF / CubaLIF
+    ns.update(tau_mem=p.tau_mem * b2.second, v_leak=p.v_leak, r=p.r, threshold=p.threshold, v_reset=p.v_reset)
+    base.append("s : 1")
+    if p.current_based:
+        ns.update(tau_syn=p.tau_syn * b2.second, w_in=p.w_in)
+        base.append("dv/dt = (v_leak - v + r*i_syn)/tau_mem : 1")
+    else:
+        base.append("dv/dt = (v_leak - v + r*z)/tau_mem : 1")
+    return "\n".join(base), "s", ns
+
+
+def build_brian2(
+    network: Network,
+    x: torch.Tensor,
+    *,
+    cuba_update: str = "neurolearn",
+    record: bool = True,
+    plastic: bool = False,
+) -> Brian2Net:
+    """Translate ``network`` (weights copied) into a Brian2 network driven by ``x`` (``[T, B, ...]``).
+
+    ``plastic=True`` declares the weights as ordinary (writable) synaptic variables for the
+    plasticity module; otherwise they are ``(constant)``. ``record=False`` keeps only spike
+    monitors (for throughput measurements).
+    """
+    b2 = import_brian2()
+    check_supported(network)
+    if cuba_update not in CUBA_UPDATES:
+        raise unknown_name("CubaLIF update order", cuba_update, CUBA_UPDATES)
+    network.check_input(x)
+    if x.shape[0] < 1:
+        raise ShapeError("the input needs at least one time step")
+    T, B = int(x.shape[0]), int(x.shape[1])
+    dt = float(network.dt)
+    clock = b2.Clock(dt=dt * b2.second)
+    orders = _Orders()
+    xin = x.detach().flatten(2).cpu().double().numpy().reshape(T, -1)
+    stim = b2.TimedArray(xin, dt=dt * b2.second)
+    # the input's TimedArray lives in the run namespace: synapses reading x_pre resolve it there
+    inputs = b2.NeuronGroup(xin.shape[1], "x = stim(t, i) : 1", clock=clock, name="nl_input")
+    objects: list[Any] = [inputs]
+    pre_group, pre_act, pre_units = inputs, "x", xin.shape[1] // B
+    specs: list[LayerSpec] = []
+    wdecl = "w : 1" if plastic else "w : 1 (constant)"
+    for k, layer in enumerate(network.layers):
+        p = layer.neuron
+        units = layer.units
+        eqs, act, ns = _neuron_equations(p, layer.recurrent)
+        cuba = isinstance(p, LIFParams) and p.current_based
+        if cuba and cuba_update == "brian2":
+            eqs = eqs + "\ndi_syn/dt = (w_in*z - i_syn)/tau_syn : 1"
+        elif cuba:
+            eqs = eqs + "\ni_syn : 1"
+        kwargs: dict[str, Any] = {}
+        spiking = isinstance(p, LIFParams)
+        if spiking:
+            kwargs["threshold"] = "v > threshold"
+            reset = "v -= threshold" if p.reset == "subtract" else "v = v_reset"
+            kwargs["reset"] = reset + "\ns = 1"
+        g = b2.NeuronGroup(B * units, eqs, method="euler", clock=clock, namespace=ns, name=f"nl_layer{k}", **kwargs)
+        if isinstance(p, (LIFParams, LIParams)):
+            g.v = p.v_leak
+        with torch.no_grad():
+            if layer.bias is not None:
+                g.b = np.tile(layer.bias.detach().cpu().double().numpy(), B)
+        spec = LayerSpec(g, act, units, spiking)
+        objects.append(g)
+        # (1) recurrent input from the previous step
+        if layer.recurrent:
+            rec = b2.Synapses(g, g, f"{wdecl}\nI_rec_post = w*{act}_pre : 1 (summed)", clock=clock,
+                              name=f"nl_rec{k}")
+            _connect_blocks(rec, layer.recurrent_weight, units, units, B)
+            _schedule(rec.summed_updaters["I_rec_post"], orders())
+            spec.rec = rec
+            objects.append(rec)
+        # (2) clear last step's spikes
+        if spiking:
+            objects.append(g.run_regularly("s = 0", when="groups", order=orders(), name=f"nl_clear{k}"))
+        # (3) feed-forward input from the layer below, at this step
+        ff = b2.Synapses(pre_group, g, f"{wdecl}\nI_ff_post = w*{pre_act}_pre : 1 (summed)", clock=clock,
+                         name=f"nl_ff{k}")
+        _connect_blocks(ff, layer.weight, pre_units, units, B)
+        _schedule(ff.summed_updaters["I_ff_post"], orders())
+        spec.ff = ff
+        objects.append(ff)
+        spec.noise_order = orders()  # slot for node noise (plasticity module)
+        # (4) CubaLIF synaptic current, neurolearn's order
+        if cuba and cuba_update == "neurolearn":
+            objects.append(g.run_regularly("i_syn += dt*(w_in*z - i_syn)/tau_syn", when="groups",
+                                           order=orders(), name=f"nl_isyn{k}"))
+        # (5) membrane update, (6) threshold
+        _schedule(g.state_updater, orders())
+        if spiking:
+            _schedule(g.thresholder["spike"], orders())
+        # (7) monitors see the pre-reset membrane
+        mon_order = orders()
+        if record:
+            variables = ["z"] + (["v"] if isinstance(p, (LIFParams, LIParams)) or (
+                isinstance(p, RateParams) and p.tau is not None) else [])
+            if act == "h":
+                variables.append("h")
+            sm = b2.StateMonitor(g, variables, record=True, clock=clock, when="groups", order=mon_order,
+                                 name=f"nl_state{k}")
+            spec.monitors["state"] = sm
+            objects.append(sm)
+        if spiking:
+            spk = b2.SpikeMonitor(g, when="groups", order=mon_order, name=f"nl_spikes{k}")
+            spec.monitors["spikes"] = spk
+            objects.append(spk)
+            # (8) reset, which also writes s = 1
+            _schedule(g.resetter["spike"], orders())
+        specs.append(spec)
+        pre_group, pre_act, pre_units = g, act, units
+    net = b2.Network(*objects)
+    return Brian2Net(net, clock, inputs, specs, T, B, dt, {"stim": stim})
+
+
+def _connect_blocks(syn: Any, weight: torch.Tensor, n_in: int, n_out: int, batch: int) -> None:
+    """All-to-all synapses within each sample's copy; ``w`` from the (out x in) weight matrix."""
+    pre = np.arange(n_in).repeat(n_out)
+    post = np.tile(np.arange(n_out), n_in)
+    offs_in = (np.arange(batch) * n_in).repeat(n_in * n_out)
+    offs_out = (np.arange(batch) * n_out).repeat(n_in * n_out)
+    syn.connect(i=np.tile(pre, batch) + offs_in, j=np.tile(post, batch) + offs_out)
+    w = weight.detach().cpu().double().numpy()
+    syn.w = w[np.asarray(syn.j[:]) % n_out, np.asarray(syn.i[:]) % n_in]
+
+
+def run_brian2(
+    network: Network,
+    x: torch.Tensor,
+    *,
+    target: str = "numpy",
+    cuba_update: str = "neurolearn",
+) -> Record:
+    """Run ``network`` in Brian2 on the encoded input ``x`` (``[T, B, ...]``) and return its :class:`Record`.
+
+    The record has the torch engine's layout (taps ``[T, B, ...]`` per layer, output
+    ``[T, B, C]``) in the network's dtype.
+    """
+    with codegen_target(target):
+        model = build_brian2(network, x, cuba_update=cuba_update)
+        model.run()
+    dtype = next(network.parameters()).dtype
+    return model.record(x, dtype)
+
+
+def read_weights(model: Brian2Net, network: Network) -> None:
+    """Copy the (learned) Brian2 weights of sample copy 0 back into ``network``'s parameters."""
+    with torch.no_grad():
+        for spec, layer in zip(model.layers, network.layers):
+            for syn, param in ((spec.ff, layer.weight), (spec.rec, layer.recurrent_weight)):
+                if syn is None:
+                    continue
+                i, j, w = (np.asarray(a) for a in (syn.i[:], syn.j[:], syn.w[:]))
+                n_out, n_in = param.shape
+                first = (i < n_in) & (j < n_out)
+                mat = np.zeros((n_out, n_in))
+                mat[j[first], i[first]] = w[first]
+                param.copy_(torch.as_tensor(mat, dtype=param.dtype))
