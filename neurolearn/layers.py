@@ -5,6 +5,8 @@ the layer's explicit state and returns the activity, the new state and the layer
 :class:`Taps`, the quantities that local learning rules read:
 
 - ``input``: what the weights see, ``x̃ = R x`` (``R`` the decorrelation matrix, or ``x``);
+  a decorrelated convolution folds ``R`` into its kernel and taps the image it convolves
+  (use :meth:`Layer.weight_gradient` for the update of ``W``);
 - ``pre``: the pre-activation ``z = W x̃ + b (+ W_rec h[t-1]) (+ noise)``; for spiking
   layers this is the input current ``I``; node noise is injected here;
 - ``act``: the activity ``h`` (rate), the spikes ``s`` (LIF) or the membrane ``v`` (leaky readout);
@@ -149,6 +151,18 @@ class Layer(nn.Module):
         """``x̃ = R x`` if the layer decorrelates its input, else ``x``."""
         return x if self.decorrelation is None else self.decorrelation(x)
 
+    def weight_gradient(self, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        r"""The local outer product ``Σ_samples post ⊗ x̃`` in the shape of ``weight``.
+
+        ``post`` has the shape of the ``pre`` tap (``[N, *pre_features_shape]``), ``inputs``
+        that of the ``input`` tap; a leading time axis may be merged into ``N``. This is
+        ``∂(Σ post·z)/∂W``, what a local rule uses as its weight update (e.g. ``post`` = an
+        error or activity difference). For a decorrelated convolution (``R`` folded into the
+        kernel, ``input`` = the image) it maps the kernel-space product back to ``W``:
+        ``G Rᵀ − (Σ post) μ̃ᵀ``.
+        """
+        raise NotImplementedError
+
     def extra_repr(self) -> str:
         return f"{self.in_shape} -> {self.out_shape}, neuron={self.neuron}"
 
@@ -211,6 +225,9 @@ class Dense(Layer):
         act, new_state, mem = self._neurons(z, state)
         return act, new_state, Taps(xt, z, act, mem, rec)
 
+    def weight_gradient(self, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return post.reshape(-1, self.out_shape[0]).T @ inputs.reshape(-1, self.weight.shape[1])
+
 
 class Conv2d(Layer):
     r"""Convolutional layer ``z = W * x̃ + b``, neurons, then optional max pooling.
@@ -268,13 +285,27 @@ class Conv2d(Layer):
     ) -> tuple[torch.Tensor, LayerState, Taps]:
         if x.dim() == 2:
             x = x.reshape(x.shape[0], *self.in_shape)
-        xt = self.decorrelate(x)
-        z = F.conv2d(xt, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        w, b = self.weight, self.bias
+        if self.decorrelation is not None:  # R acts on flattened patches: fold it into the kernel
+            w, b = self.decorrelation.fold(w, b)
+        z = F.conv2d(x, w, b, stride=self.stride, padding=self.padding)
         if noise is not None:
             z = z + noise
         act, new_state, mem = self._neurons(z, state)
         out = F.max_pool2d(act, self.pool) if self.pool > 1 else act
-        return out, new_state, Taps(xt, z, act, mem, None)
+        return out, new_state, Taps(x, z, act, mem, None)
+
+    def weight_gradient(self, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        post = post.reshape(-1, *self._conv_shape)
+        inputs = inputs.reshape(-1, *self.in_shape)
+        g = torch.nn.grad.conv2d_weight(inputs, self.weight.shape, post, stride=self.stride, padding=self.padding)
+        dec = self.decorrelation
+        if dec is None:
+            return g
+        g = g.flatten(1) @ dec.R.T
+        if dec.centring:
+            g = g - post.sum((0, 2, 3))[:, None] * dec.mean[None, :]
+        return g.view_as(self.weight)
 
 
 def check_input_features(layer: Layer, x: torch.Tensor) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 
 from neurolearn.build import make_optimizer
+from neurolearn.decorrelation import decorrelation_metrics
 from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
@@ -162,6 +163,7 @@ class Trainer:
             entry = {"epoch": epoch, "train_loss": train_loss}
             entry.update({f"test_{k}": v for k, v in self.evaluate("test").items()})
             entry.update(self.run.rule.epoch_metrics(self.run.model))
+            entry.update(decorrelation_metrics(self.run.model))  # decor_loss_<layer>, if any
             self.elapsed += time.perf_counter() - t0
             entry["wall_time_s"] = self.elapsed
             self.history.append(entry)

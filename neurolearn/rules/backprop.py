@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from neurolearn.decorrelation import has_decorrelation
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
 
 
@@ -17,8 +18,9 @@ class Backprop(GradientRule):
     requires = Requirements(weight_transport=True, through_time=True)
 
     def estimate_gradients(self, model, x, y, objective) -> StepOutput:
-        record = model.run(x, record=False)
+        decorrelates = has_decorrelation(model)  # DBP: the decorrelation update reads the layer inputs
+        record = model.run(x, record=decorrelates)
         pred = model.decode_output(record.output)
         loss = objective.loss(pred, y)
         loss.mean().backward()
-        return StepOutput(loss.detach(), pred.detach())
+        return StepOutput(loss.detach(), pred.detach(), record if decorrelates else None)

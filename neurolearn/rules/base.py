@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from neurolearn.decorrelation import has_decorrelation, update_decorrelation
 from neurolearn.network import Network, Record
 from neurolearn.objectives import Objective
 
@@ -107,4 +108,7 @@ class GradientRule(Rule):
         optimizer.zero_grad(set_to_none=True)
         out = self.estimate_gradients(model, x, y, objective)
         optimizer.step()
+        if out.record is not None and has_decorrelation(model):
+            # the layers' decorrelation matrices learn from the clean pass's inputs
+            update_decorrelation(model, out.record, self.generator)
         return out
