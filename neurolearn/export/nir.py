@@ -1,0 +1,480 @@
+r"""Export spiking networks to NIR (the Neuromorphic Intermediate Representation) and back.
+
+NIR describes neurons in continuous time, ``tau dv/dt = (v_leak - v) + r I``, and stores no
+time step, no units and no reset mode; every reader discretises with its own ``dt``. The
+graphs written here are made so that a reader that discretises with **forward Euler at the
+step ``dt`` named in the metadata** reproduces neurolearn's spikes exactly:
+
+.. math::  v[t] = (1 - dt/\tau)\, v[t-1] + (dt/\tau)\,(v_{leak} + r\, I[t])
+
+    i[t] = (1 - dt/\tau_{syn})\, i[t-1] + (dt/\tau_{syn})\, w_{in}\, x[t]      (CubaLIF)
+
+    s[t] = H(v[t] - v_{threshold}),\ \text{then}\ v[t] \leftarrow v_{reset}\ \text{where}\ s[t] = 1
+
+and a recurrent edge ``lif -> rec -> lif`` carries the spikes of the previous step.
+
+**Time scale.** neurolearn's layers hold ``beta = 1 - dt_model/tau``. The graph is written
+for a step ``dt`` (default :data:`NIR_DT` = 1e-4 s, the step snnTorch hard-codes in
+``import_from_nir``) by rescaling every time constant, ``tau_written = tau * dt / dt_model``,
+which keeps ``beta``, ``r = tau/dt`` (input adds 1:1 to the membrane) and ``w_in = tau_syn/dt``
+unchanged. snnTorch (``beta = 1 - 1e-4/tau``) thus reproduces the spikes without reading the
+metadata. Pass ``dt=net.dt`` to write the model's own time constants (physical seconds)
+instead; the metadata always records ``dt``, the model's ``dt`` and the scale between them,
+so :func:`from_nir` restores the original time constants.
+
+**What NIR cannot express** is refused with a :class:`NIRError` that says what to change:
+rate units (tanh, relu, ...), convolutional layers (not exported yet), recurrent layers
+without spiking neurons, and reset by subtraction (NIR's ``v_reset`` means reset to a value).
+``subtract="as_value"`` exports a subtracting layer as reset-to-value anyway, with a
+warning, for hardware that only has reset-to-value; its spikes then differ.
+
+Graph layout (node names): ``input -> fc0 -> lif0 -> fc1 -> li1 -> output`` with ``rec{k}``
+(a ``Linear``) in a cycle ``lif{k} -> rec{k} -> lif{k}`` for recurrent layers; CubaLIF
+layers are named ``cubalif{k}``. Decorrelation is merged into the weights (``W R``).
+
+Import (:func:`from_nir`) reads the same subset (Input, Output, Affine, Linear, LIF, CubaLIF,
+LI, Flatten, and nested sub-graphs as snnTorch writes them for ``RLeaky``/``RSynaptic``) so
+that graphs written by snnTorch, Norse or Sinabs can be trained further. Without neurolearn
+metadata the step is ``dt`` if given, else :data:`NIR_DT` (snnTorch's convention; Norse
+writes ``r = 1`` and tau in seconds: pass the ``dt`` you simulate it with).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurolearn.encoders import Encoder
+from neurolearn.errors import ConfigError, NeurolearnError, ShapeError
+from neurolearn.layers import Dense, Layer
+from neurolearn.network import DECODES, Network
+from neurolearn.neurons import LIFParams, LIParams, RateParams
+
+NIR_DT = 1e-4
+"""Default step the graph is written for: snnTorch's hard-coded ``dt`` (seconds)."""
+
+FORMAT = "neurolearn-nir-1"
+CONVENTION = (
+    "forward Euler at step dt: v[t] = (1 - dt/tau) v[t-1] + (dt/tau) (v_leak + r I[t]); "
+    "CubaLIF i[t] = (1 - dt/tau_syn) i[t-1] + (dt/tau_syn) w_in x[t] drives I; "
+    "spike s[t] = H(v[t] - v_threshold) and reset v = v_reset in the same step; "
+    "recurrent edges carry the previous step's spikes; r = tau/dt means input adds 1:1 to v"
+)
+SUPPORTED_NODES = ("Input", "Output", "Affine", "Linear", "LIF", "CubaLIF", "LI", "Flatten", "NIRGraph")
+
+
+class NIRError(NeurolearnError, ValueError):
+    """A network NIR cannot express, or a NIR graph/file neurolearn cannot read."""
+
+
+def _nir():
+    try:
+        import nir
+    except ImportError as exc:  # pragma: no cover - nir is a declared dependency
+        raise NIRError("NIR export needs the `nir` package: pip install nir") from exc
+    return nir
+
+
+# ======================================================================================
+# Export
+# ======================================================================================
+
+
+def merged_weight(layer: Layer) -> torch.Tensor:
+    """The weight a layer applies to its raw input: ``W R`` with decorrelation, else ``W``.
+
+    The decorrelation is linear (``x̃ = R x``), so ``R`` is read off by applying it to the
+    identity: ``decorrelation(I) = I R^T``.
+    """
+    w = layer.weight.detach()
+    if layer.decorrelation is None:
+        return w
+    try:
+        from neurolearn.decorrelation import merge_decorrelation  # type: ignore[attr-defined]
+    except ImportError:
+        merge_decorrelation = None
+    if merge_decorrelation is not None:
+        return merge_decorrelation(layer).detach()
+    n_in = w.shape[1]
+    with torch.no_grad():
+        rt = layer.decorrelation(torch.eye(n_in, dtype=w.dtype, device=w.device))
+    return w @ rt.T
+
+
+def _per_neuron(value: float, n: int) -> np.ndarray:
+    return np.full(n, float(value), dtype=np.float64)
+
+
+def _neuron_node(nir, p: LIFParams | LIParams, n: int, scale: float, k: int, subtract: str):
+    """The NIR node of a population of ``n`` neurons, time constants multiplied by ``scale``."""
+    if isinstance(p, LIParams):
+        return f"li{k}", nir.LI(tau=_per_neuron(p.tau * scale, n), r=_per_neuron(p.r, n),
+                                v_leak=_per_neuron(p.v_leak, n))
+    if p.reset == "subtract":
+        if subtract != "as_value":
+            raise NIRError(
+                f"layer {k} resets by subtraction (v -= threshold), which NIR cannot express: NIR's v_reset "
+                "means reset to a value, so every reader would produce different spikes. Train the model with "
+                "reset = \"value\" (neuron = { model = \"lif\", reset = \"value\", v_reset = 0.0 }), or pass "
+                "subtract=\"as_value\" (CLI: --subtract-as-value) to export it as reset-to-v_reset knowingly"
+            )
+        warnings.warn(
+            f"layer {k} resets by subtraction but is exported as reset to v_reset = {p.v_reset}: "
+            "its spikes on hardware will differ from neurolearn's", stacklevel=3)
+    common = dict(v_leak=_per_neuron(p.v_leak, n), v_threshold=_per_neuron(p.threshold, n),
+                  v_reset=_per_neuron(p.v_reset, n), r=_per_neuron(p.r, n))
+    if p.current_based:
+        return f"cubalif{k}", nir.CubaLIF(tau_mem=_per_neuron(p.tau_mem * scale, n),
+                                          tau_syn=_per_neuron(p.tau_syn * scale, n),
+                                          w_in=_per_neuron(p.w_in, n), **common)
+    return f"lif{k}", nir.LIF(tau=_per_neuron(p.tau_mem * scale, n), **common)
+
+
+def _check_exportable(net: Network) -> None:
+    for k, layer in enumerate(net.layers):
+        if not isinstance(layer, Dense):
+            raise NIRError(
+                f"layer {k} is a {type(layer).__name__} layer; NIR export supports dense and recurrent layers only "
+                "(convolutions are not exported yet)"
+            )
+        p = layer.neuron
+        if isinstance(p, RateParams):
+            raise NIRError(
+                f"layer {k} has rate units ({p.activation}); NIR describes spiking and leaky-integrator neurons, "
+                "not rate non-linearities. Only spiking networks can be exported: use neuron models "
+                "lif / cuba_lif / li (e.g. models/snn-mnist.toml)"
+            )
+        if layer.recurrent and not isinstance(p, LIFParams):
+            raise NIRError(f"layer {k} is recurrent without spiking neurons; only recurrent LIF/CubaLIF layers "
+                           "are exported")
+    if not net.spiking:
+        raise NIRError("the network has no spiking layer; NIR export is for spiking networks")
+
+
+def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
+    """A ``nir.NIRGraph`` of a spiking network (see the module docstring for the convention).
+
+    ``dt``: the step the graph is written for (time constants rescaled by ``dt/net.dt``).
+    ``subtract``: ``"refuse"`` (default) or ``"as_value"`` for layers that reset by subtraction.
+    """
+    nir = _nir()
+    if subtract not in ("refuse", "as_value"):
+        raise ConfigError(f"subtract must be 'refuse' or 'as_value', got {subtract!r}")
+    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+        raise ConfigError(f"dt must be a positive number of seconds, got {dt!r}")
+    _check_exportable(net)
+    scale = dt / net.dt
+    n_in = math.prod(net.input_shape)
+    nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([n_in]))}
+    edges: list[tuple[str, str]] = []
+    prev = "input"
+    for k, layer in enumerate(net.layers):
+        w = merged_weight(layer).cpu().numpy().astype(np.float32)
+        fc = f"fc{k}"
+        if layer.bias is not None:
+            nodes[fc] = nir.Affine(weight=w, bias=layer.bias.detach().cpu().numpy().astype(np.float32))
+        else:
+            nodes[fc] = nir.Linear(weight=w)
+        edges.append((prev, fc))
+        prev = fc
+        if layer.neuron is None:
+            continue
+        p = layer.neuron
+        if abs(p.dt - net.dt) > 1e-12 * net.dt:
+            raise NIRError(f"layer {k} has its own dt = {p.dt:g} s, different from the network's {net.dt:g} s; "
+                           "NIR graphs have one time step")
+        name, node = _neuron_node(nir, p, layer.units, scale, k, subtract)
+        nodes[name] = node
+        edges.append((prev, name))
+        if layer.recurrent:
+            rec = f"rec{k}"
+            nodes[rec] = nir.Linear(weight=layer.recurrent_weight.detach().cpu().numpy().astype(np.float32))
+            edges += [(name, rec), (rec, name)]
+        prev = name
+    nodes["output"] = nir.Output(output_type=np.array([net.output_size]))
+    edges.append((prev, "output"))
+    enc = net.encoder
+    metadata = {
+        "format": FORMAT,
+        "dt": float(dt),
+        "discretisation": CONVENTION,
+        "reset": "to value (v_reset), same step as the spike",
+        "neurolearn.model_dt": float(net.dt),
+        "neurolearn.time_scale": float(scale),
+        "neurolearn.decode": net.decode,
+        "neurolearn.encoder": json.dumps({f: getattr(enc, f) for f in ("kind", "steps", "gain", "threshold")}),
+    }
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def write(path: str | Path, net: Network, **kwargs: Any) -> None:
+    """Export ``net`` (see :func:`to_nir` for the options) to a ``.nir`` (HDF5) file."""
+    import os
+    import tempfile
+
+    graph = to_nir(net, **kwargs)
+    nir = _nir()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:  # write beside the target, then rename: never a half-written .nir
+        nir.write(tmp, graph)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ======================================================================================
+# Import
+# ======================================================================================
+
+
+def read(path: str | Path, **kwargs: Any) -> Network:
+    """Read a ``.nir`` file into a neurolearn network (see :func:`from_nir`)."""
+    return from_nir(read_graph(path), **kwargs)
+
+
+def read_graph(path: str | Path):
+    """``nir.read`` with a clear error for missing, truncated or corrupt files."""
+    nir = _nir()
+    path = Path(path)
+    if not path.is_file():
+        raise NIRError(f"no NIR file at {path}")
+    try:
+        return nir.read(path)
+    except Exception as exc:  # h5py and nir raise many kinds for damaged files
+        raise NIRError(
+            f"{path} is not a readable NIR graph: the file is corrupt, truncated or not NIR "
+            f"({type(exc).__name__}: {str(exc)[:200]}); export it again"
+        ) from None
+
+
+def _flatten_subgraphs(nodes: dict[str, Any], edges: list[tuple[str, str]]):
+    """Inline nested ``NIRGraph`` nodes (snnTorch writes RLeaky as one): names become ``outer.inner``."""
+    nir = _nir()
+    nodes, edges = dict(nodes), list(edges)
+    while any(isinstance(n, nir.NIRGraph) for n in nodes.values()):
+        name = next(k for k, n in nodes.items() if isinstance(n, nir.NIRGraph))
+        sub = nodes.pop(name)
+        inputs = [k for k, n in sub.nodes.items() if isinstance(n, nir.Input)]
+        outputs = [k for k, n in sub.nodes.items() if isinstance(n, nir.Output)]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise NIRError(f"sub-graph {name!r} needs exactly one Input and one Output node, has "
+                           f"{len(inputs)} and {len(outputs)}")
+        inner = {f"{name}.{k}": n for k, n in sub.nodes.items() if k not in (inputs[0], outputs[0])}
+        sub_in = [f"{name}.{d}" for s, d in sub.edges if s == inputs[0]]
+        sub_out = [f"{name}.{s}" for s, d in sub.edges if d == outputs[0]]
+        new_edges = [(f"{name}.{s}", f"{name}.{d}") for s, d in sub.edges if s != inputs[0] and d != outputs[0]]
+        for s, d in edges:
+            if d == name and s == name:
+                raise NIRError(f"sub-graph {name!r} is connected to itself")
+            if d == name:
+                new_edges += [(s, t) for t in sub_in]
+            elif s == name:
+                new_edges += [(f, d) for f in sub_out]
+            else:
+                new_edges.append((s, d))
+        nodes.update(inner)
+        edges = new_edges
+    return nodes, edges
+
+
+def _uniform(node_name: str, field: str, value: Any, n: int) -> float:
+    """One value for a population from a per-neuron NIR array (which must be uniform)."""
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size not in (1, n):
+        raise ShapeError(f"node {node_name!r}: {field} has {arr.size} values but the population has {n} neurons")
+    if not np.all(arr == arr[0]):
+        raise NIRError(
+            f"node {node_name!r}: {field} differs between neurons ({arr.min():g} .. {arr.max():g}); neurolearn "
+            "layers share one value per population. Split the population or make the values equal"
+        )
+    return float(arr[0])
+
+
+def _neuron_from_node(nir, name: str, node: Any, n: int, dt: float, scale: float) -> LIFParams | LIParams:
+    """neurolearn neuron parameters of a NIR neuron node, discretised at ``dt`` (model time: / scale)."""
+    u = lambda f: _uniform(name, f, getattr(node, f), n)  # noqa: E731
+    dt_model = dt / scale
+    try:
+        if isinstance(node, nir.LI):
+            return LIParams(tau=u("tau") / scale, dt=dt_model, v_leak=u("v_leak"), r=u("r"))
+        common = dict(dt=dt_model, threshold=u("v_threshold"), v_reset=u("v_reset"), v_leak=u("v_leak"),
+                      r=u("r"), reset="value")
+        if isinstance(node, nir.CubaLIF):
+            return LIFParams(tau_mem=u("tau_mem") / scale, tau_syn=u("tau_syn") / scale, w_in=u("w_in"), **common)
+        return LIFParams(tau_mem=u("tau") / scale, **common)
+    except ConfigError as exc:
+        raise NIRError(f"node {name!r} ({type(node).__name__}) cannot be simulated at dt = {dt:g} s: {exc}. "
+                       "Pass from_nir(..., dt=...) with the step the graph was made for") from None
+
+
+def _size_of(type_dict: Any) -> int | None:
+    if not type_dict:
+        return None
+    shape = next(iter(type_dict.values())) if isinstance(type_dict, dict) else type_dict
+    shape = np.asarray(shape).reshape(-1)
+    return int(np.prod(shape)) if shape.size else None
+
+
+def from_nir(
+    graph: Any,
+    *,
+    dt: float | None = None,
+    encoder: Encoder | None = None,
+    decode: str | None = None,
+) -> Network:
+    """A neurolearn :class:`Network` from a NIR graph (or the path of a ``.nir`` file).
+
+    The graph must be a chain ``Input -> (Affine|Linear) -> [LIF|CubaLIF|LI] -> ... -> Output``
+    (a neuron node without weights before it gets identity weights), where a neuron node may
+    have a recurrent cycle through one ``Affine``/``Linear`` node. ``dt``: the step to
+    discretise with (default: the graph's metadata ``dt``, else :data:`NIR_DT`). Neuron
+    parameters must be uniform within a population; the reset is to ``v_reset`` (NIR's meaning).
+    """
+    nir = _nir()
+    if isinstance(graph, (str, Path)):
+        graph = read_graph(graph)
+    if not isinstance(graph, nir.NIRGraph):
+        raise NIRError(f"expected a nir.NIRGraph or a .nir path, got {type(graph).__name__}")
+    meta = dict(graph.metadata or {})
+    nodes, edges = _flatten_subgraphs(graph.nodes, graph.edges)
+    for name, node in nodes.items():
+        if type(node).__name__ not in SUPPORTED_NODES:
+            raise NIRError(f"node {name!r} has type {type(node).__name__}, which neurolearn cannot import; "
+                           f"supported node types: {', '.join(SUPPORTED_NODES)}")
+    for s, d in edges:
+        for end in (s, d):
+            if end not in nodes:
+                raise NIRError(f"edge ({s!r}, {d!r}) names a node {end!r} that the graph does not have")
+    inputs = [k for k, n in nodes.items() if isinstance(n, nir.Input)]
+    outputs = [k for k, n in nodes.items() if isinstance(n, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise NIRError(
+            f"the graph has {len(inputs)} Input and {len(outputs)} Output nodes; neurolearn imports graphs with "
+            "exactly one of each (NIR needs explicit Input/Output nodes, in particular around recurrent cycles)"
+        )
+    succ: dict[str, list[str]] = {k: [] for k in nodes}
+    pred: dict[str, list[str]] = {k: [] for k in nodes}
+    for s, d in edges:
+        succ[s].append(d)
+        pred[d].append(s)
+    neuron_types = (nir.LIF, nir.CubaLIF, nir.LI)
+    weight_types = (nir.Affine, nir.Linear)
+    # Recurrent weights: a weight node whose only input and only output is the same neuron node.
+    recurrent: dict[str, str] = {}
+    for name, node in nodes.items():
+        if isinstance(node, weight_types) and len(succ[name]) == 1 and pred[name] == succ[name]:
+            target = succ[name][0]
+            if isinstance(nodes[target], (nir.LIF, nir.CubaLIF)):
+                if target in recurrent:
+                    raise NIRError(f"node {target!r} has two recurrent weight nodes; neurolearn supports one")
+                recurrent[target] = name
+
+    # Walk the chain from the Input node.
+    chain: list[str] = []
+    seen = set()
+    cur = inputs[0]
+    while True:
+        forward = [d for d in succ[cur] if d != recurrent.get(cur)]
+        if cur == outputs[0]:
+            if forward:
+                raise NIRError(f"the Output node {cur!r} has outgoing edges")
+            break
+        if len(forward) != 1:
+            raise NIRError(
+                f"node {cur!r} has {len(forward)} outgoing edges ({forward}); neurolearn imports chains of layers "
+                "(branches, merges and skip connections are not supported)" if forward else
+                f"node {cur!r} is a dead end: no path from the Input node to the Output node"
+            )
+        nxt = forward[0]
+        if nxt in seen or nxt == inputs[0]:
+            raise NIRError(
+                f"the graph has a cycle through {nxt!r} that is not a recurrent layer (neuron -> Affine/Linear -> "
+                "same neuron); other cycles are not supported"
+            )
+        back = [s for s in pred[nxt] if s != recurrent.get(nxt)]
+        if len(back) != 1:
+            raise NIRError(f"node {nxt!r} has {len(back)} incoming edges {back}; neurolearn imports chains of layers")
+        seen.add(nxt)
+        chain.append(nxt)
+        cur = nxt
+    unreached = set(nodes) - seen - {inputs[0]} - set(recurrent.values())
+    if unreached:
+        raise NIRError(f"nodes {sorted(unreached)} are not on the path from Input to Output")
+
+    step = float(dt if dt is not None else meta.get("dt", NIR_DT))
+    scale = float(meta.get("neurolearn.time_scale", 1.0)) if dt is None else 1.0
+    size = _size_of(nodes[inputs[0]].input_type)
+    if size is None:
+        raise NIRError(f"the Input node {inputs[0]!r} has no shape")
+
+    layers: list[Dense] = []
+    i = 0
+    body = chain[:-1]  # the last is the Output node
+    while i < len(body):
+        name = body[i]
+        node = nodes[name]
+        if isinstance(node, nir.Flatten):
+            i += 1
+            continue
+        if isinstance(node, weight_types):
+            w = np.asarray(node.weight, dtype=np.float32)
+            if w.ndim != 2:
+                raise ShapeError(f"node {name!r}: weight must be a matrix (out x in), got shape {list(w.shape)}")
+            if w.shape[1] != size:
+                raise ShapeError(f"shapes do not chain: node {name!r} expects {w.shape[1]} inputs but receives "
+                                 f"{size}")
+            bias = np.asarray(node.bias, dtype=np.float32).reshape(-1) if isinstance(node, nir.Affine) else None
+            if bias is not None and bias.size != w.shape[0]:
+                raise ShapeError(f"node {name!r}: bias has {bias.size} values for {w.shape[0]} outputs")
+            i += 1
+        else:
+            if not isinstance(node, neuron_types):
+                raise NIRError(f"node {name!r} ({type(node).__name__}) cannot start a layer")
+            w, bias = np.eye(size, dtype=np.float32), None
+        n_out = w.shape[0]
+        neuron = None
+        rec_w = None
+        if i < len(body) and isinstance(nodes[body[i]], neuron_types):
+            nname = body[i]
+            neuron = _neuron_from_node(nir, nname, nodes[nname], n_out, step, scale)
+            if nname in recurrent:
+                rnode = nodes[recurrent[nname]]
+                rec_w = np.asarray(rnode.weight, dtype=np.float32)
+                if rec_w.shape != (n_out, n_out):
+                    raise ShapeError(f"shapes do not chain: recurrent node {recurrent[nname]!r} has weight "
+                                     f"{list(rec_w.shape)} for a population of {n_out}")
+                if isinstance(rnode, nir.Affine):  # a constant recurrent bias adds to the input bias
+                    rb = np.asarray(rnode.bias, dtype=np.float32).reshape(-1)
+                    bias = rb if bias is None else bias + rb
+            i += 1
+        layer = Dense(size, n_out, neuron, bias=bias is not None, recurrent=rec_w is not None)
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(w))
+            if bias is not None:
+                layer.bias.copy_(torch.from_numpy(bias))
+            if rec_w is not None:
+                layer.recurrent_weight.copy_(torch.from_numpy(rec_w))
+        layers.append(layer)
+        size = n_out
+    if not layers:
+        raise NIRError("the graph has no layers between its Input and Output nodes")
+    out_size = _size_of(nodes[outputs[0]].output_type)
+    if out_size is not None and out_size != size:
+        raise ShapeError(f"shapes do not chain: the Output node declares {out_size} values, the last layer has {size}")
+    if encoder is None:
+        enc_cfg = json.loads(meta["neurolearn.encoder"]) if "neurolearn.encoder" in meta else {}
+        encoder = Encoder(**enc_cfg)
+    decode = decode or str(meta.get("neurolearn.decode", "last"))
+    if decode not in DECODES:
+        decode = "last"
+    return Network(layers, encoder=encoder, decode=decode, dt=step / scale)

@@ -1,0 +1,327 @@
+r"""snnTorch interop: train an existing snnTorch model with neurolearn's rules, in place,
+and turn a neurolearn spiking network into a plain snnTorch model.
+
+:func:`wrap_snntorch` reads an snnTorch model made of ``nn.Linear`` layers each followed by
+``snn.Leaky``, ``snn.Synaptic`` or ``snn.RLeaky`` (explicit or hidden state: ``init_hidden``
+does not matter) and returns a neurolearn :class:`~neurolearn.network.Network` whose layers
+hold **the very same** ``nn.Parameter`` objects (``weight``, ``bias`` and the recurrent
+weight). Any neurolearn rule trains the network and the snnTorch model changes with it.
+Modules are taken in registration order (``model.modules()``), which is the execution order
+of ``nn.Sequential`` and of the usual ``__init__``/``forward`` pairs; check with a test input
+if your ``forward`` runs them in another order.
+
+The dynamics map one to one (snnTorch with ``reset_delay=False``, neurolearn's forward Euler
+with ``r = tau/dt``):
+
+- ``Leaky(beta)``: ``mem = beta mem + I`` ↔ LIF with ``tau_mem = dt/(1 - beta)``;
+- ``Synaptic(alpha, beta)``: ``syn = alpha syn + I; mem = beta mem + syn`` ↔ CubaLIF with
+  ``tau_syn = dt/(1 - alpha)``;
+- ``RLeaky(beta, all_to_all=True)``: ``+ W_rec spk[t-1]`` ↔ a recurrent LIF layer;
+- ``reset_mechanism="zero"`` ↔ ``reset="value", v_reset=0``; ``"subtract"`` ↔ ``"subtract"``
+  (needs ``reset_delay=False``: with snnTorch's default delayed reset the subtraction lands
+  one step late, outside the leak, which neurolearn does not model); a final
+  ``Leaky(reset_mechanism="none")`` read through its membrane (``readout="mem"``) ↔ LI.
+
+Refused with a clear error: per-neuron ``beta``/``threshold`` that differ, ``beta >= 1``
+(no leak), graded spikes, inhibition, state quantisation, non-zero recurrent biases,
+diagonal (``all_to_all=False``) recurrence, conv layers. The surrogate gradient of the
+wrapped network is neurolearn's (atan), which only matters for BPTT.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from neurolearn.encoders import Encoder
+from neurolearn.errors import ConfigError, ShapeError
+from neurolearn.layers import Dense
+from neurolearn.network import Network
+from neurolearn.neurons import LIFParams, LIParams, RateParams
+
+_PASSTHROUGH = (nn.Flatten, nn.Identity)
+
+
+def _snn():
+    try:
+        import snntorch as snn
+    except ImportError as exc:  # pragma: no cover - snntorch is a declared dependency
+        raise ConfigError("snnTorch interop needs the `snntorch` package: pip install snntorch") from exc
+    return snn
+
+
+def _scalar(module: nn.Module, name: str, value) -> float:
+    t = torch.as_tensor(value, dtype=torch.float64).detach().reshape(-1)
+    if t.numel() == 0:
+        raise ConfigError(f"{type(module).__name__}.{name} is empty")
+    if not torch.all(t == t[0]):
+        raise ConfigError(
+            f"{type(module).__name__}.{name} differs between neurons ({t.min().item():g} .. {t.max().item():g}); "
+            "neurolearn layers share one value per population"
+        )
+    return float(t[0])
+
+
+def _tau(module: nn.Module, name: str, decay: float, dt: float) -> float:
+    if not 0.0 <= decay < 1.0:
+        raise ConfigError(
+            f"{type(module).__name__}.{name} = {decay:g}: neurolearn's neurons leak, so the decay must lie in "
+            f"[0, 1) (tau = dt/(1 - {name}))"
+        )
+    return dt / (1.0 - decay)
+
+
+def _neuron_params(module: nn.Module, dt: float, readout_mem: bool) -> LIFParams | LIParams:
+    """neurolearn parameters equivalent to one snnTorch neuron module."""
+    snn = _snn()
+    kind = type(module).__name__
+    beta = _scalar(module, "beta", module.beta.clamp(0, 1))
+    tau_mem = _tau(module, "beta", beta, dt)
+    mech = module.reset_mechanism
+    if readout_mem:
+        if not isinstance(module, snn.Leaky) or isinstance(module, snn.RLeaky) or mech != "none":
+            raise ConfigError(
+                f"a membrane readout must be a snn.Leaky with reset_mechanism='none' (a leaky integrator); "
+                f"got {kind} with reset {mech!r}"
+            )
+        return LIParams(tau=tau_mem, dt=dt)
+    if float(torch.as_tensor(module.graded_spikes_factor).reshape(-1)[0]) != 1.0:
+        raise ConfigError(f"{kind}: graded spikes (graded_spikes_factor != 1) are not supported")
+    if getattr(module, "inhibition", False):
+        raise ConfigError(f"{kind}: inhibition=True (winner-take-all) is not supported")
+    if getattr(module, "state_quant", False):
+        raise ConfigError(f"{kind}: state_quant is not supported (quantise weights with neurolearn.quantize)")
+    if mech == "none":
+        raise ConfigError(
+            f"{kind} has reset_mechanism='none'; as a hidden layer neurolearn needs a reset. For a final layer "
+            "read through its membrane, pass readout='mem'"
+        )
+    delayed = getattr(module, "reset_delay", True)
+    if delayed and not (mech == "zero" and type(module) is snn.Leaky):
+        raise ConfigError(
+            f"{kind}(reset_mechanism={mech!r}) with reset_delay=True resets one step late, which neurolearn "
+            "does not model; build it with reset_delay=False (snnTorch's import_from_nir does)"
+        )
+    threshold = _scalar(module, "threshold", module.threshold)
+    reset = "subtract" if mech == "subtract" else "value"
+    tau_syn = None
+    if isinstance(module, snn.Synaptic):
+        tau_syn = _tau(module, "alpha", _scalar(module, "alpha", module.alpha.clamp(0, 1)), dt)
+    return LIFParams(tau_mem=tau_mem, dt=dt, threshold=threshold, v_reset=0.0, reset=reset, tau_syn=tau_syn)
+
+
+def _collect(model: nn.Module) -> list[nn.Module]:
+    """The Linear and neuron modules of ``model`` in registration order (neurons' insides skipped)."""
+    snn = _snn()
+    neuron_types = (snn.Leaky, snn.Synaptic, snn.RLeaky)
+    found: list[nn.Module] = []
+
+    def visit(m: nn.Module) -> None:
+        for child in m.children():
+            if isinstance(child, neuron_types) or isinstance(child, nn.Linear):
+                found.append(child)
+            elif isinstance(child, _PASSTHROUGH):
+                continue
+            elif isinstance(child, (snn.RSynaptic,)):
+                raise ConfigError("snn.RSynaptic is not supported yet; use RLeaky or Synaptic")
+            elif isinstance(child, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                raise ConfigError(f"{type(child).__name__} layers are not supported by wrap_snntorch (dense only)")
+            elif len(list(child.children())) == 0:
+                if any(True for _ in child.parameters(recurse=False)) or not isinstance(child, nn.Module):
+                    raise ConfigError(f"module {type(child).__name__} has parameters neurolearn cannot map")
+                raise ConfigError(
+                    f"module {type(child).__name__} is not supported (allowed: nn.Linear, snn.Leaky, snn.Synaptic, "
+                    "snn.RLeaky, nn.Flatten, nn.Identity)"
+                )
+            else:
+                visit(child)
+
+    if isinstance(model, neuron_types) or isinstance(model, nn.Linear):
+        return [model]
+    visit(model)
+    return found
+
+
+def wrap_snntorch(
+    model: nn.Module,
+    *,
+    dt: float = 1e-3,
+    readout: str = "spikes",
+    encoder: Encoder | None = None,
+    decode: str = "last",
+) -> Network:
+    """A neurolearn network that shares ``model``'s parameters (see the module docstring).
+
+    ``dt``: the step the snnTorch model stands for (``tau = dt/(1 - beta)``; only a label,
+    the spikes do not depend on it). ``readout``: ``"spikes"`` (the last layer's spikes are
+    the output) or ``"mem"`` (the last module is a ``Leaky(reset_mechanism='none')`` whose
+    membrane is the output). ``encoder``/``decode``: as for :class:`Network`.
+    """
+    snn = _snn()
+    if readout not in ("spikes", "mem"):
+        raise ConfigError(f"readout must be 'spikes' or 'mem', got {readout!r}")
+    modules = _collect(model)
+    if not modules:
+        raise ConfigError("the model has no nn.Linear / snn.Leaky / snn.Synaptic / snn.RLeaky modules")
+    layers: list[Dense] = []
+    i = 0
+    while i < len(modules):
+        lin = modules[i]
+        if not isinstance(lin, nn.Linear):
+            raise ConfigError(
+                f"{type(lin).__name__} (module {i}) is not preceded by an nn.Linear; neurolearn layers are "
+                "weights followed by neurons"
+            )
+        if layers and lin.in_features != layers[-1].out_shape[0]:
+            raise ShapeError(f"shapes do not chain: nn.Linear {lin.in_features} inputs after a layer of "
+                             f"{layers[-1].out_shape[0]}")
+        i += 1
+        neuron_mod = modules[i] if i < len(modules) and not isinstance(modules[i], nn.Linear) else None
+        neuron = None
+        recurrent = isinstance(neuron_mod, snn.RLeaky)
+        if neuron_mod is not None:
+            last = i == len(modules) - 1
+            neuron = _neuron_params(neuron_mod, dt, readout_mem=(readout == "mem" and last))
+            i += 1
+        layer = Dense(lin.in_features, lin.out_features, neuron, bias=lin.bias is not None, recurrent=recurrent)
+        layer.weight = lin.weight  # shared: training the layer trains the snnTorch model
+        if lin.bias is not None:
+            layer.bias = lin.bias
+        if recurrent:
+            rec = neuron_mod.recurrent
+            if not getattr(neuron_mod, "all_to_all", True) or not isinstance(rec, nn.Linear):
+                raise ConfigError("RLeaky with all_to_all=False (diagonal V) is not supported; use all_to_all=True")
+            if rec.weight.shape != (lin.out_features, lin.out_features):
+                raise ShapeError(f"RLeaky recurrent weight {list(rec.weight.shape)} does not fit "
+                                 f"{lin.out_features} neurons")
+            if rec.bias is not None and bool(torch.any(rec.bias != 0)):
+                raise ConfigError(
+                    "RLeaky's recurrent nn.Linear has a non-zero bias, which neurolearn's recurrent layers do not "
+                    "have; zero it (rleaky.recurrent.bias.data.zero_()) and fold it into the input layer's bias"
+                )
+            layer.recurrent_weight = rec.weight
+        layers.append(layer)
+    if readout == "mem" and not isinstance(layers[-1].neuron, LIParams):
+        raise ConfigError("readout='mem' needs the model to end with a snn.Leaky(reset_mechanism='none')")
+    return Network(layers, encoder=encoder, decode=decode, dt=dt)
+
+
+# --------------------------------------------------------------------------------------
+# neurolearn -> snnTorch
+# --------------------------------------------------------------------------------------
+
+
+class SNNTorchNet(nn.Module):
+    """A plain snnTorch model: ``nn.Linear`` + snnTorch neurons with explicit state.
+
+    ``forward(x)`` takes a time-major input ``[T, B, features]`` and returns the last
+    layer's output over time ``[T, B, C]`` (spikes, or the membrane of a leaky readout).
+    """
+
+    def __init__(self, linears: Sequence[nn.Linear], neurons: Sequence[nn.Module | None], readouts: Sequence[str]):
+        super().__init__()
+        self.linears = nn.ModuleList(linears)
+        self.neurons = nn.ModuleList([n if n is not None else nn.Identity() for n in neurons])
+        self.readouts = list(readouts)  # "spikes", "mem" or "linear" per layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        snn = _snn()
+        steps = x.shape[0]
+        state: list[tuple | None] = [None] * len(self.linears)
+        outs = []
+        for t in range(steps):
+            h = x[t].flatten(1)
+            for k, (lin, neu) in enumerate(zip(self.linears, self.neurons)):
+                cur = lin(h)
+                if self.readouts[k] == "linear":
+                    h = cur
+                    continue
+                st = state[k]
+                if isinstance(neu, snn.RLeaky):
+                    spk, mem = st if st is not None else (torch.zeros_like(cur), torch.zeros_like(cur))
+                    spk, mem = neu(cur, spk, mem)
+                    state[k] = (spk, mem)
+                elif isinstance(neu, snn.Synaptic):
+                    syn, mem = st if st is not None else (torch.zeros_like(cur), torch.zeros_like(cur))
+                    spk, syn, mem = neu(cur, syn, mem)
+                    state[k] = (syn, mem)
+                else:
+                    mem = st[0] if st is not None else torch.zeros_like(cur)
+                    spk, mem = neu(cur, mem)
+                    state[k] = (mem,)
+                h = mem if self.readouts[k] == "mem" else spk
+            outs.append(h)
+        return torch.stack(outs)
+
+
+def to_snntorch(net: Network) -> SNNTorchNet:
+    """A copy of a neurolearn spiking network as an snnTorch model (neurons with ``reset_delay=False``).
+
+    Needs what snnTorch can express: dense layers; LIF/CubaLIF with ``v_leak = 0``, input
+    gain ``r (1 - beta) = 1`` (the default ``r = tau/dt``; CubaLIF also ``w_in = tau_syn/dt``)
+    and reset by subtraction or to ``v_reset = 0``; LI readouts with ``v_leak = 0`` and unit
+    gain (as ``Leaky(reset_mechanism='none')`` read through its membrane).
+    """
+    snn = _snn()
+    linears, neurons, readouts = [], [], []
+    for k, layer in enumerate(net.layers):
+        if not isinstance(layer, Dense):
+            raise ConfigError(f"layer {k} is a {type(layer).__name__}; to_snntorch converts dense layers only")
+        if layer.decorrelation is not None:
+            from neurolearn.export.nir import merged_weight
+
+            weight = merged_weight(layer)
+        else:
+            weight = layer.weight.detach()
+        lin = nn.Linear(weight.shape[1], weight.shape[0], bias=layer.bias is not None)
+        with torch.no_grad():
+            lin.weight.copy_(weight)
+            if layer.bias is not None:
+                lin.bias.copy_(layer.bias.detach())
+        p = layer.neuron
+        if isinstance(p, RateParams):
+            raise ConfigError(f"layer {k} has rate units ({p.activation}); snnTorch models are spiking: use lif / "
+                              "cuba_lif / li neurons")
+        if p is None:
+            if layer.recurrent:
+                raise ConfigError(f"layer {k} is recurrent without neurons; not convertible")
+            linears.append(lin), neurons.append(None), readouts.append("linear")
+            continue
+        if p.v_leak != 0:
+            raise ConfigError(f"layer {k}: v_leak = {p.v_leak} != 0 cannot be expressed in snnTorch neurons")
+        gain = (1.0 - p.beta) * p.r
+        if not math.isclose(gain, 1.0, rel_tol=1e-6):
+            raise ConfigError(f"layer {k}: input gain r (1 - beta) = {gain:g} != 1 (r differs from tau/dt); "
+                              "snnTorch neurons add their input 1:1")
+        if isinstance(p, LIParams):
+            if layer.recurrent:
+                raise ConfigError(f"layer {k}: a recurrent leaky readout is not convertible")
+            neu = snn.Leaky(beta=p.beta, reset_mechanism="none", reset_delay=False)
+            readouts.append("mem")
+        else:
+            if p.reset == "value" and p.v_reset != 0:
+                raise ConfigError(f"layer {k}: reset to v_reset = {p.v_reset} != 0; snnTorch resets to zero only")
+            mech = "subtract" if p.reset == "subtract" else "zero"
+            kw = dict(threshold=p.threshold, reset_mechanism=mech, reset_delay=False)
+            if p.current_based:
+                if not math.isclose((1.0 - p.alpha) * p.w_in, 1.0, rel_tol=1e-6):
+                    raise ConfigError(f"layer {k}: w_in (1 - alpha) != 1; snnTorch's Synaptic adds its input 1:1")
+                if layer.recurrent:
+                    raise ConfigError(f"layer {k}: recurrent CubaLIF (RSynaptic) is not converted yet")
+                neu = snn.Synaptic(alpha=p.alpha, beta=p.beta, **kw)
+            elif layer.recurrent:
+                n = layer.units
+                neu = snn.RLeaky(beta=p.beta, linear_features=n, all_to_all=True, **kw)
+                with torch.no_grad():
+                    neu.recurrent.weight.copy_(layer.recurrent_weight.detach())
+                    if neu.recurrent.bias is not None:
+                        neu.recurrent.bias.zero_()
+            else:
+                neu = snn.Leaky(beta=p.beta, **kw)
+            readouts.append("spikes")
+        linears.append(lin)
+        neurons.append(neu)
+    return SNNTorchNet(linears, neurons, readouts)
