@@ -90,6 +90,27 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from neurolearn.export.nir import NIR_DT, read, write
+    from neurolearn.runs import load_trained
+
+    run = load_trained(args.run_dir)
+    write(args.nir, run.model, dt=args.dt if args.dt is not None else NIR_DT,
+          subtract="as_value" if args.subtract_as_value else "refuse")
+    # read it back and compare spike for spike on a few test samples
+    back = read(args.nir)
+    x = run.dataset.x_test[: args.check_samples]
+    with torch.no_grad():
+        xe = run.model.encode(x, torch.Generator().manual_seed(0))
+        a, b = run.model.run(xe), back.run(xe)
+    equal = all(torch.equal(la.act, lb.act) for la, lb, layer in zip(a.layers, b.layers, run.model.layers) if layer.spiking)
+    print(json.dumps({"nir": str(args.nir), "check_samples": int(x.shape[0]), "reimport_spikes_equal": equal,
+                      "reimport_max_output_diff": float((a.output - b.output).abs().max())}, indent=2))
+    return 0
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     from neurolearn.rules import RULES
 
@@ -134,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the ready model definitions").set_defaults(func=cmd_models)
     sub.add_parser("rules", help="list the learning rules and what each needs").set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("export", help="export a trained spiking run to NIR (neuromorphic hardware); see docs/nir.md")
+    p.add_argument("run_dir")
+    p.add_argument("--nir", required=True, metavar="OUT.nir", help="the NIR (HDF5) file to write")
+    p.add_argument("--dt", type=float, default=None,
+                   help="step the graph is written for (default 1e-4 s, snnTorch's; time constants rescaled)")
+    p.add_argument("--subtract-as-value", action="store_true",
+                   help="export reset-by-subtraction layers as reset-to-value (spikes will differ; warns)")
+    p.add_argument("--check-samples", type=int, default=64, help="test samples compared after re-import")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -52,7 +52,7 @@ import torch
 
 from neurolearn.encoders import Encoder
 from neurolearn.errors import ConfigError, NeurolearnError, ShapeError
-from neurolearn.layers import Dense, Layer
+from neurolearn.layers import Dense
 from neurolearn.network import DECODES, Network
 from neurolearn.neurons import LIFParams, LIParams, RateParams
 
@@ -86,25 +86,17 @@ def _nir():
 # ======================================================================================
 
 
-def merged_weight(layer: Layer) -> torch.Tensor:
-    """The weight a layer applies to its raw input: ``W R`` with decorrelation, else ``W``.
+def merged(net: Network) -> Network:
+    """``net`` with every decorrelation folded into its weights (``W R``, ``b - W mu``): same outputs.
 
-    The decorrelation is linear (``x̃ = R x``), so ``R`` is read off by applying it to the
-    identity: ``decorrelation(I) = I R^T``.
+    Uses :func:`neurolearn.decorrelation.merge_decorrelation`; returns ``net`` itself when no
+    layer decorrelates.
     """
-    w = layer.weight.detach()
-    if layer.decorrelation is None:
-        return w
-    try:
-        from neurolearn.decorrelation import merge_decorrelation  # type: ignore[attr-defined]
-    except ImportError:
-        merge_decorrelation = None
-    if merge_decorrelation is not None:
-        return merge_decorrelation(layer).detach()
-    n_in = w.shape[1]
-    with torch.no_grad():
-        rt = layer.decorrelation(torch.eye(n_in, dtype=w.dtype, device=w.device))
-    return w @ rt.T
+    if all(getattr(layer, "decorrelation", None) is None for layer in net.layers):
+        return net
+    from neurolearn.decorrelation import merge_decorrelation
+
+    return merge_decorrelation(net)
 
 
 def _per_neuron(value: float, n: int) -> np.ndarray:
@@ -169,13 +161,14 @@ def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise ConfigError(f"dt must be a positive number of seconds, got {dt!r}")
     _check_exportable(net)
+    net = merged(net)
     scale = dt / net.dt
     n_in = math.prod(net.input_shape)
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([n_in]))}
     edges: list[tuple[str, str]] = []
     prev = "input"
     for k, layer in enumerate(net.layers):
-        w = merged_weight(layer).cpu().numpy().astype(np.float32)
+        w = layer.weight.detach().cpu().numpy().astype(np.float32)
         fc = f"fc{k}"
         if layer.bias is not None:
             nodes[fc] = nir.Affine(weight=w, bias=layer.bias.detach().cpu().numpy().astype(np.float32))

@@ -265,17 +265,15 @@ def to_snntorch(net: Network) -> SNNTorchNet:
     and reset by subtraction or to ``v_reset = 0``; LI readouts with ``v_leak = 0`` and unit
     gain (as ``Leaky(reset_mechanism='none')`` read through its membrane).
     """
+    from neurolearn.export.nir import merged
+
     snn = _snn()
+    net = merged(net)  # decorrelation folded into the weights
     linears, neurons, readouts = [], [], []
     for k, layer in enumerate(net.layers):
         if not isinstance(layer, Dense):
             raise ConfigError(f"layer {k} is a {type(layer).__name__}; to_snntorch converts dense layers only")
-        if layer.decorrelation is not None:
-            from neurolearn.export.nir import merged_weight
-
-            weight = merged_weight(layer)
-        else:
-            weight = layer.weight.detach()
+        weight = layer.weight.detach()
         lin = nn.Linear(weight.shape[1], weight.shape[0], bias=layer.bias is not None)
         with torch.no_grad():
             lin.weight.copy_(weight)
