@@ -5,9 +5,13 @@ from __future__ import annotations
 from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.rules.backprop import Backprop
 from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
+from neurolearn.rules.perturbation import ActivityNodePerturbation, NodePerturbation, WeightPerturbation
 
 RULES: dict[str, type[Rule]] = {
     Backprop.name: Backprop,
+    WeightPerturbation.name: WeightPerturbation,
+    NodePerturbation.name: NodePerturbation,
+    ActivityNodePerturbation.name: ActivityNodePerturbation,
 }
 
 
@@ -21,4 +25,5 @@ def make_rule(name: str, **params) -> Rule:
         raise ConfigError(f"bad parameters for rule {name!r}: {exc}") from None
 
 
-__all__ = ["RULES", "make_rule", "Rule", "GradientRule", "Requirements", "StepOutput", "Backprop"]
+__all__ = ["RULES", "make_rule", "Rule", "GradientRule", "Requirements", "StepOutput", "Backprop",
+           "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation"]

@@ -1,0 +1,415 @@
+r"""Perturbation rules with a global reward: weight perturbation (WP), node perturbation (NP)
+and activity-based node perturbation (ANP).
+
+The only error signal is a **broadcast scalar per sample**, the loss difference between a
+noisy and a clean run of the same input (``δL = L(noisy) - L(clean)``); every synapse
+combines it with a post-synaptic term it sees locally and its pre-synaptic activity
+``x̃`` (the layer's ``input`` tap of the clean run). Nothing is differentiated: no
+backward pass, no weight transport, no surrogate derivative.
+
+Node noise ``ε ~ N(0, σ²)`` (or Bernoulli ``±σ``) is injected into every layer's
+pre-activation ``z`` (the input current of a spiking layer). For layer ``l``, sample ``n``
+(sums over time steps ``t`` of a sequence; the batch is averaged):
+
+- **NP** (Williams / REINFORCE):  ``g_l = δL · ε_l / σ²``
+- **ANP** (Dalm et al. 2023): the *measured* pre-activation difference
+  ``δz_l = z_l^noisy - z_l^clean`` (the layer's own noise plus everything propagated from
+  earlier layers and earlier steps) replaces the noise:
+  ``g_l = c · δL · δz_l / ‖δz‖²`` with ``‖δz‖² = Σ_k ‖δz_k‖²`` over the whole network
+  (``norm="network"``, Dalm et al.) or ``‖δz_l‖²`` of the layer alone (``norm="layer"``,
+  the RNN paper); ``c = N`` (``scale="n"``, unbiased for isotropic directions: ``N`` = the
+  number of perturbed entries in the norm), ``√N`` (``scale="sqrt"``, the authors' code)
+  or a number. ANP never needs to read the noise, so it works with hardware noise.
+- **WP**: every weight is perturbed, ``W + ξ``, ``ξ ~ N(0, σ²)`` (one draw per mini-batch);
+  ``g_W = ⟨δL⟩_B · ξ / σ²``.
+
+Then ``∂L/∂W_l ≈ ⟨Σ_t g_l[t] x̃_l[t]ᵀ⟩_B``, ``∂L/∂b_l ≈ ⟨Σ_t g_l[t]⟩_B`` and, for a
+recurrent layer, ``∂L/∂W_rec ≈ ⟨Σ_t g_l[t] h_l[t-1]ᵀ⟩_B``; the estimate goes into
+``.grad`` and any ``torch.optim`` optimizer applies it (Adam absorbs the constants; with SGD
+``c`` and ``σ`` matter).
+
+Variants (``passes``):
+
+- ``"clean"`` (default): a clean and a noisy run, as one doubled batch ``[x; x]``;
+- ``"noisy-noisy"``: both runs noisy with independent noise (hardware whose noise cannot
+  be switched off): ANP uses the measured ``δz`` as before, NP and WP use the noise
+  difference ``ε₂ - ε₁`` and divide by ``2σ²``;
+- ``"baseline"``: a single noisy run against a running average ``b`` of the loss
+  (reward-prediction error ``δL = L - b``, ``b ← λ b + (1-λ) ⟨L⟩_B``); NP and WP only
+  (ANP needs the clean activity).
+
+Networks with state over time (recurrent, spiking) are handled in two ways:
+
+- *sequence-level* (this module): one loss per sequence (e.g. a class from the mean readout
+  of a spiking net); the runs' taps are kept over the ``T`` steps (activity only, no graph)
+  and ``δL`` of the sequence multiplies ``Σ_t g[t] x̃[t]ᵀ``; the ANP norm runs over space
+  and time. For spiking layers ``activity="mem"`` uses the membrane difference instead of
+  the current, and ``trace_tau`` (seconds) filters the pre-synaptic spikes into a trace
+  ``x̄[t] = β x̄[t-1] + x̃[t]``, ``β = 1 - dt/τ``.
+- *time-domain* (:mod:`neurolearn.rules.perturbation_time`): with a target at every step,
+  per-step loss differences ``δL_t`` are paired with per-step activity differences and
+  applied online (memory independent of ``T``) or accumulated over the sequence.
+  ``time_domain=None`` picks it when the network is temporal and the task has per-step
+  targets.
+
+What a synapse needs: pre-synaptic activity, a post-synaptic term (its own noise for NP,
+its own activity difference for ANP, its own weight noise for WP) and the broadcast
+scalar ``δL``. ANP's network-wide norm is one more broadcast scalar (or per layer).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+
+from neurolearn.errors import ConfigError, unknown_name
+from neurolearn.layers import Conv2d, Layer
+from neurolearn.network import LayerRecord, Network, Record
+from neurolearn.objectives import Objective
+from neurolearn.rules.base import GradientRule, Requirements, StepOutput
+
+NOISES = ("gaussian", "bernoulli")
+PASSES = ("clean", "noisy-noisy", "baseline")
+NORMS = ("network", "layer")
+ACTIVITIES = ("pre", "mem")
+APPLY = ("online", "sequence")
+
+
+# ------------------------------------------------------------------------ helpers
+def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch.Generator | None,
+               like: torch.Tensor) -> torch.Tensor:
+    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ``."""
+    if kind == "gaussian":
+        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
+    u = torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype)
+    return (2.0 * u - 1.0) * sigma
+
+
+def weight_grad(layer: Layer, inp: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``Σ_n g[n] ⊗ x̃[n]`` for a dense layer (``g`` ``[M, out]``, ``inp`` ``[M, in]``),
+    or the same correlation through the convolution for a conv layer (summed over ``M``)."""
+    if isinstance(layer, Conv2d):
+        inp = inp.reshape(inp.shape[0], *layer.in_shape)
+        return torch.nn.grad.conv2d_weight(inp, layer.weight.shape, g, stride=layer.stride, padding=layer.padding)
+    return g.reshape(g.shape[0], -1).t() @ inp.reshape(inp.shape[0], -1)
+
+
+def bias_grad(g: torch.Tensor) -> torch.Tensor:
+    """``Σ g`` over samples (and positions of a conv layer) per output unit/channel."""
+    return g.sum(0) if g.dim() == 2 else g.sum(dim=(0, *range(2, g.dim())))
+
+
+def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:
+    """Accumulate ``value`` into ``param.grad``."""
+    if param is None:
+        return
+    if param.grad is None:
+        param.grad = value.detach().clone()
+    else:
+        param.grad.add_(value)
+
+
+def layer_params(model: Network) -> list[tuple[int, str, torch.nn.Parameter]]:
+    """The parameters these rules learn: each layer's weight, bias and recurrent weight."""
+    out = []
+    for k, layer in enumerate(model.layers):
+        for name in ("weight", "bias", "recurrent_weight"):
+            p = getattr(layer, name, None)
+            if p is not None and p.requires_grad:
+                out.append((k, name, p))
+    return out
+
+
+def trace_beta(model: Network, trace_tau: float | None) -> float:
+    """Decay ``β = 1 - dt/τ`` of the pre-synaptic trace (0: the raw input)."""
+    if not trace_tau:
+        return 0.0
+    if trace_tau < model.dt:
+        raise ConfigError(f"trace_tau = {trace_tau:g} s is shorter than the model's dt = {model.dt:g} s")
+    return 1.0 - model.dt / trace_tau
+
+
+def pre_traces(xs: list[torch.Tensor], beta: float) -> list[torch.Tensor]:
+    """Exponentially filtered inputs ``x̄[t] = β x̄[t-1] + x[t]`` (identity for ``β = 0``)."""
+    if beta == 0.0:
+        return xs
+    out, acc = [], torch.zeros_like(xs[0])
+    for x in xs:
+        acc = beta * acc + x
+        out.append(acc)
+    return out
+
+
+def _stack(items: list[torch.Tensor | None]) -> torch.Tensor | None:
+    if items[0] is None:
+        return None
+    return items[0].unsqueeze(0) if len(items) == 1 else torch.stack(items)
+
+
+# ------------------------------------------------------------------------ the rules
+class PerturbationRule(GradientRule):
+    """Shared machinery of WP, NP and ANP (see the module docstring)."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, sigma: float = 1e-3, noise: str = "gaussian", passes: str = "clean",
+                 baseline_decay: float = 0.99, time_domain: bool | None = None, apply: str = "sequence",
+                 trace_tau: float | None = None) -> None:
+        super().__init__()
+        if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
+            raise ConfigError(f"sigma must be a positive number, got {sigma!r}")
+        if noise not in NOISES:
+            raise unknown_name("noise", noise, NOISES)
+        if passes not in PASSES:
+            raise unknown_name("passes", passes, PASSES)
+        if apply not in APPLY:
+            raise unknown_name("apply", apply, APPLY)
+        if not 0.0 <= baseline_decay < 1.0:
+            raise ConfigError(f"baseline_decay must be in [0, 1), got {baseline_decay!r}")
+        self.sigma = float(sigma)
+        self.noise = noise
+        self.passes = passes
+        self.baseline_decay = float(baseline_decay)
+        self.time_domain = time_domain
+        self.apply = apply
+        self.trace_tau = trace_tau
+        self.baseline: float | None = None
+
+    # ---------------------------------------------------------------- noise
+    def draw(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return draw_noise(shape, self.sigma, self.noise, self.generator, like)
+
+    def pair_noise(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Node noise for a doubled batch ``[clean; noisy]`` (``shape`` = one half)."""
+        second = self.draw(shape, like)
+        first = self.draw(shape, like) if self.passes == "noisy-noisy" else torch.zeros_like(second)
+        return torch.cat([first, second])
+
+    @property
+    def noise_diff_var(self) -> float:
+        """Variance of the noise difference between the two runs (``σ²`` or ``2σ²``)."""
+        return (2.0 if self.passes == "noisy-noisy" else 1.0) * self.sigma**2
+
+    def reward_signal(self, noisy_loss: torch.Tensor) -> torch.Tensor:
+        """``L - b`` against the running-average baseline; updates ``b`` afterwards."""
+        mean = float(noisy_loss.mean())
+        base = mean if self.baseline is None else self.baseline
+        self.baseline = mean if self.baseline is None else self.baseline_decay * self.baseline + (
+            1.0 - self.baseline_decay) * mean
+        return noisy_loss - base
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline} if self.passes == "baseline" else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.baseline = state.get("baseline") if state else None
+
+    # ---------------------------------------------------------------- dispatch
+    def uses_time_domain(self, model: Network, objective: Objective) -> bool:
+        if self.time_domain is None:
+            return model.temporal and objective.sequential_targets
+        if self.time_domain and not objective.sequential_targets:
+            raise ConfigError(
+                f"rule {self.name!r}: time_domain=true needs a target at every step (a sequence task); "
+                "this task has one loss per sequence: leave time_domain unset")
+        return bool(self.time_domain)
+
+    def train_step(self, model, x, y, objective, optimizer) -> StepOutput:
+        if self.uses_time_domain(model, objective):
+            from neurolearn.rules.perturbation_time import time_domain_step  # imports this module
+
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                return time_domain_step(self, model, x, y, objective, optimizer)
+        return super().train_step(model, x, y, objective, optimizer)
+
+    def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
+                           objective: Objective) -> StepOutput:
+        with torch.no_grad():
+            if self.kind == "wp":
+                return self._weight_perturbation(model, x, y, objective)
+            return self._node_perturbation(model, x, y, objective)
+
+    # ---------------------------------------------------------------- node perturbation
+    def node_signal(self, dloss: torch.Tensor, diffs: list[torch.Tensor], noises: list[torch.Tensor],
+                    steps: int) -> list[torch.Tensor]:
+        """Per-layer post-synaptic factors ``g_l`` (``[S, B, ...]`` each), ``dloss`` ``[B]``."""
+        raise NotImplementedError
+
+    def _node_perturbation(self, model: Network, x: torch.Tensor, y: torch.Tensor,
+                           objective: Objective) -> StepOutput:
+        model.check_input(x)
+        steps, batch = x.shape[0], x.shape[1]
+        single = self.passes == "baseline"
+        xx = x if single else torch.cat([x, x], dim=1)
+        rows = xx.shape[1]
+        state = model.init_state(rows, x.device, x.dtype)
+        outs: list[torch.Tensor] = []
+        taps_t, noise_t = [], []
+        for t in range(steps):
+            if single:
+                noise = [self.draw(layer.pre_shape(batch), x) for layer in model.layers]
+            else:
+                noise = [self.pair_noise(layer.pre_shape(batch), x) for layer in model.layers]
+            out, state, taps = model.step(xx[t], state, noise)
+            outs.append(out)
+            taps_t.append(taps)
+            noise_t.append(noise)
+        output = _stack(outs)
+        pred = model.decode_output(output)
+        yy = y if single else torch.cat([y, y], dim=1 if y.dim() == 3 else 0)
+        loss = objective.loss(pred, yy)
+        nl = len(model.layers)
+        if single:
+            dloss = self.reward_signal(loss)
+            clean = slice(0, batch)
+            eps = [[noise_t[t][k] for t in range(steps)] for k in range(nl)]
+            diffs = eps
+        else:
+            dloss = loss[batch:] - loss[:batch]
+            clean = slice(0, batch)
+            eps = [[noise_t[t][k][batch:] - noise_t[t][k][:batch] for t in range(steps)] for k in range(nl)]
+            diffs = [[self._activity_diff(taps_t[t][k], batch) for t in range(steps)] for k in range(nl)]
+        g = self.node_signal(dloss, [_stack(d) for d in diffs], [_stack(e) for e in eps], steps)
+        beta = trace_beta(model, self.trace_tau)
+        for k, layer in enumerate(model.layers):
+            gk = g[k].reshape(steps * batch, *g[k].shape[2:])
+            inputs = pre_traces([taps_t[t][k].input[clean] for t in range(steps)], beta)
+            inp = _stack(inputs).reshape(steps * batch, -1)
+            add_grad(layer.weight, weight_grad(layer, inp, gk) / batch)
+            add_grad(layer.bias, bias_grad(gk) / batch)
+            if layer.recurrent_weight is not None:
+                rec = _stack([taps_t[t][k].rec[clean] for t in range(steps)]).reshape(steps * batch, -1)
+                add_grad(layer.recurrent_weight, weight_grad(layer, rec, gk) / batch)
+        record = Record(output=output[:, clean], layers=[
+            LayerRecord(*(_stack([getattr(taps_t[t][k], f)[clean] if getattr(taps_t[t][k], f) is not None
+                                  else None for t in range(steps)]) for f in ("input", "pre", "act", "mem", "rec")))
+            for k in range(nl)])
+        return StepOutput(loss[clean].detach(), pred[clean].detach(), record)
+
+    def _activity_diff(self, taps, batch: int) -> torch.Tensor:
+        return taps.pre[batch:] - taps.pre[:batch]
+
+    # ---------------------------------------------------------------- weight perturbation
+    def weight_noise(self, params: list[tuple[int, str, torch.nn.Parameter]]) -> list[torch.Tensor]:
+        return [self.draw(tuple(p.shape), p) for _, _, p in params]
+
+    def _run_with(self, model: Network, x: torch.Tensor, params, xi: list[torch.Tensor] | None,
+                  record: bool) -> Record:
+        if xi is None:
+            return model.run(x, record=record)
+        for (_, _, p), e in zip(params, xi):
+            p.add_(e)
+        try:
+            return model.run(x, record=record)
+        finally:
+            for (_, _, p), e in zip(params, xi):
+                p.sub_(e)
+
+    def _weight_perturbation(self, model: Network, x: torch.Tensor, y: torch.Tensor,
+                             objective: Objective) -> StepOutput:
+        params = layer_params(model)
+        xi2 = self.weight_noise(params)
+        xi1 = self.weight_noise(params) if self.passes == "noisy-noisy" else None
+        if self.passes == "baseline":
+            rec = self._run_with(model, x, params, xi2, record=True)
+            pred = model.decode_output(rec.output)
+            loss = objective.loss(pred, y)
+            dl = float(self.reward_signal(loss).mean())
+            diff = xi2
+        else:
+            rec = self._run_with(model, x, params, xi1, record=True)
+            pred = model.decode_output(rec.output)
+            loss = objective.loss(pred, y)
+            noisy = self._run_with(model, x, params, xi2, record=False)
+            dl = float((objective.loss(model.decode_output(noisy.output), y) - loss).mean())
+            diff = xi2 if xi1 is None else [b - a for a, b in zip(xi1, xi2)]
+        for (_, _, p), d in zip(params, diff):
+            add_grad(p, d * (dl / self.noise_diff_var))
+        return StepOutput(loss.detach(), pred.detach(), rec)
+
+
+class WeightPerturbation(PerturbationRule):
+    __doc__ = ("Weight perturbation: ``ΔW ∝ -⟨δL⟩_B ξ / σ²`` with one weight-noise draw ``ξ`` per mini-batch.\n\n"
+               "Needs: the synapse's own weight noise and the broadcast scalar δL (no pre/post activity).")
+    name = "wp"
+    kind = "wp"
+    summary = "weight perturbation: loss difference x the weight's own noise / sigma^2"
+    requires = Requirements(pre=False, post=False, broadcast_scalar=True)
+
+
+class NodePerturbation(PerturbationRule):
+    __doc__ = ("Node perturbation: ``ΔW_l ∝ -δL ε_l x̃_{l-1}ᵀ / σ²`` (noise ``ε`` into the pre-activation).\n\n"
+               "Needs: pre-synaptic activity, the neuron's own injected noise, the broadcast scalar δL.")
+    name = "np"
+    kind = "np"
+    summary = "node perturbation: loss difference x injected node noise / sigma^2 x pre activity"
+    requires = Requirements(pre=True, post=True, broadcast_scalar=True)
+
+    def node_signal(self, dloss, diffs, noises, steps):
+        if self.passes == "baseline":
+            var = self.sigma**2
+        else:
+            var = self.noise_diff_var
+        return [e * (dloss.view(1, -1, *([1] * (e.dim() - 2))) / var) for e in noises]
+
+
+class ActivityNodePerturbation(PerturbationRule):
+    __doc__ = ("Activity-based node perturbation (ANP): ``ΔW_l ∝ -c δL δz_l x̃_{l-1}ᵀ / ‖δz‖²`` with the\n"
+               "measured pre-activation difference ``δz`` between a noisy and a clean run.\n\n"
+               "Needs: pre-synaptic activity, the neuron's own activity difference, the broadcast scalar δL\n"
+               "and the norm ``‖δz‖²`` (network-wide: one more broadcast scalar; ``norm='layer'``: per layer).")
+    name = "anp"
+    kind = "anp"
+    summary = "activity-based node perturbation: c * loss difference x activity difference / |da|^2 x pre"
+    requires = Requirements(pre=True, post=True, broadcast_scalar=True)
+
+    def __init__(self, sigma: float = 1e-3, noise: str = "gaussian", passes: str = "clean",
+                 norm: str = "network", scale: str | float = "n", activity: str = "pre",
+                 time_domain: bool | None = None, apply: str = "sequence", trace_tau: float | None = None,
+                 baseline_decay: float = 0.99) -> None:
+        super().__init__(sigma, noise, passes, baseline_decay, time_domain, apply, trace_tau)
+        if passes == "baseline":
+            raise ConfigError("anp needs the clean activity to measure δz: use passes='clean' or 'noisy-noisy' "
+                              "(the running-baseline variant exists for np and wp)")
+        if norm not in NORMS:
+            raise unknown_name("norm", norm, NORMS)
+        if activity not in ACTIVITIES:
+            raise unknown_name("activity", activity, ACTIVITIES)
+        if not (scale in ("n", "sqrt") or (isinstance(scale, (int, float)) and scale > 0)):
+            raise ConfigError(f"scale must be 'n', 'sqrt' or a positive number, got {scale!r}")
+        self.norm = norm
+        self.scale = scale
+        self.activity = activity
+
+    def scale_for(self, dims: int) -> float:
+        """``c`` for a norm over ``dims`` perturbed entries."""
+        if self.scale == "n":
+            return float(dims)
+        if self.scale == "sqrt":
+            return math.sqrt(dims)
+        return float(self.scale)
+
+    def _activity_diff(self, taps, batch: int) -> torch.Tensor:
+        src = taps.mem if (self.activity == "mem" and taps.mem is not None) else taps.pre
+        return src[batch:] - src[:batch]
+
+    def node_signal(self, dloss, diffs, noises, steps):
+        sq = [d.pow(2).reshape(d.shape[0], d.shape[1], -1).sum(dim=(0, 2)) for d in diffs]  # [B] per layer
+        dims = [d[0, 0].numel() * steps for d in diffs]
+        out = []
+        if self.norm == "network":
+            total = torch.stack(sq).sum(0).clamp_min(1e-30)
+            coef = self.scale_for(sum(dims)) * dloss / total
+            coefs = [coef] * len(diffs)
+        else:
+            coefs = [self.scale_for(n) * dloss / s.clamp_min(1e-30) for n, s in zip(dims, sq)]
+        for d, c in zip(diffs, coefs):
+            out.append(d * c.view(1, -1, *([1] * (d.dim() - 2))))
+        return out
+
+
+__all__ = ["PerturbationRule", "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation",
+           "draw_noise", "weight_grad", "bias_grad", "add_grad", "layer_params"]

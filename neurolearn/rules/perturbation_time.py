@@ -1,0 +1,129 @@
+r"""Perturbation rules in the time domain, for recurrent and spiking networks with a target
+at every step (García Fernández, Keemink & van Gerven 2024, "ANP in the time domain").
+
+A clean and a noisy copy of the dynamics run side by side (one doubled batch for NP/ANP;
+two states for WP, whose noisy copy runs with perturbed weights); fresh noise is drawn at
+every step, so noise injected at ``t`` also shapes the noisy trajectory later on. At every
+step ``t`` the per-sample loss difference ``δL_t = L_t(noisy) - L_t(clean)`` is paired with
+that step's post-synaptic term of layer ``l``:
+
+- NP:  ``g_l[t] = δL_t ε_l[t] / σ²``
+- ANP: ``g_l[t] = c δL_t δz_l[t] / ‖δz[t]‖²`` (network-wide or per-layer norm, ``c = N``
+  or ``√N``; ``δz`` measured: the pre-activation, or the membrane with ``activity="mem"``)
+- WP:  ``g_W[t] = ⟨δL_t⟩_B ξ[t] / σ²``
+
+and ``∂L/∂W ≈ ⟨g[t] x̃[t]ᵀ⟩_B``, ``∂L/∂W_rec ≈ ⟨g[t] h[t-1]ᵀ⟩_B`` (``x̃`` from the clean copy,
+or its trace with ``trace_tau``). With ``apply="online"`` the optimizer steps after every
+time step; with ``apply="sequence"`` the per-step estimates are summed into ``.grad`` and
+applied once per sequence. Either way nothing of the past is stored: memory does not grow
+with ``T`` (only the clean output, ``[T, B, C]``, is kept to report the prediction).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from neurolearn.errors import ConfigError
+from neurolearn.network import Network
+from neurolearn.objectives import Objective
+from neurolearn.rules.base import StepOutput
+from neurolearn.rules.perturbation import add_grad, bias_grad, layer_params, trace_beta, weight_grad
+
+
+def _clear(model: Network) -> None:
+    for p in model.parameters():
+        p.grad = None
+
+
+def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
+                     optimizer: torch.optim.Optimizer) -> StepOutput:
+    """One sequence of time-domain WP / NP / ANP (``rule`` is a ``PerturbationRule``)."""
+    if rule.passes == "baseline":
+        raise ConfigError("the running-baseline variant is feed-forward / sequence-level only; "
+                          "in the time domain use passes='clean' or 'noisy-noisy'")
+    model.check_input(x)
+    steps, batch = x.shape[0], x.shape[1]
+    online = rule.apply == "online"
+    beta = trace_beta(model, rule.trace_tau)
+    counted = objective.loss_mask.sum().item() if objective.loss_mask is not None else steps
+    loss = torch.zeros(batch, device=x.device, dtype=x.dtype)
+    outs: list[torch.Tensor] = []
+    traces: list[torch.Tensor | None] = [None] * len(model.layers)
+
+    def pre_input(k: int, inp: torch.Tensor) -> torch.Tensor:
+        if beta == 0.0:
+            return inp
+        traces[k] = inp.clone() if traces[k] is None else beta * traces[k] + inp
+        return traces[k]
+
+    if rule.kind == "wp":
+        params = layer_params(model)
+        clean_state = model.init_state(batch, x.device, x.dtype)
+        noisy_state = model.init_state(batch, x.device, x.dtype)
+        other_state = model.init_state(batch, x.device, x.dtype) if rule.passes == "noisy-noisy" else None
+        for t in range(steps):
+            xi2 = rule.weight_noise(params)
+            xi1 = rule.weight_noise(params) if other_state is not None else None
+            if xi1 is None:
+                out_c, clean_state, _ = model.step(x[t], clean_state)
+                base_out = out_c
+            else:
+                out_c, clean_state, _ = model.step(x[t], clean_state)
+                base_out, other_state = _perturbed_step(model, params, xi1, x[t], other_state)
+            out_n, noisy_state = _perturbed_step(model, params, xi2, x[t], noisy_state)
+            l_c = objective.step_loss(out_c, y[t], t)
+            dl = float((objective.step_loss(out_n, y[t], t) - objective.step_loss(base_out, y[t], t)).mean())
+            loss += l_c
+            outs.append(out_c)
+            diff = xi2 if xi1 is None else [b - a for a, b in zip(xi1, xi2)]
+            if dl != 0.0:
+                for (_, _, p), d in zip(params, diff):
+                    add_grad(p, d * (dl / rule.noise_diff_var))
+            if online:
+                _step(optimizer, model)
+    else:
+        xx = torch.cat([x, x], dim=1)
+        yy = torch.cat([y, y], dim=1)
+        state = model.init_state(2 * batch, x.device, x.dtype)
+        for t in range(steps):
+            noise = [rule.pair_noise(layer.pre_shape(batch), x) for layer in model.layers]
+            out, state, taps = model.step(xx[t], state, noise)
+            lt = objective.step_loss(out, yy[t], t)
+            dl = lt[batch:] - lt[:batch]
+            loss += lt[:batch]
+            outs.append(out[:batch])
+            eps = [n[batch:] - n[:batch] for n in noise]
+            diffs = [rule._activity_diff(tp, batch) for tp in taps] if rule.kind == "anp" else eps
+            g = rule.node_signal(dl, [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
+            for k, layer in enumerate(model.layers):
+                gk = g[k][0]
+                inp = pre_input(k, taps[k].input[:batch])
+                add_grad(layer.weight, weight_grad(layer, inp, gk) / batch)
+                if layer.bias is not None:
+                    add_grad(layer.bias, bias_grad(gk) / batch)
+                if layer.recurrent_weight is not None:
+                    add_grad(layer.recurrent_weight, gk.t() @ taps[k].rec[:batch] / batch)
+            if online:
+                _step(optimizer, model)
+    if not online:
+        optimizer.step()
+        _clear(model)
+    output = torch.stack(outs)
+    return StepOutput((loss / counted).detach(), model.decode_output(output).detach(), None)
+
+
+def _step(optimizer: torch.optim.Optimizer, model: Network) -> None:
+    if any(p.grad is not None for p in model.parameters()):
+        optimizer.step()
+    _clear(model)
+
+
+def _perturbed_step(model: Network, params, xi: list[torch.Tensor], x_t: torch.Tensor, state):
+    for (_, _, p), e in zip(params, xi):
+        p.add_(e)
+    try:
+        out, state, _ = model.step(x_t, state)
+    finally:
+        for (_, _, p), e in zip(params, xi):
+            p.sub_(e)
+    return out, state
