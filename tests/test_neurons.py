@@ -1,0 +1,156 @@
+"""Neuron dynamics against closed-form solutions and against snnTorch's own neurons."""
+
+import math
+
+import pytest
+import snntorch as snn
+import torch
+
+from neurolearn.errors import ConfigError
+from neurolearn.neurons import (
+    LIFParams,
+    LIFState,
+    LIParams,
+    RateParams,
+    activation,
+    activation_derivative,
+    li_step,
+    lif_init,
+    lif_step,
+    neuron_from_config,
+    rate_step,
+)
+
+
+def run_lif(p: LIFParams, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes and post-reset membrane over time for an input current [T, N]."""
+    state = lif_init(current.shape[1:], p)
+    spikes, mems = [], []
+    for t in range(current.shape[0]):
+        s, state, _ = lif_step(current[t], state, p)
+        spikes.append(s)
+        mems.append(state.v)
+    return torch.stack(spikes), torch.stack(mems)
+
+
+def test_lif_spike_times_match_the_discrete_closed_form():
+    # v[n] = I (1 - beta^n) / (1 - beta) from rest; reset to 0 restarts the same trajectory,
+    # so the neuron fires every n* steps with n* = ceil(log(1 - theta (1 - beta) / I) / log beta).
+    p = LIFParams(tau_mem=10e-3, dt=1e-3, threshold=1.0, reset="value", v_reset=0.0)
+    for drive in (0.15, 0.3, 0.7):
+        n_star = math.ceil(math.log(1 - p.threshold * (1 - p.beta) / drive) / math.log(p.beta))
+        spikes, _ = run_lif(p, torch.full((100, 1), drive))
+        times = torch.nonzero(spikes[:, 0]).flatten() + 1  # 1-based step index
+        expected = torch.arange(n_star, 101, n_star)
+        assert torch.equal(times, expected), (drive, times, expected)
+
+
+def test_lif_converges_to_the_continuous_time_solution():
+    # tau dv/dt = -v + r I with constant current: first spike at t* = tau ln(rI / (rI - theta)).
+    tau, r_i, theta = 20e-3, 1.5, 1.0
+    t_star = tau * math.log(r_i / (r_i - theta))
+    for dt, tol in ((1e-3, 2e-3), (1e-5, 3e-5)):
+        p = LIFParams(tau_mem=tau, dt=dt, threshold=theta, reset="value", r=1.0)
+        steps = int(2 * t_star / dt)
+        spikes, _ = run_lif(p, torch.full((steps, 1), r_i))
+        first = (torch.nonzero(spikes[:, 0])[0].item() + 1) * dt
+        assert abs(first - t_star) < tol, (dt, first, t_star)
+
+
+def test_reset_by_subtraction_keeps_the_overshoot():
+    p = LIFParams(tau_mem=1e-3, dt=1e-3, threshold=1.0, reset="subtract")  # beta = 0: v = I
+    spikes, v = run_lif(p, torch.tensor([[1.7], [0.2]]))
+    assert spikes[:, 0].tolist() == [1.0, 0.0]
+    assert v[0, 0].item() == pytest.approx(0.7)
+
+
+def test_subthreshold_lif_matches_the_leaky_integrator():
+    p = LIFParams(tau_mem=15e-3, dt=1e-3, threshold=100.0)
+    li = LIParams(tau=15e-3, dt=1e-3)
+    x = torch.rand(30, 4)
+    _, v = run_lif(p, x)
+    vi = None
+    for t in range(30):
+        vi = li_step(x[t], vi, li)
+        assert torch.allclose(vi, v[t])
+
+
+@pytest.mark.parametrize("reset,snn_reset", [("subtract", "subtract"), ("value", "zero")])
+def test_lif_equals_a_hand_written_snntorch_loop(reset, snn_reset):
+    torch.manual_seed(0)
+    p = LIFParams(tau_mem=20e-3, dt=1e-3, threshold=1.0, reset=reset, v_reset=0.0)
+    lif = snn.Leaky(beta=p.beta, threshold=1.0, reset_mechanism=snn_reset, reset_delay=False)
+    x = torch.rand(50, 8, 16) * 0.4
+    mem = torch.zeros(8, 16)
+    ours, _ = run_lif(p, x)
+    theirs = []
+    for t in range(50):
+        spk, mem = lif(x[t], mem)
+        theirs.append(spk)
+    theirs = torch.stack(theirs)
+    assert ours.sum() > 50  # the test input makes the neurons fire
+    assert torch.equal(ours, theirs)
+
+
+def test_current_based_lif_equals_snntorch_synaptic():
+    torch.manual_seed(1)
+    p = LIFParams(tau_mem=20e-3, tau_syn=5e-3, dt=1e-3, threshold=1.0, reset="subtract")
+    syn_neuron = snn.Synaptic(alpha=p.alpha, beta=p.beta, threshold=1.0, reset_mechanism="subtract",
+                              reset_delay=False)
+    x = torch.rand(60, 4, 10) * 0.3
+    ours, _ = run_lif(p, x)
+    syn, mem = torch.zeros(4, 10), torch.zeros(4, 10)
+    theirs = []
+    for t in range(60):
+        spk, syn, mem = syn_neuron(x[t], syn, mem)
+        theirs.append(spk)
+    theirs = torch.stack(theirs)
+    assert ours.sum() > 20
+    assert torch.equal(ours, theirs)
+
+
+def test_surrogate_gradient_flows_through_spikes():
+    p = LIFParams()
+    x = torch.full((3,), 0.9, requires_grad=True)
+    s, _, _ = lif_step(x, LIFState(torch.full((3,), 0.5), None), p)
+    s.sum().backward()
+    assert (x.grad > 0).all()
+
+
+def test_rate_units_and_derivatives():
+    z = torch.linspace(-3, 3, 61, dtype=torch.float64, requires_grad=True)
+    for name in ("identity", "tanh", "relu", "leaky_relu", "sigmoid"):
+        (g,) = torch.autograd.grad(activation(name, z).sum(), z)
+        assert torch.allclose(activation_derivative(name, z.detach()), g), name
+    p = RateParams("tanh", tau=4e-3, dt=1e-3)
+    v = None
+    for _ in range(200):
+        h, v = rate_step(torch.full((2,), 0.5), v, p)
+    assert torch.allclose(v, torch.full((2,), 0.5), atol=1e-6)  # leaky integrator: steady state v = z
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(tau_mem=-1e-3), "positive"),
+        (dict(tau_mem=0.0), "positive"),
+        (dict(tau_mem=1e-3, dt=2e-3), "larger than"),
+        (dict(threshold=0.0, v_reset=0.0), "above v_reset"),
+        (dict(reset="zero"), "unknown reset"),
+        (dict(tau_syn=-5e-3), "positive"),
+    ],
+)
+def test_invalid_lif_parameters_are_refused(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        LIFParams(**kwargs)
+
+
+def test_neuron_config_errors():
+    with pytest.raises(ConfigError, match="unknown activation"):
+        RateParams("softplus")
+    with pytest.raises(ConfigError, match="unknown neuron model"):
+        neuron_from_config({"model": "izhikevich"}, 1e-3)
+    with pytest.raises(ConfigError, match="bad parameters"):
+        neuron_from_config({"model": "lif", "tau": 1e-3}, 1e-3)
+    assert isinstance(neuron_from_config("tanh", 1e-3), RateParams)
+    assert neuron_from_config({"model": "cuba_lif"}, 1e-3).current_based
