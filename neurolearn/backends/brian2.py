@@ -62,7 +62,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -270,12 +270,16 @@ def build_brian2(
     cuba_update: str = "neurolearn",
     record: bool = True,
     plastic: bool = False,
+    extra_equations: Sequence[str] | None = None,
+    synapse_equations: str = "",
 ) -> Brian2Net:
     """Translate ``network`` (weights copied) into a Brian2 network driven by ``x`` (``[T, B, ...]``).
 
-    ``plastic=True`` declares the weights as ordinary (writable) synaptic variables for the
-    plasticity module; otherwise they are ``(constant)``. ``record=False`` keeps only spike
-    monitors (for throughput measurements).
+    ``plastic=True`` declares the weights and biases as ordinary (writable) variables for the
+    plasticity module; otherwise they are ``(constant)``. ``extra_equations[k]`` is appended
+    to layer ``k``'s neuron equations and ``synapse_equations`` to every feed-forward synapse
+    model (the plasticity module declares its traces there). ``record=False`` keeps only
+    spike monitors (for throughput measurements).
     """
     b2 = import_brian2()
     check_supported(network)
@@ -300,6 +304,10 @@ def build_brian2(
         p = layer.neuron
         units = layer.units
         eqs, act, ns = _neuron_equations(p, layer.recurrent)
+        if plastic:
+            eqs = eqs.replace("b : 1 (constant)", "b : 1")
+        if extra_equations is not None and extra_equations[k]:
+            eqs = eqs + "\n" + extra_equations[k]
         cuba = isinstance(p, LIFParams) and p.current_based
         if cuba and cuba_update == "brian2":
             eqs = eqs + "\ndi_syn/dt = (w_in*z - i_syn)/tau_syn : 1"
@@ -331,7 +339,7 @@ def build_brian2(
         if spiking:
             objects.append(g.run_regularly("s = 0", when="groups", order=orders(), name=f"nl_clear{k}"))
         # (3) feed-forward input from the layer below, at this step
-        ff = b2.Synapses(pre_group, g, f"{wdecl}\nI_ff_post = w*{pre_act}_pre : 1 (summed)", clock=clock,
+        ff = b2.Synapses(pre_group, g, f"{wdecl}\nI_ff_post = w*{pre_act}_pre : 1 (summed)\n{synapse_equations}", clock=clock,
                          name=f"nl_ff{k}")
         _connect_blocks(ff, layer.weight, pre_units, units, B)
         _schedule(ff.summed_updaters["I_ff_post"], orders())
