@@ -81,6 +81,44 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run a trained network on test samples in the torch engine or in Brian2; raster + membrane plot."""
+    import torch
+
+    from neurolearn.plotting import plot_activity
+    from neurolearn.runs import load_trained
+
+    run_dir = Path(args.run_dir)
+    run = load_trained(run_dir)
+    model = run.model.double() if args.backend == "brian2" else run.model
+    x = run.dataset.x_test[: args.samples].to(next(model.parameters()).dtype)
+    y = run.dataset.y_test[: args.samples]
+    with torch.no_grad():
+        xt = model.encode(x, torch.Generator().manual_seed(0))
+        reference = model.run(xt)
+    if args.backend == "brian2":
+        from neurolearn.backends.brian2 import run_brian2
+
+        record = run_brian2(model, xt, target=args.target)
+    else:
+        record = reference
+    path = run_dir / f"raster-{args.backend}.png"
+    plot_activity(record, path, dt=model.dt if model.spiking else None)
+    summary = {"backend": args.backend, "samples": int(x.shape[0]), "steps": int(xt.shape[0]), "figure": str(path)}
+    if y.dim() == 1:
+        pred = model.decode_output(record.output).argmax(-1)
+        summary["accuracy"] = float((pred == y).double().mean())
+    summary["spikes_per_layer"] = [int(lr.act.sum()) if lr.mem is not None and model.layers[k].spiking else None
+                                   for k, lr in enumerate(record.layers)]
+    if args.backend != "torch":
+        err = (record.output - reference.output).abs().max() / reference.output.abs().max().clamp_min(1e-12)
+        summary["max_rel_err_vs_torch"] = float(err)
+        summary["spike_trains_identical"] = all(
+            torch.equal(a.act, b.act) for a, b, layer in zip(record.layers, reference.layers, model.layers) if layer.spiking)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from neurolearn.config import available_models, load_model_file
 
@@ -152,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--samples", type=int, default=1, help="test samples to run")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("simulate", help="run a trained network in the torch engine or in Brian2; raster and membrane plot")
+    p.add_argument("run_dir")
+    p.add_argument("--backend", choices=["torch", "brian2"], default="brian2")
+    p.add_argument("--samples", type=int, default=4, help="test samples to run")
+    p.add_argument("--target", choices=["numpy", "cython"], default="numpy", help="Brian2 code-generation target")
+    p.set_defaults(func=cmd_simulate)
 
     sub.add_parser("models", help="list the ready model definitions").set_defaults(func=cmd_models)
     sub.add_parser("rules", help="list the learning rules and what each needs").set_defaults(func=cmd_rules)
