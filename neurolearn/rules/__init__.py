@@ -5,10 +5,15 @@ from __future__ import annotations
 from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.rules.backprop import Backprop
 from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
+from neurolearn.rules.feedback_alignment import DFA
+from neurolearn.rules.target_projection import DRTP, TPSGD
 from neurolearn.rules.perturbation import ActivityNodePerturbation, NodePerturbation, WeightPerturbation
 
 RULES: dict[str, type[Rule]] = {
     Backprop.name: Backprop,
+    DFA.name: DFA,
+    DRTP.name: DRTP,
+    TPSGD.name: TPSGD,
     WeightPerturbation.name: WeightPerturbation,
     NodePerturbation.name: NodePerturbation,
     ActivityNodePerturbation.name: ActivityNodePerturbation,

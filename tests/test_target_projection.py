@@ -1,0 +1,244 @@
+"""DRTP, tpSGD and DFA: locality, exactness against backprop, and learning small tasks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neurolearn.errors import ConfigError
+from neurolearn.layers import Conv2d, Dense
+from neurolearn.network import Network
+from neurolearn.neurons import LIFParams, LIParams, RateParams
+from neurolearn.objectives import Objective
+from neurolearn.rules import RULES, make_rule
+from neurolearn.rules.target_projection import fixed_projection, project
+
+CLS = Objective("classification")
+
+
+def mlp(sizes=(12, 16, 16, 4), act="tanh", seed=0) -> Network:
+    torch.manual_seed(seed)
+    layers = [Dense(a, b, RateParams(act)) for a, b in zip(sizes[:-2], sizes[1:-1])]
+    return Network([*layers, Dense(sizes[-2], sizes[-1])])
+
+
+def grads(net: Network) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in net.parameters()]
+
+
+def setup(name: str, net: Network, **params):
+    rule = make_rule(name, **params)
+    rule.setup(net, CLS, torch.Generator().manual_seed(1))
+    return rule
+
+
+def batch(n=32, d=12, c=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, n, d, generator=g), torch.randint(0, c, (n,), generator=g)
+
+
+def test_registered_and_local():
+    for name in ("dfa", "drtp", "tpsgd"):
+        req = RULES[name].requires
+        assert req.broadcast_vector and not req.weight_transport and req.local
+
+
+@pytest.mark.parametrize("name,params", [("drtp", {}), ("drtp", {"margin": 1.0}), ("tpsgd", {"loss": "l2"}),
+                                         ("tpsgd", {"loss": "ce"}), ("tpsgd", {"loss": "l1"})])
+def test_hidden_update_ignores_other_layers(name, params):
+    """A hidden layer's update sees only its input, its activity and the projected label."""
+    net = mlp((12, 16, 16, 16, 4))
+    rule = setup(name, net, **params)
+    x, y = batch()
+    net.zero_grad()
+    rule.estimate_gradients(net, x, y, CLS)
+    before = grads(net)
+    with torch.no_grad():  # perturb every layer after the first hidden layer, output included
+        for layer in net.layers[1:]:
+            layer.weight.add_(torch.randn_like(layer.weight))
+    net.zero_grad()
+    rule.estimate_gradients(net, x, y, CLS)
+    after = grads(net)
+    assert torch.equal(before[0], after[0]) and torch.equal(before[1], after[1])
+    assert not torch.allclose(before[-2], after[-2])  # the readout's true error did change
+    # ...where backprop's first-layer gradient changes
+    bp = make_rule("bp")
+    net2 = mlp((12, 16, 16, 16, 4))
+    net2.zero_grad()
+    bp.estimate_gradients(net2, x, y, CLS)
+    g0 = net2.layers[0].weight.grad.clone()
+    with torch.no_grad():
+        net2.layers[2].weight.add_(torch.randn_like(net2.layers[2].weight))
+    net2.zero_grad()
+    bp.estimate_gradients(net2, x, y, CLS)
+    assert not torch.allclose(g0, net2.layers[0].weight.grad)
+
+
+def test_drtp_matches_its_formula():
+    """Layer 2's update is -(y* B_2) ⊙ f'(z_2) ⊗ h_1, from its own taps only."""
+    net = mlp()
+    rule = setup("drtp", net)
+    x, y = batch()
+    net.zero_grad()
+    rule.estimate_gradients(net, x, y, CLS)
+    rec = net.run(x)
+    lr = rec.layers[1]
+    t = project(F.one_hot(y, 4).float(), rule.matrices[1])
+    delta = -t * (1 - torch.tanh(lr.pre[0]) ** 2)
+    expected = delta.T @ lr.input[0] / x.shape[1]
+    torch.testing.assert_close(net.layers[1].weight.grad, expected)
+
+
+def test_tpsgd_linear_loss_is_drtp_and_callable_loss_is_l2():
+    net = mlp()
+    x, y = batch()
+    out = {}
+    for key, name, params in [("drtp", "drtp", {}), ("lin", "tpsgd", {"loss": "linear"}),
+                              ("l2", "tpsgd", {"loss": "l2"}),
+                              ("fn", "tpsgd", {"loss": lambda h, t: 0.5 * ((h - t) ** 2).sum(1)})]:
+        rule = setup(name, net, **params)
+        net.zero_grad()
+        rule.estimate_gradients(net, x, y, CLS)
+        out[key] = grads(net)
+    for a, b in zip(out["drtp"], out["lin"]):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(out["l2"], out["fn"]):
+        torch.testing.assert_close(a, b)
+
+
+def test_dfa_with_transposed_weights_equals_backprop():
+    net = mlp((12, 16, 4))
+    x, y = batch()
+    net.zero_grad()
+    make_rule("bp").estimate_gradients(net, x, y, CLS)
+    g_bp = grads(net)
+    rule = setup("dfa", net)
+    rule.matrices[0] = net.layers[1].weight.detach().clone()  # B_1 = W_2: [C, n_1]
+    net.zero_grad()
+    rule.estimate_gradients(net, x, y, CLS)
+    for a, b in zip(g_bp, grads(net)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    rule.matrices[0] = fixed_projection(4, (16,), "kaiming_uniform", 1.0, torch.Generator().manual_seed(3))
+    net.zero_grad()
+    rule.estimate_gradients(net, x, y, CLS)
+    assert not torch.allclose(g_bp[0], net.layers[0].weight.grad)
+
+
+def test_projection_distributions():
+    g = torch.Generator().manual_seed(0)
+    b = fixed_projection(10, (4, 3, 3), "uniform_positive", 0.5, g)
+    assert b.shape == (10, 4, 3, 3) and b.min() >= 0 and b.max() <= 0.5
+    assert set(fixed_projection(10, (50,), "sign", 2.0, g).unique().tolist()) == {-2.0, 2.0}
+    assert fixed_projection(10, (50,), "kaiming_uniform", 1.0, g).abs().max() <= (6 / 10) ** 0.5
+    with pytest.raises(ConfigError):
+        fixed_projection(10, (5,), "cauchy", 1.0, g)
+    with pytest.raises(ConfigError):
+        make_rule("tpsgd", loss="huber")
+
+
+def _blobs(n, d, c, seed, dim_shape=None):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(c, d, generator=torch.Generator().manual_seed(99)) * 1.2
+    y = torch.randint(0, c, (n,), generator=g)
+    x = centres[y] + torch.randn(n, d, generator=g)
+    return (x if dim_shape is None else x.view(n, *dim_shape)), y
+
+
+def _train(net, rule_name, x, y, xt, yt, steps=120, lr=1e-2, encode=None, **params):
+    rule = setup(rule_name, net, **params)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    encode = encode or (lambda v: v.unsqueeze(0))
+    g = torch.Generator().manual_seed(5)
+    for _ in range(steps):
+        idx = torch.randint(0, x.shape[0], (64,), generator=g)
+        rule.train_step(net, encode(x[idx]), y[idx], CLS, opt)
+    with torch.no_grad():
+        return (net.decode_output(net(encode(xt))).argmax(1) == yt).float().mean().item()
+
+
+@pytest.mark.parametrize("name,params", [("dfa", {}), ("drtp", {}), ("drtp", {"margin": 1.0}),
+                                         ("tpsgd", {"loss": "l2"}), ("tpsgd", {"loss": "ce"})])
+def test_dense_rules_learn(name, params):
+    """Hidden layer + 6-class blobs in 20-d; a frozen random hidden layer would still do well,
+    so the readout is frozen at its init too: only the hidden layers can lift accuracy."""
+    x, y = _blobs(1200, 20, 6, 0)
+    xt, yt = _blobs(600, 20, 6, 1)
+    net = mlp((20, 32, 6), act="tanh", seed=2)
+    net.layers[-1].weight.requires_grad_(False)
+    net.layers[-1].bias.requires_grad_(False)
+    acc = _train(net, name, x, y, xt, yt, **params)
+    assert acc > 0.9, acc
+
+
+def test_conv_tpsgd_learns():
+    x, y = _blobs(600, 64, 4, 0, (1, 8, 8))
+    xt, yt = _blobs(300, 64, 4, 1, (1, 8, 8))
+    torch.manual_seed(0)
+    net = Network([Conv2d((1, 8, 8), 4, 3, RateParams("tanh"), pool=2), Dense(36, 4)])
+    net.layers[-1].weight.requires_grad_(False)
+    acc = _train(net, "tpsgd", x, y, xt, yt, steps=80)
+    assert acc > 0.9, acc
+    rule = setup("drtp", net)
+    assert rule.matrices[0].shape == (4, 4, 6, 6)  # the label maps to the conv output's shape
+
+
+@pytest.mark.parametrize("deriv", ["window", "lif_rate", "none"])
+def test_spiking_drtp_learns_without_surrogate(deriv):
+    x, y = _blobs(800, 20, 4, 0)
+    xt, yt = _blobs(400, 20, 4, 1)
+    torch.manual_seed(0)
+    net = Network([Dense(20, 40, LIFParams(tau_mem=10e-3), init_gain=1.0), Dense(40, 4, LIParams(tau=10e-3))],
+                  decode="mean")
+    net.layers[-1].weight.requires_grad_(False)
+    net.layers[-1].bias.requires_grad_(False)
+
+    def encode(v):  # a constant current over 8 steps
+        return (0.5 * v).unsqueeze(0).expand(8, *v.shape)
+
+    with torch.no_grad():
+        start = (net.decode_output(net(encode(xt))).argmax(1) == yt).float().mean().item()
+    acc = _train(net, "drtp", x, y, xt, yt, steps=60, encode=encode, spike_derivative=deriv)
+    assert acc > 0.85 and acc > start + 0.2, (start, acc)
+
+
+def test_recurrent_tpsgd_targets_every_step():
+    """A recurrent layer is trained with a per-step projected target (no BPTT)."""
+    g = torch.Generator().manual_seed(0)
+    n, steps = 600, 6
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randn(n, steps, 5, generator=g) * 0.5
+    x[:, 0, :3] += 2.0 * F.one_hot(y, 3)  # the class is shown at the first step only
+    torch.manual_seed(0)
+    net = Network([Dense(5, 24, RateParams("tanh"), recurrent=True), Dense(24, 3)], decode="last")
+    net.layers[-1].weight.requires_grad_(False)
+    net.layers[-1].bias.requires_grad_(False)
+    enc = lambda v: v.transpose(0, 1)  # noqa: E731
+    before = (net.decode_output(net(enc(x[:300]))).argmax(1) == y[:300]).float().mean().item()
+    acc = _train(net, "tpsgd", x[300:], y[300:], x[:300], y[:300], steps=100, encode=enc)
+    assert acc > 0.9 and acc > before + 0.2, (before, acc)
+
+
+def test_layerwise_step_equals_one_step_for_sgd():
+    """Stepping each layer during the forward pass = one step at the end (plain SGD, T = 1)."""
+    x, y = batch()
+    nets = [mlp(seed=4), mlp(seed=4)]
+    for net, layerwise in zip(nets, (True, False)):
+        rule = setup("tpsgd", net, layerwise=layerwise)
+        rule.train_step(net, x, y, CLS, torch.optim.SGD(net.parameters(), lr=0.1))
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_state_dict_round_trip():
+    net = mlp()
+    rule = setup("drtp", net)
+    other = make_rule("drtp")
+    other.load_state_dict(rule.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(rule.matrices, other.matrices))
+
+
+def test_spiking_readout_rejected():
+    net = Network([Dense(4, 4, LIFParams()), Dense(4, 2, LIFParams())], decode="sum")
+    with pytest.raises(ConfigError):
+        setup("drtp", net)
