@@ -1,0 +1,141 @@
+"""Agreement of the Brian2 backend with the torch engine: same weights, same inputs.
+
+Networks (fixed seeds, float64 in both engines unless stated):
+
+- rate: 64-48(tanh)-32(leaky ReLU, leaky integrator tau = 4 ms, recurrent)-10(linear) on
+  digits-sized inputs, T = 10 steps, 16 samples: maximum relative error of every tap;
+- LIF: 64-48(LIF, subtract, recurrent)-10(LI), Bernoulli rate-coded digits, T = 30, 16 samples;
+- CubaLIF: 64-48(CubaLIF, reset to value)-10(LI), same inputs;
+- the same LIF network with the torch engine in float32 (Brian2 always computes in float64);
+- CubaLIF with Brian2's own joint Euler step (``cuba_update="brian2"``: v sees the old i_syn),
+  the one documented discretisation difference.
+
+    python experiments/brian2_agreement.py [--quick]
+
+Last stdout line: {"rate_max_rel_err": ..., "lif_spike_match": ...} where lif_spike_match is
+the fraction of (step, sample, neuron) spike entries that are equal in the float64 LIF and
+CubaLIF networks (1.0 = identical spike trains).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from neurolearn import Dense, LIFParams, LIParams, Network, RateParams  # noqa: E402
+from neurolearn.backends.brian2 import run_brian2  # noqa: E402
+from neurolearn.data import load_dataset  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def spiking(neuron: LIFParams, recurrent: bool) -> Network:
+    torch.manual_seed(0)
+    return Network([Dense(64, 48, neuron, recurrent=recurrent, init_gain=2.0), Dense(48, 10, LIParams(tau=10e-3))])
+
+
+def compare_spiking(name: str, net: Network, x: torch.Tensor, **kw) -> dict:
+    ref = net.run(x)
+    ours = run_brian2(net, x, **kw)
+    spikes_ref = ref.layers[0].act
+    spikes_b2 = ours.layers[0].act
+    return dict(
+        net=name,
+        spikes_torch=int(spikes_ref.sum()),
+        spikes_brian2=int(spikes_b2.sum()),
+        spike_match=float((spikes_ref == spikes_b2).double().mean()),
+        identical=bool(torch.equal(spikes_ref, spikes_b2)),
+        samples_identical=int(sum(torch.equal(spikes_ref[:, b], spikes_b2[:, b]) for b in range(x.shape[1]))),
+        mem_max_rel_err=rel(ours.layers[0].mem, ref.layers[0].mem),
+        output_max_rel_err=rel(ours.output, ref.output),
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="4 samples instead of 16")
+    args = ap.parse_args()
+    batch = 4 if args.quick else 16
+    data = load_dataset("digits")
+    x_static = data.x_test[:batch].double()
+
+    # rate network
+    torch.manual_seed(0)
+    rate = Network([
+        Dense(64, 48, RateParams("tanh")),
+        Dense(48, 32, RateParams("leaky_relu", tau=4e-3), recurrent=True),
+        Dense(32, 10, None),
+    ]).double()
+    xr = x_static.unsqueeze(0).expand(10, *x_static.shape)
+    ref, ours = rate.run(xr), run_brian2(rate, xr)
+    rate_errs = {f"layer{k}.{f}": rel(getattr(a, f), getattr(b, f))
+                 for k, (a, b) in enumerate(zip(ours.layers, ref.layers)) for f in ("pre", "act")}
+    rate_errs["output"] = rel(ours.output, ref.output)
+    rate_max = max(rate_errs.values())
+
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.bernoulli(x_static.unsqueeze(0).expand(30, *x_static.shape), generator=gen)
+    rows = [
+        compare_spiking("LIF subtract, recurrent (float64)", spiking(LIFParams(tau_mem=10e-3), True).double(), xs),
+        compare_spiking("CubaLIF reset-to-value (float64)",
+                        spiking(LIFParams(tau_mem=10e-3, tau_syn=5e-3, reset="value"), False).double(), xs),
+        compare_spiking("LIF subtract, recurrent (torch float32)", spiking(LIFParams(tau_mem=10e-3), True), xs.float()),
+        compare_spiking("CubaLIF, Brian2 joint Euler (float64)",
+                        spiking(LIFParams(tau_mem=10e-3, tau_syn=5e-3, reset="value"), False).double(), xs,
+                        cuba_update="brian2"),
+    ]
+    spike_match = min(r["spike_match"] for r in rows[:2])
+
+    print(f"rate net 64-48-32r-10, T=10, {batch} samples: max relative error over taps {rate_max:.2e}")
+    print(f"{'network':42s} {'spikes torch':>12s} {'brian2':>7s} {'match':>8s} {'identical':>9s} {'mem rel err':>11s}")
+    for r in rows:
+        print(f"{r['net']:42s} {r['spikes_torch']:12d} {r['spikes_brian2']:7d} {r['spike_match']:8.5f} "
+              f"{str(r['identical']):>9s} {r['mem_max_rel_err']:11.2e}")
+    RESULTS.mkdir(exist_ok=True)
+    result = dict(batch=batch, rate_errors=rate_errs, rate_max_rel_err=rate_max, spiking=rows,
+                  lif_spike_match=spike_match)
+    (RESULTS / "brian2_agreement.json").write_text(json.dumps(result, indent=2))
+    plot(rate, xs, rows, RESULTS / "brian2_agreement.png")
+    print(json.dumps({"rate_max_rel_err": rate_max, "lif_spike_match": spike_match}))
+
+
+def plot(_rate, xs: torch.Tensor, rows: list[dict], path: Path) -> None:
+    """Raster of sample 0 of the float64 LIF net in both engines (overlaid)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    net = spiking(LIFParams(tau_mem=10e-3), True).double()
+    ref, ours = net.run(xs[:, :1]), run_brian2(net, xs[:, :1])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for rec, style, label in ((ref, dict(marker="o", s=18, facecolors="none", edgecolors="C0"), "torch"),
+                              (ours, dict(marker="x", s=10, c="C3"), "Brian2")):
+        t, n = torch.nonzero(rec.layers[0].act[:, 0], as_tuple=True)
+        axes[0].scatter(t, n, label=label, **style)
+    axes[0].set_xlabel("step (1 ms)")
+    axes[0].set_ylabel("neuron")
+    axes[0].set_title("LIF layer spikes, sample 0")
+    axes[0].legend(fontsize=7)
+    axes[1].plot(ref.layers[0].mem[:, 0, :3].detach(), lw=2, alpha=0.5)
+    axes[1].plot(ours.layers[0].mem[:, 0, :3], "k:", lw=1)
+    axes[1].set_title("membrane (torch solid, Brian2 dotted)")
+    axes[1].set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
