@@ -1,0 +1,161 @@
+"""DBP vs BP with plain SGD on an MNIST MLP: epochs and wall time to reach BP's final training loss.
+
+Both runs share the seed (same initial weights, same batch order) and the script; DBP is BP
+with every layer's input decorrelated and whitened (``decor.enabled = true``, κ > 0,
+centring on; ALGORITHMS.md §3, §6.4). BP trains ``--epochs`` epochs; DBP trains the same
+number and we read off the first epoch at which its (running) training loss is at or
+below BP's final one, and the wall time it took to get there (the trainer's clock, test
+evaluation included on both sides).
+
+Prints a table per epoch, writes ``experiments/results/dbp_speedup.json`` and ``.png`` (loss
+curves and layer 0's input correlation before/after), and as its last line the JSON
+``{"epochs_ratio", "wall_ratio", "dbp_acc", "bp_acc"}`` (dbp_acc: DBP's test accuracy at the
+end of training, like bp_acc).
+
+    python experiments/dbp_speedup.py            # the full run (MNIST 60k, 784-500-500-10)
+    python experiments/dbp_speedup.py --quick    # 10k training images, 4 epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from neurolearn.config import resolve_config  # noqa: E402
+from neurolearn.decorrelation import input_correlation  # noqa: E402
+from neurolearn.runs import build_run  # noqa: E402
+from neurolearn.training import Trainer  # noqa: E402
+
+RESULTS = HERE / "results"
+
+
+def train(args, decor: bool, dataset=None):
+    sets = [f"data.options.train_limit={args.train_limit}"] if args.train_limit else []
+    sets += [f"model.layers.{i}.size={s}" for i, s in enumerate(args.hidden)]
+    if decor:
+        sets += ["decor.enabled=true", f"decor.lr={args.decor_lr}", f"decor.kappa={args.kappa}",
+                 f"decor.subsample={args.subsample}"]
+    cfg = resolve_config(model=args.model, rule="bp", overrides=sets, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, optimizer="sgd", seed=args.seed)
+    run = build_run(cfg, dataset)
+    trainer = Trainer(run, None, progress=False, log=lambda m: print(("DBP " if decor else "BP  ") + m, flush=True))
+    corr_before = None
+    probe = run.dataset.x_test[:1000]
+    if decor:
+        corr_before = input_correlation(run.model, run.model.encode(probe), 0, max_features=None)
+    metrics = trainer.fit()
+    corr_after = input_correlation(run.model, run.model.encode(probe), 0) if decor else None
+    return run, metrics["epochs"], (corr_before, corr_after)
+
+
+def first_epoch_reaching(history, target: float) -> int | None:
+    for i, e in enumerate(history):
+        if e["train_loss"] <= target:
+            return i
+    return None
+
+
+def interpolated(history, target: float, key: str) -> float:
+    """Fractional epoch (or wall time) at which the loss crosses ``target`` (linear in log-loss)."""
+    i = first_epoch_reaching(history, target)
+    if i is None:
+        return math.inf
+    if i == 0:
+        prev_v, prev_l = 0.0, math.log(2.3026)  # chance-level cross-entropy before training
+    else:
+        prev_v, prev_l = history[i - 1][key] if key != "epoch" else history[i - 1]["epoch"], math.log(history[i - 1]["train_loss"])
+    cur_v = history[i][key]
+    cur_l = math.log(history[i]["train_loss"])
+    frac = 1.0 if cur_l == prev_l else (prev_l - math.log(target)) / (prev_l - cur_l)
+    return prev_v + min(max(frac, 0.0), 1.0) * (cur_v - prev_v)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="mlp-mnist")
+    p.add_argument("--hidden", type=int, nargs="*", default=[500, 500])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--train-limit", type=int, default=0, help="0 = all 60k training images")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--decor-lr", type=float, default=1e-3)
+    p.add_argument("--kappa", type=float, default=0.5)
+    p.add_argument("--subsample", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    p.add_argument("--quick", action="store_true", help="10k training images, 4 epochs")
+    args = p.parse_args()
+    if args.quick:
+        args.train_limit, args.epochs = 10000, 4
+    os.environ.setdefault("NEUROLEARN_DATA", str(HERE.parent.parent / "shared" / "data"))
+    torch.set_num_threads(args.threads)
+
+    bp_run, bp, _ = train(args, decor=False)
+    dbp_run, dbp, (corr0, corr1) = train(args, decor=True, dataset=bp_run.dataset)
+
+    target = bp[-1]["train_loss"]
+    i = first_epoch_reaching(dbp, target)
+    epochs_ratio = (dbp[i]["epoch"] / bp[-1]["epoch"]) if i is not None else math.inf
+    wall_ratio = (dbp[i]["wall_time_s"] / bp[-1]["wall_time_s"]) if i is not None else math.inf
+    step_ratio = (dbp[-1]["wall_time_s"] / len(dbp)) / (bp[-1]["wall_time_s"] / len(bp))
+
+    print(f"\n{'epoch':>5} | {'BP loss':>8} {'BP acc':>7} {'BP s':>7} | {'DBP loss':>8} {'DBP acc':>7} {'DBP s':>7}")
+    for a, b in zip(bp, dbp):
+        print(f"{a['epoch']:5d} | {a['train_loss']:8.4f} {a['test_accuracy']:7.4f} {a['wall_time_s']:7.1f} | "
+              f"{b['train_loss']:8.4f} {b['test_accuracy']:7.4f} {b['wall_time_s']:7.1f}")
+    reached = f"epoch {dbp[i]['epoch']}" if i is not None else "never"
+    print(f"BP final train loss {target:.4f}; DBP reaches it at {reached} "
+          f"(interpolated {interpolated(dbp, target, 'epoch'):.2f} epochs); "
+          f"time per epoch DBP/BP {step_ratio:.2f}")
+
+    result = {
+        "epochs_ratio": epochs_ratio,
+        "wall_ratio": wall_ratio,
+        "dbp_acc": dbp[-1]["test_accuracy"],
+        "bp_acc": bp[-1]["test_accuracy"],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    full = dict(result, args=vars(args), bp=bp, dbp=dbp, dbp_acc_at_match=dbp[i]["test_accuracy"] if i is not None else None,
+                epoch_time_ratio=step_ratio, interpolated_epochs_ratio=interpolated(dbp, target, "epoch") / bp[-1]["epoch"])
+    name = "dbp_speedup" + ("_quick" if args.quick else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(full, indent=2))
+    plot(bp, dbp, corr0, corr1, RESULTS / f"{name}.png")
+    print(json.dumps(result))
+
+
+def plot(bp, dbp, corr0, corr1, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 4, figsize=(18, 4))
+    for h, lab in ((bp, "BP"), (dbp, "DBP")):
+        ax[0].semilogy([e["epoch"] for e in h], [e["train_loss"] for e in h], "o-", label=lab)
+        ax[1].semilogy([e["wall_time_s"] for e in h], [e["train_loss"] for e in h], "o-", label=lab)
+    ax[0].axhline(bp[-1]["train_loss"], color="gray", ls=":")
+    ax[1].axhline(bp[-1]["train_loss"], color="gray", ls=":")
+    ax[0].set(xlabel="epoch", ylabel="train loss (SGD)", title="MNIST MLP")
+    ax[1].set(xlabel="wall time (s)", ylabel="train loss")
+    ax[0].legend()
+    for a, c, t in ((ax[2], corr0, "layer-0 input correlation, before"), (ax[3], corr1, "after DBP training (x̃)")):
+        if c is not None:
+            im = a.imshow(c.numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+            a.set_title(t)
+            fig.colorbar(im, ax=a, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
