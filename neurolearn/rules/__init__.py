@@ -8,6 +8,8 @@ from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
 from neurolearn.rules.feedback_alignment import DFA
 from neurolearn.rules.target_projection import DRTP, TPSGD
 from neurolearn.rules.perturbation import ActivityNodePerturbation, NodePerturbation, WeightPerturbation
+from neurolearn.rules.sibp import SemiImplicitBP
+from neurolearn.rules.zorb import Zorb
 
 RULES: dict[str, type[Rule]] = {
     Backprop.name: Backprop,
@@ -17,6 +19,8 @@ RULES: dict[str, type[Rule]] = {
     WeightPerturbation.name: WeightPerturbation,
     NodePerturbation.name: NodePerturbation,
     ActivityNodePerturbation.name: ActivityNodePerturbation,
+    Zorb.name: Zorb,
+    SemiImplicitBP.name: SemiImplicitBP,
 }
 
 

@@ -1,0 +1,238 @@
+r"""ZORB: Zeroth-Order Relaxed Backpropagation (Ranganathan & Lewandowski, arXiv 2011.08895).
+
+A solver, not a gradient rule: one sweep from the input to the output sets every layer's
+weights in closed form; no learning rate, no epochs. For layer ``i`` (input to output):
+
+1. the target ``Y`` (one-hot, or regression values) is pushed down through every layer
+   above ``i`` with *relaxed inverses*:
+
+   - softmax output (classification): ``T = log(Y ⊙ s + ε) + m`` with the row max ``m``
+     and row sum ``s = Σ exp(logits − m)`` of the current network's logits;
+   - dense layer ``z = h Wᵀ + b``: ``T ← (T − b) (W⁺)ᵀ`` (pseudoinverse, ``backward_rcond``);
+   - tanh / sigmoid: the whole target matrix is min-max rescaled into the open range
+     ``[a + ε, b − ε]`` (``(−1, 1)`` or ``(0, 1)``), then inverted (``atanh`` / ``logit``).
+     The pair ``(lo, hi) = (min T, max T)`` is stored in the layer, whose forward pass becomes
+     ``h = lo + (hi − lo)(f(z) − a − ε)/(b − a − 2ε)`` (the buffers ``act_scale``,
+     ``act_shift``: the "relaxation" is part of the trained model, saved with it);
+   - relu: ``z = T`` (negative targets stay negative, so ``relu(z)`` is their projection);
+     leaky relu: the exact inverse; identity: nothing.
+
+2. the layer is solved in float64 from its actual input: ``[W b]ᵀ = [H_{i−1}, 1]⁺ Z_i``
+   (``solver="pinv"``: SVD, ``rcond``; ``solver="normal"``: normal equations accumulated over
+   chunks of ``chunk`` rows plus a ridge term, memory ``O(d²)`` besides the activities, for
+   full MNIST with 1000-wide layers), then ``H_i`` is computed with the new weights.
+
+The tanh forward is ``tanh`` (the reference numpy code uses a sigmoid there after a scale is
+stored, a bug; the later JAX package is correct).
+
+Needs: weight transport (pseudoinverses of the weights above), the whole training set at
+once (``train.batch_size = 0``, one epoch) and matrix inverses: non-local. Use it as a fast
+baseline, an initialiser, or a readout solver (see :mod:`neurolearn.readout`). Networks:
+static (``T = 1`` or a ``direct`` encoder) stacks of non-recurrent ``Dense`` layers with
+rate neurons without leak (``tanh``, ``sigmoid``, ``relu``, ``leaky_relu``, ``identity``),
+ending in a linear readout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from neurolearn.errors import ConfigError
+from neurolearn.layers import Dense
+from neurolearn.network import Network
+from neurolearn.neurons import ACTIVATION_RANGES, RateParams, activation, activation_inverse
+from neurolearn.readout import DTYPE, NormalEquations, lstsq_pinv, softmax_inverse, with_ones
+from neurolearn.rules.base import Requirements, Rule, StepOutput
+
+SOLVERS = ("pinv", "normal")
+OUTPUTS = ("auto", "softmax", "linear")
+
+
+def relaxed_inverse(name: str, t: torch.Tensor, epsilon: float = 1e-5,
+                    negative_slope: float = 0.01) -> tuple[torch.Tensor, float, float]:
+    """ZORB's relaxed inverse of an activation: ``(z, scale, shift)`` with ``scale·f(z)+shift ≈ t``.
+
+    Bounded activations (tanh, sigmoid) rescale the whole of ``t`` from ``[min t, max t]``
+    into ``[a + ε, b − ε]`` before inverting, and return the affine map back
+    (``scale = (hi − lo)/(b − a − 2ε)``, ``shift = lo − scale (a + ε)``); unbounded ones
+    invert directly and return ``(1, 0)``.
+    """
+    lo_r, hi_r = ACTIVATION_RANGES[name] if name in ACTIVATION_RANGES else (None, None)
+    if lo_r is None or hi_r is None:  # identity, relu, leaky relu: no relaxation
+        return activation_inverse(name, t, negative_slope), 1.0, 0.0
+    a, b = lo_r + epsilon, hi_r - epsilon
+    lo, hi = float(t.min()), float(t.max())
+    span = hi - lo
+    if not span > 1e-12 * max(1.0, abs(lo)):
+        span = 1.0  # a constant target: any in-range value will do
+    u = (t - lo).mul_((b - a) / span).add_(a).clamp_(a, b)  # one temporary: t may be large
+    scale = span / (b - a)
+    return activation_inverse(name, u, negative_slope), scale, lo - scale * a
+
+
+class Zorb(Rule):
+    """ZORB: one closed-form sweep input -> output with relaxed inverses (see module docstring).
+
+    Parameters: ``epsilon`` (range relaxation and softmax inverse, 1e-5), ``rcond`` (layer
+    solves with ``solver="pinv"``), ``backward_rcond`` (pseudoinverses of the weights),
+    ``solver`` (``"pinv"`` or ``"normal"``), ``ridge`` (relative ridge of ``"normal"``),
+    ``chunk`` (rows per chunk), ``output`` (``"auto"``: softmax for classification, else
+    linear).
+    """
+
+    name = "zorb"
+    summary = "ZORB: closed-form layerwise least squares with pseudoinverse targets (one sweep, non-local)"
+    requires = Requirements(weight_transport=True, whole_batch=True)
+    uses_optimizer = False
+
+    def __init__(self, epsilon: float = 1e-5, rcond: float = 1e-10, backward_rcond: float = 1e-10,
+                 solver: str = "pinv", ridge: float = 1e-8, chunk: int = 4096, output: str = "auto") -> None:
+        super().__init__()
+        if solver not in SOLVERS:
+            raise ConfigError(f"zorb: unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
+        if output not in OUTPUTS:
+            raise ConfigError(f"zorb: unknown output {output!r}; known: {', '.join(OUTPUTS)}")
+        if not (0 < epsilon < 0.5):
+            raise ConfigError(f"zorb: epsilon must be in (0, 0.5), got {epsilon}")
+        if chunk < 1:
+            raise ConfigError(f"zorb: chunk must be positive, got {chunk}")
+        self.epsilon, self.rcond, self.backward_rcond = float(epsilon), float(rcond), float(backward_rcond)
+        self.solver, self.ridge, self.chunk, self.output = solver, float(ridge), int(chunk), output
+        self.last_fit: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ checks
+    @staticmethod
+    def check_network(model: Network) -> list[Dense]:
+        layers = list(model.layers)
+        for k, layer in enumerate(layers):
+            p = layer.neuron
+            if not isinstance(layer, Dense) or layer.recurrent or layer.decorrelation is not None:
+                raise ConfigError(
+                    f"zorb: layer {k} must be a plain dense layer (not recurrent, convolutional or decorrelated); "
+                    "for spiking or recurrent reservoirs fit the readout with neurolearn.readout.fit_readout"
+                )
+            if p is not None and not (isinstance(p, RateParams) and p.tau is None):
+                raise ConfigError(
+                    f"zorb: layer {k} has neuron {p}; zorb needs static rate neurons (no tau) or none. "
+                    "For spiking reservoirs use neurolearn.readout.fit_readout"
+                )
+        if layers[-1].neuron is not None and layers[-1].neuron.activation != "identity":
+            raise ConfigError("zorb: the last layer must be a linear readout (no neuron); the softmax is implicit")
+        return layers
+
+    # ------------------------------------------------------------------ the network in float64
+    @staticmethod
+    def _act(layer: Dense) -> str:
+        return "identity" if layer.neuron is None else layer.neuron.activation
+
+    def _forward_layer(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        w, b, scale, shift = self._w[k], self._b[k], self._scale[k], self._shift[k]
+        z = h @ w.T
+        if b is not None:
+            z += b
+        layer = self._layers[k]
+        out = activation(self._act(layer), z, getattr(layer.neuron, "negative_slope", 0.01))
+        return out * scale + shift if (scale != 1.0 or shift != 0.0) else out
+
+    def _forward_from(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        """Logits of layers ``k..n-1`` on ``h``, in chunks of rows."""
+        outs = []
+        for i in range(0, h.shape[0], self.chunk):
+            a = h[i:i + self.chunk]
+            for j in range(k, len(self._layers)):
+                a = self._forward_layer(j, a)
+            outs.append(a)
+        return torch.cat(outs)
+
+    def _dense_inverse(self, k: int, t: torch.Tensor) -> torch.Tensor:
+        """``(T − b)(W⁺)ᵀ``: a target for the input of layer ``k`` from one for its pre-activation."""
+        pinv_t = torch.linalg.pinv(self._w[k], rtol=self.backward_rcond).T
+        out = torch.empty(t.shape[0], pinv_t.shape[1], dtype=t.dtype, device=t.device)
+        for i in range(0, t.shape[0], self.chunk):
+            tc = t[i:i + self.chunk]
+            torch.matmul(tc if self._b[k] is None else tc - self._b[k], pinv_t, out=out[i:i + self.chunk])
+        return out
+
+    def _relax(self, k: int, t: torch.Tensor) -> torch.Tensor:
+        """Pre-activation target of layer ``k`` from its output target; stores the rescaling."""
+        layer = self._layers[k]
+        z, scale, shift = relaxed_inverse(self._act(layer), t, self.epsilon,
+                                          getattr(layer.neuron, "negative_slope", 0.01))
+        if layer.neuron is not None:
+            self._scale[k], self._shift[k] = scale, shift
+        return z
+
+    def _solve(self, h: torch.Tensor, z: torch.Tensor, bias: bool) -> torch.Tensor:
+        """``[W b]ᵀ`` (``[d (+1), out]``) minimising ``‖[H, 1][W b]ᵀ − Z‖``."""
+        if self.solver == "pinv":
+            return lstsq_pinv(with_ones(h) if bias else h, z, self.rcond)
+        ne = NormalEquations(h.shape[1] + int(bias), z.shape[1], h.device)
+        for i in range(0, h.shape[0], self.chunk):
+            hc = h[i:i + self.chunk]
+            ne.add(with_ones(hc) if bias else hc, z[i:i + self.chunk])
+        return ne.solve(self.ridge)
+
+    # ------------------------------------------------------------------ the sweep
+    @torch.no_grad()
+    def fit(self, model: Network, x: torch.Tensor, targets: torch.Tensor, softmax: bool) -> torch.Tensor:
+        """Fit ``model`` on inputs ``x`` (``[N, ...]``) and targets ``[N, C]``; returns the logits (float64)."""
+        self._layers = self.check_network(model)
+        n = len(self._layers)
+        self._w = [layer.weight.detach().to(DTYPE).clone() for layer in self._layers]
+        self._b = [None if layer.bias is None else layer.bias.detach().to(DTYPE).clone() for layer in self._layers]
+        self._scale = [1.0] * n
+        self._shift = [0.0] * n
+        h = x.reshape(x.shape[0], -1).to(DTYPE)
+        y = targets.to(DTYPE)
+        for i in range(n):
+            t = softmax_inverse(y, self._forward_from(i, h), self.epsilon) if softmax else y
+            for j in range(n - 1, i, -1):
+                t = self._dense_inverse(j, self._relax(j, t))
+            z = self._relax(i, t)
+            del t
+            has_bias = self._b[i] is not None
+            sol = self._solve(h, z, has_bias)
+            del z
+            self._w[i] = sol[:-1].T.contiguous() if has_bias else sol.T.contiguous()
+            if has_bias:
+                self._b[i] = sol[-1].clone()
+            h_next = torch.empty(h.shape[0], self._w[i].shape[0], dtype=DTYPE, device=h.device)
+            for r in range(0, h.shape[0], self.chunk):
+                h_next[r:r + self.chunk] = self._forward_layer(i, h[r:r + self.chunk])
+            h = h_next
+            del h_next
+        for k, layer in enumerate(self._layers):
+            layer.weight.copy_(self._w[k].to(layer.weight.dtype))
+            if layer.bias is not None:
+                layer.bias.copy_(self._b[k].to(layer.bias.dtype))
+            if layer.neuron is not None:
+                layer.act_scale.fill_(self._scale[k])
+                layer.act_shift.fill_(self._shift[k])
+        del self._w, self._b, self._layers
+        return h
+
+    def train_step(self, model, x, y, objective, optimizer) -> StepOutput:
+        """Fit the whole network on this batch (the trainer's whole training set when batch_size = 0)."""
+        if x.shape[0] > 1 and model.temporal:
+            raise ConfigError("zorb fits static networks (T = 1 or a direct encoder); "
+                              "for spiking or recurrent reservoirs use neurolearn.readout.fit_readout")
+        classification = objective.task == "classification"
+        softmax = self.output == "softmax" or (self.output == "auto" and classification)
+        if classification:
+            targets = F.one_hot(y.long(), model.output_size).to(DTYPE)
+        else:
+            if y.dim() != 3 or y.shape[0] != 1:
+                raise ConfigError("zorb fits regression targets of one time step ([1, B, C]) only")
+            targets = y[0].to(DTYPE)
+        logits = self.fit(model, x[-1], targets, softmax)
+        pred = logits.to(x.dtype) if classification else logits.to(x.dtype)[None]
+        loss = objective.loss(pred, y)
+        probs = torch.softmax(logits, 1) if softmax else logits
+        self.last_fit = {"train_sq_error": float(((probs - targets) ** 2).sum(1).mean())}
+        return StepOutput(loss.detach(), pred.detach())
+
+    def epoch_metrics(self, model: Network) -> dict[str, float]:
+        return dict(self.last_fit)
