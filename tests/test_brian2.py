@@ -107,3 +107,81 @@ def test_unsupported_layers_are_refused():
     net = Network([Conv2d((1, 6, 6), 2, 3, LIFParams()), Dense(32, 3)])
     with pytest.raises(ConfigError, match="dense"):
         run_brian2(net, torch.zeros(2, 1, 1, 6, 6))
+
+
+# ----------------------------------------------------------------------------- plasticity
+def two_class_task(n: int = 40, seed: int = 0):
+    """Two Gaussian blobs in 6 dimensions (linearly separable)."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    centres = torch.tensor([[1.0, -1.0, 0.5, 0.0, -0.5, 1.0], [-1.0, 1.0, -0.5, 0.0, 0.5, -1.0]], dtype=torch.float64)
+    x = centres[y] + 0.6 * torch.randn(n, 6, generator=gen, dtype=torch.float64)
+    return x, y
+
+
+def small_mlp(classes: int = 2) -> Network:
+    torch.manual_seed(3)
+    return Network([Dense(6, 8, RateParams("tanh")), Dense(8, classes, None)]).double()
+
+
+def accuracy(net: Network, x, y) -> float:
+    with torch.no_grad():
+        return float((net.run(x.unsqueeze(0)).output[-1].argmax(1) == y).double().mean())
+
+
+def test_drtp_in_brian2_equals_the_matrix_rule():
+    from neurolearn.backends.brian2_plasticity import drtp_feedback, drtp_in_brian2, epoch_orders
+
+    x, y = two_class_task(16)
+    net = small_mlp()
+    ref = small_mlp()
+    fb = drtp_feedback(net, 2, seed=0)
+    drtp_in_brian2(net, x, y, fb, epochs=2, lr=0.05, seed=0)
+    with torch.no_grad():  # the same rule, as matrices, online in the same order
+        for order in epoch_orders(len(x), 2, 0):
+            for n in order:
+                h = torch.tanh(ref.layers[0].weight @ x[n] + ref.layers[0].bias)
+                z = ref.layers[1].weight @ h + ref.layers[1].bias
+                onehot = torch.nn.functional.one_hot(y[n], 2).double()
+                d0 = torch.as_tensor(fb[0].T) @ onehot * (1 - h**2)
+                d1 = torch.sigmoid(z) - onehot
+                ref.layers[0].weight -= 0.05 * torch.outer(d0, x[n])
+                ref.layers[0].bias -= 0.05 * d0
+                ref.layers[1].weight -= 0.05 * torch.outer(d1, h)
+                ref.layers[1].bias -= 0.05 * d1
+    for a, b in zip(net.layers, ref.layers):
+        assert torch.allclose(a.weight, b.weight, atol=1e-12)
+        assert torch.allclose(a.bias, b.bias, atol=1e-12)
+    assert not torch.allclose(net.layers[0].weight, small_mlp().layers[0].weight)
+
+
+def test_anp_in_brian2_learns_a_two_class_task():
+    from neurolearn.backends.brian2_plasticity import anp_in_brian2
+
+    x, y = two_class_task(40)
+    net = small_mlp()
+    before = accuracy(net, x, y)
+    log = anp_in_brian2(net, x, y, epochs=6, lr=0.02, sigma=1e-3, seed=0)
+    after = accuracy(net, x, y)
+    assert before < 0.75
+    assert after >= 0.95, (before, after, log.epoch_train_acc)
+    assert log.epoch_train_loss[-1] < log.epoch_train_loss[0]
+
+
+def test_decorrelation_plasticity_equals_the_matrix_rule():
+    import numpy as np
+
+    from neurolearn.backends.brian2_plasticity import decorrelation_in_brian2, decorrelation_loss, epoch_orders
+
+    rng = np.random.default_rng(0)
+    mix = np.array([[1.0, 0.8, 0.0], [0.0, 1.0, 0.6], [0.0, 0.0, 1.0]])
+    xd = rng.normal(size=(60, 3)) @ mix
+    R, losses = decorrelation_in_brian2(xd, lr=0.02, epochs=2, seed=0)
+    Rm = np.eye(3)
+    for order in epoch_orders(len(xd), 2, 0):
+        for n in order:
+            xt = Rm @ xd[n]
+            c = np.outer(xt, xt)
+            Rm = Rm - 0.02 * (c - np.diag(np.diag(c))) @ Rm
+    assert np.abs(R - Rm).max() < 1e-12
+    assert losses[-1] < 0.5 * decorrelation_loss(xd)
