@@ -8,7 +8,8 @@ network in one simulation, as it has no batch dimension).
 Synaptic events = pre-synaptic spikes x fan-out (input spikes x 500 + hidden spikes x 10),
 counted from each engine's own spikes; events/s = events / wall-clock seconds of the run.
 
-What is timed: the torch engine's ``Network.run`` (no recording, no_grad, float32, best of 3);
+What is timed: the torch engine's ``Network.run`` (no recording, no_grad, float32, best of 3, one
+thread by default like Brian2's targets);
 Brian2's ``Network.run`` of T steps *after* a first warm-up run of T steps in the same network.
 The warm-up run contains code generation and, for the cython target, the compilation of the
 extensions (30-50 s on an empty cache, more on a loaded machine); it is reported separately and
@@ -91,7 +92,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="T = 20, B = 2")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: Brian2's numpy/cython targets run on one core)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     steps = args.steps or (20 if args.quick else 100)
     batch = args.batch or (2 if args.quick else 8)
     gen = torch.Generator().manual_seed(0)
