@@ -44,7 +44,8 @@ input gain ``g`` (1 for LIF and LI, ``1 − β`` for leaky rate units) — exact
 filtered rate ``r̄[t] = β r̄[t−1] + (1 − β) s[t]`` (spikes per step).
 
 **Layer types.** Dense and recurrent layers: ``B_k ∈ R^{C × n_k}``; recurrent layers get
-their projected target at every time step and their recurrent weights the update
+their projected target at every time step (``target_steps="all"``; ``"last"``: only at the
+read-out step, for tasks whose label is known only once the sequence has been seen) and their recurrent weights the update
 ``δ_k[t]^T h_k[t−1]`` (no backpropagation through time). Conv layers: ``B_k`` maps the
 label to the convolution output's shape, ``R^{C × (c·h·w)}``, and the update is the
 convolution's weight gradient for ``δ_k``.
@@ -282,6 +283,7 @@ class TargetProjectionRule(Rule):
         window: float = 0.5,
         smoothing: float = 0.2,
         layerwise: bool = True,
+        target_steps: str = "all",
     ) -> None:
         super().__init__()
         if projection not in PROJECTIONS:
@@ -289,6 +291,9 @@ class TargetProjectionRule(Rule):
         self.projection, self.scale = projection, float(scale)
         self.spike = SpikeDerivative(spike_derivative, float(window), float(smoothing)).check()
         self.layerwise = bool(layerwise)
+        if target_steps not in ("all", "last"):
+            raise unknown_name("target_steps", target_steps, ("all", "last"))
+        self.target_steps = target_steps
         self.matrices: list[torch.Tensor] = []
 
     # ---------------------------------------------------------------- setup and state
@@ -333,6 +338,8 @@ class TargetProjectionRule(Rule):
                 for k, layer in enumerate(hidden):
                     h, state[k], taps = layer.step(h, state[k])
                     sig = tracers[k].update(taps)
+                    if self.target_steps == "last" and t < steps - 1:
+                        continue
                     target = project(labels[t], self.matrices[k])
                     delta = self.hidden_error(sig.post, target) * sig.deriv
                     add_update(layer, delta, sig, grads[k], norm)
@@ -389,8 +396,8 @@ class DRTP(TargetProjectionRule):
 
     def __init__(self, projection: str = "kaiming_uniform", scale: float = 1.0, spike_derivative: str = "window",
                  window: float = 0.5, smoothing: float = 0.2, layerwise: bool = True,
-                 margin: float | None = None) -> None:
-        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise)
+                 margin: float | None = None, target_steps: str = "all") -> None:
+        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps)
         if margin is not None and not (isinstance(margin, (int, float)) and margin > 0):
             raise ConfigError(f"drtp margin must be a positive number or None, got {margin!r}")
         self.margin = margin
@@ -425,8 +432,8 @@ class TPSGD(TargetProjectionRule):
 
     def __init__(self, loss: str | LossFn = "l2", projection: str = "kaiming_uniform", scale: float = 1.0,
                  spike_derivative: str = "window", window: float = 0.5, smoothing: float = 0.2,
-                 layerwise: bool = True) -> None:
-        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise)
+                 layerwise: bool = True, target_steps: str = "all") -> None:
+        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps)
         if not callable(loss) and loss not in LOCAL_LOSSES:
             raise unknown_name("local loss", loss, LOCAL_LOSSES)
         self.loss = loss
