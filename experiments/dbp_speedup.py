@@ -43,7 +43,8 @@ def train(args, decor: bool, dataset=None):
     sets += [f"model.layers.{i}.size={s}" for i, s in enumerate(args.hidden)]
     if decor:
         sets += ["decor.enabled=true", f"decor.lr={args.decor_lr}", f"decor.kappa={args.kappa}",
-                 f"decor.subsample={args.subsample}"]
+                 f"decor.subsample={args.subsample}", f"decor.layers={args.layers}"]
+        sets += [f"decor.{kv}" for kv in args.decor]
     cfg = resolve_config(model=args.model, rule="bp", overrides=sets, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, optimizer="sgd", seed=args.seed)
     run = build_run(cfg, dataset)
@@ -86,10 +87,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--train-limit", type=int, default=0, help="0 = all 60k training images")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--decor-lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--decor-lr", type=float, default=1e-2)
     p.add_argument("--kappa", type=float, default=0.5)
-    p.add_argument("--subsample", type=float, default=0.5)
+    p.add_argument("--subsample", type=float, default=0.25)
+    p.add_argument("--layers", default='"all"', help='decorrelated layers: "all" or a TOML list, e.g. [0]')
+    p.add_argument("--decor", nargs="*", default=["centring=false"], metavar="KEY=VALUE", help="more decor.* settings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     p.add_argument("--quick", action="store_true", help="10k training images, 4 epochs")

@@ -165,20 +165,27 @@ class Decorrelation(nn.Module):
             self.mean.add_(xt.mean(0), alpha=self.momentum)  # μ̃ += m (mean(R x) − μ̃) = m mean(x̃)
         sq = (xt * xt).mean(0)  # diag(Σ̃)
         v = torch.where(sq > self.min_variance, sq - 1.0, torch.zeros_like(sq))  # dead inputs cannot be whitened
-        gram = xt @ xt.T / m  # M x M: ‖Σ̃‖_F = ‖X̃ X̃ᵀ‖_F / M
-        off2 = float((gram * gram).sum() - (sq * sq).sum()) if not self.lower_triangular else None
+        # R ← R − η[(1−κ) C R + κ diag(v) R] = diag(1 − η coef) R − η (1−κ) Σ̃' R, fused to two d x d passes:
+        # full: C R = Σ̃ R − diag(Σ̃) R, so coef = κ v − (1−κ) diag(Σ̃), Σ̃' = Σ̃;  lower: Σ̃' = tril(Σ̃, −1), coef = κ v
+        a = -self.lr * (1.0 - self.kappa)
         if self.lower_triangular or m >= d:
             cov = xt.T @ xt / m
-            c = torch.tril(cov, -1) if self.lower_triangular else cov - torch.diag(sq)
-            if off2 is None:
-                off2 = float((c * c).sum())
-            cr = c @ self.R
-        else:  # C R = X̃ᵀ(X̃ R)/M − diag(Σ̃) R, 2 M d² instead of d³
-            cr = xt.T @ (xt @ self.R) / m - sq[:, None] * self.R
-        delta = (1.0 - self.kappa) * cr
-        if self.kappa > 0:
-            delta = delta + self.kappa * v[:, None] * self.R
-        self.R.sub_(delta, alpha=self.lr)
+            if self.lower_triangular:
+                cov = torch.tril(cov, -1)
+                off2 = float((cov * cov).sum())
+            else:
+                off2 = float((cov * cov).sum() - (sq * sq).sum())
+            prod, factored = cov @ self.R, False
+        else:  # X̃ᵀ(X̃ R)/M: 2 M d² instead of d³; ‖Σ̃‖_F = ‖X̃ X̃ᵀ‖_F / M
+            gram = xt @ xt.T / m
+            off2 = float((gram * gram).sum() - (sq * sq).sum())
+            prod, factored = xt @ self.R, True
+        coef = self.kappa * v - (0.0 if self.lower_triangular else (1.0 - self.kappa)) * sq
+        self.R.mul_((1.0 - self.lr * coef)[:, None])
+        if factored:
+            self.R.addmm_(xt.T, prod, alpha=a / m)
+        else:
+            self.R.add_(prod, alpha=a)
         self.updates += 1
         loss = ((1.0 - self.kappa) * max(off2, 0.0) + self.kappa * float((v * v).sum())) / d**2
         self._loss_sum += loss
