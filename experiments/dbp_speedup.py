@@ -80,8 +80,8 @@ def interpolated(history, target: float, key: str) -> float:
     return prev_v + min(max(frac, 0.0), 1.0) * (cur_v - prev_v)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(name: str = "dbp_speedup", doc: str = __doc__, **defaults) -> None:
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--model", default="mlp-mnist")
     p.add_argument("--hidden", type=int, nargs="*", default=[500, 500])
     p.add_argument("--epochs", type=int, default=10)
@@ -96,6 +96,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     p.add_argument("--quick", action="store_true", help="10k training images, 4 epochs")
+    p.set_defaults(**defaults)
     args = p.parse_args()
     if args.quick:
         args.train_limit, args.epochs = 10000, 4
@@ -129,7 +130,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     full = dict(result, args=vars(args), bp=bp, dbp=dbp, dbp_acc_at_match=dbp[i]["test_accuracy"] if i is not None else None,
                 epoch_time_ratio=step_ratio, interpolated_epochs_ratio=interpolated(dbp, target, "epoch") / bp[-1]["epoch"])
-    name = "dbp_speedup" + ("_quick" if args.quick else "")
+    name = name + ("_quick" if args.quick else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(full, indent=2))
     plot(bp, dbp, corr0, corr1, RESULTS / f"{name}.png")
     print(json.dumps(result))
@@ -147,7 +148,7 @@ def plot(bp, dbp, corr0, corr1, path: Path) -> None:
         ax[1].semilogy([e["wall_time_s"] for e in h], [e["train_loss"] for e in h], "o-", label=lab)
     ax[0].axhline(bp[-1]["train_loss"], color="gray", ls=":")
     ax[1].axhline(bp[-1]["train_loss"], color="gray", ls=":")
-    ax[0].set(xlabel="epoch", ylabel="train loss (SGD)", title="MNIST MLP")
+    ax[0].set(xlabel="epoch", ylabel="train loss (SGD)", title=path.stem)
     ax[1].set(xlabel="wall time (s)", ylabel="train loss")
     ax[0].legend()
     for a, c, t in ((ax[2], corr0, "layer-0 input correlation, before"), (ax[3], corr1, "after DBP training (x̃)")):

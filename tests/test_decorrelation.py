@@ -204,3 +204,23 @@ def test_decor_table_from_model_file_and_cli_keys():
     model = build_network(load_model_file("mlp-digits"), (64,))
     apply_decorrelation(model, cfg["decor"])
     assert all(l.decorrelation is not None and l.decorrelation.kappa == 0.25 for l in model.layers)
+
+
+def _train_digits_anp(decor: bool, epochs: int) -> list[dict]:
+    from neurolearn.runs import build_run
+    from neurolearn.training import Trainer
+
+    sets = ["model.layers.0.size=64", "model.layers.1.size=64"]
+    if decor:
+        sets += ["decor.enabled=true", "decor.lr=1e-3", "decor.kappa=0.0"]
+    cfg = resolve_config(model="mlp-digits", rule="anp", overrides=sets, epochs=epochs, seed=0)
+    return Trainer(build_run(cfg), None, progress=False, log=lambda m: None).fit()["epochs"]
+
+
+def test_danp_beats_anp_same_seed():
+    anp = _train_digits_anp(False, 8)
+    danp = _train_digits_anp(True, 8)
+    assert "decor_loss_0" in danp[-1]
+    assert danp[-1]["train_loss"] < anp[-1]["train_loss"]
+    # measured 0.636 vs 0.375 after 8 epochs
+    assert danp[-1]["test_accuracy"] >= anp[-1]["test_accuracy"] + 0.1, (anp[-1], danp[-1])
