@@ -230,3 +230,52 @@ def test_non_uniform_parameters_and_bad_dt():
 
 def test_errors_are_user_errors():
     assert issubclass(NIRError, NeurolearnError)
+
+
+# ------------------------------------------------------------------ command line
+
+SNN_DIGITS = """
+data = "digits"
+decode = "mean"
+dt = 1e-3
+input = [64]
+[encoder]
+kind = "rate"
+steps = 8
+[[layers]]
+type = "dense"
+size = 24
+neuron = { model = "lif", tau_mem = 20e-3, reset = "value" }
+[[layers]]
+type = "dense"
+size = 10
+neuron = { model = "li", tau = 20e-3 }
+[train]
+epochs = 1
+batch_size = 256
+optimizer = "adam"
+lr = 1e-3
+"""
+
+
+def test_cli_export_and_refusal(tmp_path, capsys):
+    import json
+
+    from neurolearn.cli import main
+
+    model = tmp_path / "snn-digits.toml"
+    model.write_text(SNN_DIGITS)
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(model), "--rule", "bp", "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run), "--nir", str(run / "model.nir"), "--check-samples", "32"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["reimport_spikes_equal"] and (run / "model.nir").is_file()
+    assert isinstance(nir.read(run / "model.nir").nodes["lif0"], nir.LIF)
+    # a subtracting model is refused with a one-line error (exit status 2), nothing written
+    model.write_text(SNN_DIGITS.replace('reset = "value"', 'reset = "subtract"'))
+    run2 = tmp_path / "run2"
+    assert main(["train", "--model", str(model), "--rule", "bp", "--out", str(run2), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run2), "--nir", str(run2 / "model.nir")]) == 2
+    assert "subtraction" in capsys.readouterr().err and not (run2 / "model.nir").exists()

@@ -223,9 +223,20 @@ class SNNTorchNet(nn.Module):
 
     def __init__(self, linears: Sequence[nn.Linear], neurons: Sequence[nn.Module | None], readouts: Sequence[str]):
         super().__init__()
-        self.linears = nn.ModuleList(linears)
-        self.neurons = nn.ModuleList([n if n is not None else nn.Identity() for n in neurons])
+        # registered in execution order (fc0, lif0, fc1, ...) so wrap_snntorch reads it back
+        for k, (lin, neu) in enumerate(zip(linears, neurons)):
+            self.add_module(f"fc{k}", lin)
+            if neu is not None:
+                self.add_module(f"lif{k}", neu)
         self.readouts = list(readouts)  # "spikes", "mem" or "linear" per layer
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        return [getattr(self, f"fc{k}") for k in range(len(self.readouts))]
+
+    @property
+    def neurons(self) -> list[nn.Module]:
+        return [getattr(self, f"lif{k}", nn.Identity()) for k in range(len(self.readouts))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         snn = _snn()
