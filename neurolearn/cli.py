@@ -27,7 +27,7 @@ decor.* keys (with decor.enabled=true; BP -> DBP, anp -> DANP, ...): lr (eta_R, 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from neurolearn.config import resolve_config
-    from neurolearn.runs import build_run
+    from neurolearn.runs import CHECKPOINT_NAME, build_run
     from neurolearn.training import Trainer
 
     cfg = resolve_config(
@@ -38,6 +38,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.data_dir:
         cfg["data"]["options"]["root"] = args.data_dir
     out = Path(args.out) if args.out else Path("runs") / f"{cfg['model']['name']}-{cfg['rule']['name']}-s{cfg['train']['seed']}"
+    if (out / CHECKPOINT_NAME).exists() and not args.resume:
+        raise NeurolearnError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     run = build_run(cfg)
     print(f"training {cfg['model']['name']} with {cfg['rule']['name']} on {cfg['data']['name']} "
           f"({cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr {cfg['train']['lr']}) -> {out}",
