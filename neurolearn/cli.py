@@ -21,7 +21,7 @@ SET_HELP = """override any config entry by its dotted path, value parsed as TOML
 decor.* keys (with decor.enabled=true; BP -> DBP, anp -> DANP, ...): lr (eta_R, 1e-3),
   kappa (whitening weight in [0,1], 0.5; 0 = decorrelate only), centring (true: subtract a
   running mean), momentum (0.1), subsample (share of rows per update, 1.0, or a row count),
-  lower_triangular (false), min_variance (1e-4), max_gain (1e3: stop if |R|_F/sqrt(d) grows
+  lower_triangular (false), min_variance (1e-2 of the mean), max_gain (1e3: stop if |R|_F/sqrt(d) grows
   past it), layers ("all" or a list of layer indices)"""
 
 

@@ -81,8 +81,9 @@ class Decorrelation(nn.Module):
     Parameters: ``lr`` (η_R), ``kappa`` (κ ∈ [0, 1], whitening weight), ``centring``
     (subtract a running mean of ``R x``), ``momentum`` (of that running mean),
     ``subsample`` (fraction of the rows used per update, or an integer number of rows),
-    ``lower_triangular``, ``min_variance`` (inputs whose ``<x̃²>`` is below it, e.g. pixels
-    that are always 0, get no whitening term: scaling them up could only blow ``R`` up),
+    ``lower_triangular``, ``min_variance`` (inputs whose ``<x̃²>`` is below this share of the
+    mean ``<x̃²>`` over the inputs, e.g. pixels that are almost always 0 or units that have
+    gone silent, get no whitening term: scaling them up could only blow ``R`` up),
     ``max_gain`` (the guard: ``‖R‖_F / √d`` above this, or any
     non-finite entry, stops training with :class:`TrainingDiverged`).
     """
@@ -98,7 +99,7 @@ class Decorrelation(nn.Module):
         subsample: float = 1.0,
         lower_triangular: bool = False,
         max_gain: float = 1e3,
-        min_variance: float = 1e-4,
+        min_variance: float = 1e-2,
     ) -> None:
         super().__init__()
         if features <= 0:
@@ -164,7 +165,8 @@ class Decorrelation(nn.Module):
         if self.centring:
             self.mean.add_(xt.mean(0), alpha=self.momentum)  # μ̃ += m (mean(R x) − μ̃) = m mean(x̃)
         sq = (xt * xt).mean(0)  # diag(Σ̃)
-        v = torch.where(sq > self.min_variance, sq - 1.0, torch.zeros_like(sq))  # dead inputs cannot be whitened
+        # inputs (nearly) always at zero cannot be whitened: scaling them up would only blow R up
+        v = torch.where(sq > self.min_variance * sq.mean(), sq - 1.0, torch.zeros_like(sq))
         # R ← R − η[(1−κ) C R + κ diag(v) R] = diag(1 − η coef) R − η (1−κ) Σ̃' R, fused to two d x d passes:
         # full: C R = Σ̃ R − diag(Σ̃) R, so coef = κ v − (1−κ) diag(Σ̃), Σ̃' = Σ̃;  lower: Σ̃' = tril(Σ̃, −1), coef = κ v
         a = -self.lr * (1.0 - self.kappa)
