@@ -10,6 +10,7 @@ A model file (TOML, in ``models/``) describes the network and its training defau
     [[layers]]                 # type = dense | recurrent | conv2d; size; neuron = "tanh" or a table
     [train]                    # epochs, batch_size, lr, optimizer, momentum, weight_decay, ...
     [rules.anp]                # per-rule overrides: train keys go to [train], others to the rule
+    [rules.anp.set]            # per-rule dotted-path overrides, like --set ("model.layers.0.init" = "...")
 
 The resolved run configuration is one plain dict (saved as ``config`` in metrics.json, all
 that is needed to rerun)::
@@ -138,11 +139,14 @@ def resolve_config(
     rule_params: dict[str, Any] = {}
     decor = dict(DECOR_DEFAULTS)
     decor.update(mcfg.get("decor", {}))
+    rule_sets: dict[str, Any] = {}
     for key, value in mcfg.get("rules", {}).get(rule, {}).items():
         if key in TRAIN_KEYS:
             train[key] = value
         elif key == "decor":
             decor.update(value)
+        elif key == "set":
+            rule_sets.update(value)
         else:
             rule_params[key] = value
     for key, value in train_flags.items():
@@ -157,7 +161,7 @@ def resolve_config(
         "train": train,
         "decor": decor,
     }
-    for key, value in parse_overrides(overrides):
+    for key, value in [*rule_sets.items(), *parse_overrides(overrides)]:
         head = key.split(".", 1)[0]
         if head not in cfg:
             raise ConfigError(

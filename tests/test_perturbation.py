@@ -273,3 +273,20 @@ def test_online_time_domain_memory_does_not_grow_with_T():
     # storing the sequence would add >= 190 steps x [2B, 64] activities; the clean output
     # ([B, 2] per step, the prediction itself) is all that may grow
     assert peaks[200] - peaks[10] <= 190 * 2 * 2 + 64
+
+
+def test_pair_step_matches_the_network_step_on_a_doubled_batch():
+    from neurolearn.rules.perturbation import pair_step
+
+    for model in (mlp(), rnn()):
+        x = torch.randn(3, 4, model.layers[0].in_shape[0])
+        s1 = model.init_state(8)
+        s2 = model.init_state(8)
+        for t in range(3):
+            noise = [torch.randn(8, *layer.out_shape) * 0.1 for layer in model.layers]
+            o1, s1, t1 = model.step(torch.cat([x[t], x[t]]), s1, noise)
+            o2, s2, t2 = pair_step(model, x[t], s2, noise, 4)
+            torch.testing.assert_close(o1, o2)
+            for a, b in zip(t1, t2):
+                torch.testing.assert_close(a.pre, b.pre)
+                torch.testing.assert_close(a.input, b.input)

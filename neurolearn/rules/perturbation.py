@@ -63,9 +63,10 @@ import math
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from neurolearn.errors import ConfigError, unknown_name
-from neurolearn.layers import Conv2d, Layer
+from neurolearn.layers import Conv2d, Dense, Layer, Taps
 from neurolearn.network import LayerRecord, Network, Record
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
@@ -102,11 +103,11 @@ def bias_grad(g: torch.Tensor) -> torch.Tensor:
 
 
 def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:
-    """Accumulate ``value`` into ``param.grad``."""
+    """Accumulate ``value`` (a fresh tensor, kept without a copy) into ``param.grad``."""
     if param is None:
         return
     if param.grad is None:
-        param.grad = value.detach().clone()
+        param.grad = value.detach()
     else:
         param.grad.add_(value)
 
@@ -140,6 +141,37 @@ def pre_traces(xs: list[torch.Tensor], beta: float) -> list[torch.Tensor]:
         acc = beta * acc + x
         out.append(acc)
     return out
+
+
+def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True):
+    """One step of the doubled batch ``[clean; noisy]`` on input ``x`` (``[B, ...]``, shared).
+
+    The first layer's feed-forward drive ``W x̃ + b`` is the same for both halves, so a dense
+    first layer computes it once (the halves differ only by noise and recurrent input);
+    the rest runs as :meth:`Network.step` would. Returns ``(output, state, taps)``.
+    """
+    if not paired:
+        return model.step(x, state, noise)
+    first = model.layers[0]
+    if not isinstance(first, Dense):
+        return model.step(torch.cat([x, x]), state, noise)
+    xin = x.flatten(1) if x.dim() > 2 else x
+    xt = first.decorrelate(xin)
+    z = F.linear(xt, first.weight, first.bias)
+    z = torch.cat([z, z])
+    rec = state[0].prev if first.recurrent else None
+    if rec is not None:
+        z = z + F.linear(rec, first.recurrent_weight)
+    if noise is not None and noise[0] is not None:
+        z = z + noise[0]
+    h, s0, mem = first._neurons(z, state[0])
+    taps = [Taps(torch.cat([xt, xt]), z, h, mem, rec)]
+    new_state = [s0]
+    for k, layer in enumerate(model.layers[1:], start=1):
+        h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
+        new_state.append(s)
+        taps.append(tp)
+    return h, new_state, taps
 
 
 def _stack(items: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -243,8 +275,7 @@ class PerturbationRule(GradientRule):
         model.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
         single = self.passes == "baseline"
-        xx = x if single else torch.cat([x, x], dim=1)
-        rows = xx.shape[1]
+        rows = batch if single else 2 * batch
         state = model.init_state(rows, x.device, x.dtype)
         outs: list[torch.Tensor] = []
         taps_t, noise_t = [], []
@@ -253,7 +284,7 @@ class PerturbationRule(GradientRule):
                 noise = [self.draw(layer.pre_shape(batch), x) for layer in model.layers]
             else:
                 noise = [self.pair_noise(layer.pre_shape(batch), x) for layer in model.layers]
-            out, state, taps = model.step(xx[t], state, noise)
+            out, state, taps = pair_step(model, x[t], state, noise, batch, paired=not single)
             outs.append(out)
             taps_t.append(taps)
             noise_t.append(noise)
@@ -275,14 +306,14 @@ class PerturbationRule(GradientRule):
         g = self.node_signal(dloss, [_stack(d) for d in diffs], [_stack(e) for e in eps], steps)
         beta = trace_beta(model, self.trace_tau)
         for k, layer in enumerate(model.layers):
-            gk = g[k].reshape(steps * batch, *g[k].shape[2:])
+            gk = g[k].reshape(steps * batch, *g[k].shape[2:]) / batch  # batch mean folded into g
             inputs = pre_traces([taps_t[t][k].input[clean] for t in range(steps)], beta)
             inp = _stack(inputs).reshape(steps * batch, -1)
-            add_grad(layer.weight, weight_grad(layer, inp, gk) / batch)
-            add_grad(layer.bias, bias_grad(gk) / batch)
+            add_grad(layer.weight, weight_grad(layer, inp, gk))
+            add_grad(layer.bias, bias_grad(gk))
             if layer.recurrent_weight is not None:
                 rec = _stack([taps_t[t][k].rec[clean] for t in range(steps)]).reshape(steps * batch, -1)
-                add_grad(layer.recurrent_weight, weight_grad(layer, rec, gk) / batch)
+                add_grad(layer.recurrent_weight, weight_grad(layer, rec, gk))
         record = Record(output=output[:, clean], layers=[
             LayerRecord(*(_stack([getattr(taps_t[t][k], f)[clean] if getattr(taps_t[t][k], f) is not None
                                   else None for t in range(steps)]) for f in ("input", "pre", "act", "mem", "rec")))

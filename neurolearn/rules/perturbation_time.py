@@ -27,7 +27,7 @@ from neurolearn.errors import ConfigError
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import StepOutput
-from neurolearn.rules.perturbation import add_grad, bias_grad, layer_params, trace_beta, weight_grad
+from neurolearn.rules.perturbation import add_grad, bias_grad, layer_params, pair_step, trace_beta, weight_grad
 
 
 def _clear(model: Network) -> None:
@@ -47,7 +47,7 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
     beta = trace_beta(model, rule.trace_tau)
     counted = objective.loss_mask.sum().item() if objective.loss_mask is not None else steps
     loss = torch.zeros(batch, device=x.device, dtype=x.dtype)
-    outs: list[torch.Tensor] = []
+    output: torch.Tensor | None = None  # the clean output [T, B, C], filled step by step
     traces: list[torch.Tensor | None] = [None] * len(model.layers)
 
     def pre_input(k: int, inp: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,7 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
             l_c = objective.step_loss(out_c, y[t], t)
             dl = float((objective.step_loss(out_n, y[t], t) - objective.step_loss(base_out, y[t], t)).mean())
             loss += l_c
-            outs.append(out_c)
+            output = _keep(output, out_c, t, steps)
             diff = xi2 if xi1 is None else [b - a for a, b in zip(xi1, xi2)]
             if dl != 0.0:
                 for (_, _, p), d in zip(params, diff):
@@ -82,34 +82,40 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
             if online:
                 _step(optimizer, model)
     else:
-        xx = torch.cat([x, x], dim=1)
         yy = torch.cat([y, y], dim=1)
         state = model.init_state(2 * batch, x.device, x.dtype)
         for t in range(steps):
             noise = [rule.pair_noise(layer.pre_shape(batch), x) for layer in model.layers]
-            out, state, taps = model.step(xx[t], state, noise)
+            out, state, taps = pair_step(model, x[t], state, noise, batch)
             lt = objective.step_loss(out, yy[t], t)
             dl = lt[batch:] - lt[:batch]
             loss += lt[:batch]
-            outs.append(out[:batch])
+            output = _keep(output, out[:batch], t, steps)
             eps = [n[batch:] - n[:batch] for n in noise]
             diffs = [rule._activity_diff(tp, batch) for tp in taps] if rule.kind == "anp" else eps
             g = rule.node_signal(dl, [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
             for k, layer in enumerate(model.layers):
-                gk = g[k][0]
+                gk = g[k][0] / batch
                 inp = pre_input(k, taps[k].input[:batch])
-                add_grad(layer.weight, weight_grad(layer, inp, gk) / batch)
+                add_grad(layer.weight, weight_grad(layer, inp, gk))
                 if layer.bias is not None:
-                    add_grad(layer.bias, bias_grad(gk) / batch)
+                    add_grad(layer.bias, bias_grad(gk))
                 if layer.recurrent_weight is not None:
-                    add_grad(layer.recurrent_weight, gk.t() @ taps[k].rec[:batch] / batch)
+                    add_grad(layer.recurrent_weight, gk.t() @ taps[k].rec[:batch])
             if online:
                 _step(optimizer, model)
     if not online:
         optimizer.step()
         _clear(model)
-    output = torch.stack(outs)
     return StepOutput((loss / counted).detach(), model.decode_output(output).detach(), None)
+
+
+def _keep(output: torch.Tensor | None, out_t: torch.Tensor, t: int, steps: int) -> torch.Tensor:
+    """Write the clean output of step ``t`` into one preallocated ``[T, B, C]`` tensor."""
+    if output is None:
+        output = out_t.new_empty((steps, *out_t.shape))
+    output[t] = out_t
+    return output
 
 
 def _step(optimizer: torch.optim.Optimizer, model: Network) -> None:

@@ -1,0 +1,95 @@
+"""Time per training step of ANP (and NP, WP) against backprop on ``mlp-mnist`` (784-500-500-10
+leaky ReLU, Adam), batch 128, same network, same batches, measured side by side in one run.
+
+Steps of the rules are interleaved (BP, ANP, NP, WP, BP, ...) so that a change of machine load
+hits all of them alike; the median time per step is reported. ANP runs a clean and a noisy
+forward pass (one doubled batch) and one outer product per layer; BP runs one forward and a
+backward pass.
+
+    python experiments/bench_step_time.py [--quick] [--steps 60] [--threads 1]
+
+Last stdout line: {"anp_over_bp": ..., "np_over_bp": ..., "wp_over_bp": ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from neurolearn.build import make_optimizer
+from neurolearn.config import resolve_config
+from neurolearn.runs import build_run
+from neurolearn.rules import make_rule
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    steps = 15 if args.quick else args.steps
+    torch.set_num_threads(args.threads)
+    cfg = resolve_config(model="mlp-mnist", rule="anp", overrides=["data.options.train_limit=2000"])
+    run = build_run(cfg)
+    model, objective = run.model, run.objective
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    rules = ["bp", "anp", "np", "wp"]
+    states = {}
+    for name in rules:
+        rule = make_rule(name)
+        rule.setup(model, objective, torch.Generator().manual_seed(0))
+        model.load_state_dict(init)
+        states[name] = (rule, make_optimizer(model.parameters(), {"optimizer": "adam", "lr": 1e-4}),
+                        {k: v.clone() for k, v in init.items()})
+    xs = run.dataset.x_train
+    ys = run.dataset.y_train
+    gen = torch.Generator().manual_seed(0)
+    times: dict[str, list[float]] = {n: [] for n in rules}
+    for i in range(steps + 3):
+        idx = torch.randint(0, xs.shape[0], (args.batch,), generator=gen)
+        x = model.encode(xs[idx])
+        y = ys[idx]
+        for name in rules:
+            rule, opt, weights = states[name]
+            model.load_state_dict(weights)  # each rule trains its own copy of the same network
+            t0 = time.perf_counter()
+            rule.train_step(model, x, y, objective, opt)
+            dt = time.perf_counter() - t0
+            states[name] = (rule, opt, {k: v.clone() for k, v in model.state_dict().items()})
+            if i >= 3:  # warm-up
+                times[name].append(dt)
+    med = {n: statistics.median(t) * 1e3 for n, t in times.items()}
+    print(f"{'rule':6s} {'ms/step (median)':>18s} {'ratio to bp':>12s}")
+    for n in rules:
+        print(f"{n:6s} {med[n]:18.2f} {med[n] / med['bp']:12.2f}")
+    result = {"anp_over_bp": med["anp"] / med["bp"], "np_over_bp": med["np"] / med["bp"],
+              "wp_over_bp": med["wp"] / med["bp"]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench_step_time.json").write_text(json.dumps(
+        {"ms_per_step": med, "batch": args.batch, "steps": steps, "threads": args.threads, **result}, indent=2))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar(rules, [med[n] for n in rules], color=["grey", "C0", "C1", "C2"])
+    ax.set_ylabel("ms per training step")
+    ax.set_title(f"mlp-mnist, batch {args.batch}")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "bench_step_time.png", dpi=120)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
