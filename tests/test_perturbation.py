@@ -270,9 +270,9 @@ def test_online_time_domain_memory_does_not_grow_with_T():
         finally:
             pt._step = orig
         peaks[steps] = max(sizes)
-    # storing the sequence would add >= 190 steps x [2B, 64] activities; the clean output
-    # ([B, 2] per step, the prediction itself) is all that may grow
-    assert peaks[200] - peaks[10] <= 190 * 2 * 2 + 64
+    # storing the sequence would add >= 190 steps x [2B, 64] = 48 640 activity values; what may
+    # grow is the data per step: x [2, 3], y [2, 2], the doubled targets [4, 2], the output [2, 2]
+    assert peaks[200] - peaks[10] <= 190 * (6 + 4 + 8 + 4)
 
 
 def test_pair_step_matches_the_network_step_on_a_doubled_batch():
