@@ -150,9 +150,9 @@ def test_time_domain_anp_aligns_with_bptt_on_an_rnn():
 
     opt = Capture()
     with torch.no_grad():
-        for _ in range(300):
+        for _ in range(60):  # cos ~0.85-0.89 over seeds at 60 draws, 0.9 at 300
             time_domain_step(rule, model, x, y, SEQ, opt)
-    assert cos(acc, true) > 0.3
+    assert cos(acc, true) > 0.7
 
 
 def test_clean_record_is_returned_for_decorrelation():
@@ -257,10 +257,17 @@ def test_online_time_domain_memory_does_not_grow_with_T():
         sizes = []
         orig = pt._step
 
+        calls = [0]
+
         def spy(optimizer, m):
+            # gc.get_objects() is slow: count at every 20th step and at the last one, where a
+            # stored sequence would be largest
             import gc
-            alive = sum(o.numel() for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter))
-            sizes.append(alive)
+            if calls[0] % 20 == 0 or calls[0] == steps - 1:
+                alive = sum(o.numel() for o in gc.get_objects()
+                            if type(o) in (torch.Tensor, torch.nn.Parameter))
+                sizes.append(alive)
+            calls[0] += 1
             orig(optimizer, m)
 
         pt._step = spy
