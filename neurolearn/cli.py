@@ -15,7 +15,8 @@ from pathlib import Path
 from neurolearn.errors import NeurolearnError
 
 SET_HELP = """override any config entry by its dotted path, value parsed as TOML. Examples:
-  train.lr=0.01  train.momentum=0.9  rule.params.sigma=1e-3  model.layers.0.size=256
+  train.lr=0.01  train.momentum=0.9  train.lr_decay=0.8 (lr * 0.8**(epoch-1))  rule.params.sigma=1e-3
+  model.layers.0.size=256
   decor.enabled=true  decor.lr=1e-3  decor.kappa=0.5  (input decorrelation of every layer;
   see neurolearn.decorrelation)  data.options.train_limit=10000
 decor.* keys (with decor.enabled=true; BP -> DBP, anp -> DANP, ...): lr (eta_R, 1e-3),

@@ -41,6 +41,7 @@ TRAIN_KEYS = {
     "seed": 0,
     "device": "cpu",
     "eval_batch_size": 1000,
+    "lr_decay": 1.0,  # per-epoch factor: epoch e trains with lr * lr_decay**(e-1) (1.0 = constant)
 }
 OPTIMIZERS = ("sgd", "adam")
 DECOR_DEFAULTS = {"enabled": False}

@@ -182,6 +182,9 @@ class Trainer:
         order = order.to(self.device)
         self.encode_gen.manual_seed(_seed(self.seed, epoch, 1))
         self.noise_gen.manual_seed(_seed(self.seed, epoch, 2))
+        if self.optimizer is not None:  # train.lr_decay: exponential per-epoch decay, a function of the epoch alone
+            for group in self.optimizer.param_groups:
+                group["lr"] = float(self.cfg["lr"]) * float(self.cfg.get("lr_decay", 1.0)) ** (epoch - 1)
         starts = range(0, n, bs)
         bar = _progress(starts, f"epoch {epoch}/{epochs}", self.progress)
         total, count = 0.0, 0

@@ -17,6 +17,15 @@ from neurolearn.rules.target_projection import fixed_projection, project
 CLS = Objective("classification")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These nets are tiny: intra-op threads only cost time (10x slower on a loaded 2-core box)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def mlp(sizes=(12, 16, 16, 4), act="tanh", seed=0) -> Network:
     torch.manual_seed(seed)
     layers = [Dense(a, b, RateParams(act)) for a, b in zip(sizes[:-2], sizes[1:-1])]

@@ -21,29 +21,23 @@ traces of the sequence until it ends (an online version would keep eligibility t
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
 from neurolearn.rules.target_projection import (
-    PROJECTIONS,
+    FixedFeedback,
     LayerTracer,
     Signals,
-    SpikeDerivative,
     add_update,
-    check_readout,
-    fixed_projection,
     output_error,
     project,
     write_grads,
 )
 
 
-class DFA(GradientRule):
+class DFA(FixedFeedback, GradientRule):
     """Direct feedback alignment; see the module docstring."""
 
     name = "dfa"
@@ -53,29 +47,11 @@ class DFA(GradientRule):
     def __init__(self, projection: str = "kaiming_uniform", scale: float = 1.0, spike_derivative: str = "window",
                  window: float = 0.5, smoothing: float = 0.2) -> None:
         super().__init__()
-        if projection not in PROJECTIONS:
-            raise unknown_name("projection", projection, PROJECTIONS)
-        self.projection, self.scale = projection, float(scale)
-        self.spike = SpikeDerivative(spike_derivative, float(window), float(smoothing)).check()
-        self.matrices: list[torch.Tensor] = []
-
-    def setup(self, model: Network, objective: Objective, generator: torch.Generator) -> None:
-        super().setup(model, objective, generator)
-        check_readout(model)
-        c = model.output_size
-        self.matrices = [fixed_projection(c, layer.pre_features_shape, self.projection, self.scale, generator)
-                         for layer in model.layers[:-1]]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"matrices": [m.clone() for m in self.matrices]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.matrices = [m.clone() for m in state["matrices"]]
+        self.init_feedback(projection, scale, spike_derivative, window, smoothing)
 
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
                            objective: Objective) -> StepOutput:
-        if not self.matrices:
-            raise ConfigError("rule 'dfa': call setup(model, objective, generator) before training")
+        self.check_setup()
         model.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
         state = model.init_state(batch, x.device, x.dtype)

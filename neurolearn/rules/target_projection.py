@@ -270,7 +270,45 @@ def check_readout(model: Network) -> None:
 
 
 # ------------------------------------------------------------------------------ the rules
-class TargetProjectionRule(Rule):
+class FixedFeedback:
+    """Mixin for rules whose hidden layers learn through fixed random matrices ``B_k`` (DRTP, tpSGD, DFA).
+
+    Holds the projection settings and the surrogate-free spike factor, draws one
+    ``B_k ∈ R^{C × n_k}`` per hidden layer in :meth:`setup` from the rule's generator
+    (:func:`fixed_projection`) and keeps them in the rule's checkpoint state. Put it before
+    the :class:`Rule` base class, so that its ``setup`` runs the base class's first.
+    """
+
+    name: str
+    matrices: list[torch.Tensor]
+
+    def init_feedback(self, projection: str, scale: float, spike_derivative: str, window: float,
+                      smoothing: float) -> None:
+        if projection not in PROJECTIONS:
+            raise unknown_name("projection", projection, PROJECTIONS)
+        self.projection, self.scale = projection, float(scale)
+        self.spike = SpikeDerivative(spike_derivative, float(window), float(smoothing)).check()
+        self.matrices = []
+
+    def setup(self, model: Network, objective: Objective, generator: torch.Generator) -> None:
+        super().setup(model, objective, generator)  # type: ignore[misc]
+        check_readout(model)
+        c = model.output_size
+        self.matrices = [fixed_projection(c, layer.pre_features_shape, self.projection, self.scale, generator)
+                         for layer in model.layers[:-1]]
+
+    def check_setup(self) -> None:
+        if not self.matrices:
+            raise ConfigError(f"rule {self.name!r}: call setup(model, objective, generator) before training")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"matrices": [m.clone() for m in self.matrices]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.matrices = [m.clone() for m in state["matrices"]]
+
+
+class TargetProjectionRule(FixedFeedback, Rule):
     """Shared machinery of DRTP and tpSGD: hidden layers learn from ``t_k = y* B_k``."""
 
     requires = Requirements(pre=True, post=True, broadcast_vector=True)
@@ -286,29 +324,11 @@ class TargetProjectionRule(Rule):
         target_steps: str = "all",
     ) -> None:
         super().__init__()
-        if projection not in PROJECTIONS:
-            raise unknown_name("projection", projection, PROJECTIONS)
-        self.projection, self.scale = projection, float(scale)
-        self.spike = SpikeDerivative(spike_derivative, float(window), float(smoothing)).check()
+        self.init_feedback(projection, scale, spike_derivative, window, smoothing)
         self.layerwise = bool(layerwise)
         if target_steps not in ("all", "last"):
             raise unknown_name("target_steps", target_steps, ("all", "last"))
         self.target_steps = target_steps
-        self.matrices: list[torch.Tensor] = []
-
-    # ---------------------------------------------------------------- setup and state
-    def setup(self, model: Network, objective: Objective, generator: torch.Generator) -> None:
-        super().setup(model, objective, generator)
-        check_readout(model)
-        c = model.output_size
-        self.matrices = [fixed_projection(c, layer.pre_features_shape, self.projection, self.scale, generator)
-                         for layer in model.layers[:-1]]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"matrices": [m.clone() for m in self.matrices]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.matrices = [m.clone() for m in state["matrices"]]
 
     # ---------------------------------------------------------------- learning signal
     def hidden_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -319,8 +339,7 @@ class TargetProjectionRule(Rule):
     def _run(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
              done: Callable[[Layer], None] | None) -> StepOutput:
         """Forward pass with local updates; ``done(layer)`` is called when a layer's ``.grad`` is final."""
-        if not self.matrices:
-            raise ConfigError(f"rule {self.name!r}: call setup(model, objective, generator) before training")
+        self.check_setup()
         model.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
         labels = label_vectors(y, model.output_size, steps, x.dtype)
@@ -398,9 +417,9 @@ class DRTP(TargetProjectionRule):
                  window: float = 0.5, smoothing: float = 0.2, layerwise: bool = True,
                  margin: float | None = None, target_steps: str = "all") -> None:
         super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps)
-        if margin is not None and not (isinstance(margin, (int, float)) and margin > 0):
-            raise ConfigError(f"drtp margin must be a positive number or None, got {margin!r}")
-        self.margin = margin
+        if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
+            raise ConfigError(f"drtp margin must be a non-negative number (0 = off) or None, got {margin!r}")
+        self.margin = margin or None
 
     def hidden_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``−t``; with ``margin`` m, ``−t · 1[t h < m t²]`` (the linear loss clipped per unit).

@@ -1,0 +1,109 @@
+"""Tuning runs for target projection / DFA on an MNIST subset, BP beside them (issue 5).
+
+Each variant is ``name rule KEY=VALUE ...`` (``--set`` overrides on top of the model file's
+``[rules.<rule>]`` defaults, exactly like ``neurolearn train --model M --rule R --set ...``);
+all variants train the same network from the same seed on the same subset. Prints a table,
+writes ``experiments/results/tp_tune_<tag>.json`` and ``.png``, and as its last line a JSON
+object ``{variant: final test accuracy, ..., "<variant>_gap_pts": ...}`` (gap to the first
+``bp`` variant, in points).
+
+Presets (``--preset``): ``dfa`` (lr decay / lower lr), ``drtp`` (the published setup: tanh
+hidden units, projection scale, optimizer) and ``tpsgd``. ``--quick``: 5 000 images, 2 epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from tp_mnist import RESULTS, train_one
+
+TANH = ["model.layers.0.neuron=\"tanh\"", "model.layers.1.neuron=\"tanh\""]
+
+PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
+    "dfa": [
+        ("bp", "bp", []),
+        ("dfa", "dfa", []),
+        ("dfa_decay0.8", "dfa", ["train.lr_decay=0.8"]),
+        ("dfa_lr3e-4", "dfa", ["train.lr=3e-4"]),
+        ("bp_decay0.8", "bp", ["train.lr_decay=0.8"]),
+    ],
+    "drtp": [
+        ("bp", "bp", []),
+        ("drtp_margin1", "drtp", ["rule.params.margin=1.0"]),
+        ("drtp_tanh", "drtp", TANH + ["rule.params.margin=0"]),
+        ("drtp_tanh_lr1.5e-4", "drtp", TANH + ["rule.params.margin=0", "train.lr=1.5e-4"]),
+        ("drtp_tanh_sgdm", "drtp", TANH + ["rule.params.margin=0", "train.optimizer=\"sgd\"",
+                                           "train.momentum=0.9", "train.lr=1e-2"]),
+        ("drtp_margin1_decay0.8", "drtp", ["rule.params.margin=1.0", "train.lr_decay=0.8"]),
+    ],
+    "tpsgd": [
+        ("bp", "bp", []),
+        ("tpsgd", "tpsgd", []),
+        ("tpsgd_decay0.8", "tpsgd", ["train.lr_decay=0.8"]),
+        ("tpsgd_tanh_s0.5", "tpsgd", TANH + ["rule.params.projection=\"uniform\"", "rule.params.scale=0.5"]),
+    ],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
+    ap.add_argument("--only", default=None, help="comma-separated variant names (default: all of the preset)")
+    ap.add_argument("--model", default="mlp-mnist")
+    ap.add_argument("--train-limit", type=int, default=20000)
+    ap.add_argument("--test-limit", type=int, default=10000)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.train_limit, args.test_limit, args.epochs = 5000, 2000, 2
+    os.environ.setdefault("NEUROLEARN_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    only = set(args.only.split(",")) if args.only else None
+    data = [f"data.options.train_limit={args.train_limit}", f"data.options.test_limit={args.test_limit}"]
+    results: dict[str, dict] = {}
+    for name, rule, sets in PRESETS[args.preset]:
+        if only and name not in only:
+            continue
+        res = train_one(args.model, rule, False, sets + data, args.epochs)
+        results[name] = res
+        print(f"  {name:24s} final {res['test_accuracy']:.4f} best {max(res['curve']):.4f}  ({res['seconds']:.0f} s)"
+              f"  curve {' '.join(f'{a:.4f}' for a in res['curve'])}", flush=True)
+    bp = next((r["test_accuracy"] for n, r in results.items() if n == "bp"), None)
+    print(f"\n{'variant':24s} {'final':>7s} {'best':>7s} {'gap to bp (pts)':>16s}")
+    summary: dict[str, float] = {}
+    for name, res in results.items():
+        acc = res["test_accuracy"]
+        summary[name] = round(acc, 4)
+        gap = "" if bp is None or name == "bp" else f"{100 * (bp - acc):.2f}"
+        if gap:
+            summary[f"{name}_gap_pts"] = round(100 * (bp - acc), 2)
+        print(f"{name:24s} {acc:7.4f} {max(res['curve']):7.4f} {gap:>16s}")
+    tag = f"tp_tune_{args.preset}" + ("_quick" if args.quick else "")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{tag}.json").write_text(json.dumps({"args": vars(args), "results": results, "summary": summary},
+                                                    indent=2))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for name, res in results.items():
+            ax.plot(range(1, len(res["curve"]) + 1), res["curve"], marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{args.model}, {args.train_limit} train images")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"{tag}.png", dpi=120)
+    except ImportError:
+        pass
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
