@@ -8,6 +8,8 @@ import io
 import urllib.error
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,8 @@ from neurolearn.data import DATASETS, Dataset, load_dataset, vision
 from neurolearn.data.idx import read_idx, write_idx
 from neurolearn.errors import ConfigError, DataError
 
-SHARED_DATA = Path("/work/shared/data")
+# The offline copy: $NEUROLEARN_DATA (as CI sets it), else ../shared/data beside the repository.
+SHARED_DATA = Path(os.environ.get("NEUROLEARN_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 # --------------------------------------------------------------------------- IDX
