@@ -5,10 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import urllib.error
 from pathlib import Path
-
-import os
 
 import numpy as np
 import pytest
