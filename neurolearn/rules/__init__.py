@@ -6,8 +6,8 @@ from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.rules.backprop import Backprop
 from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
 from neurolearn.rules.feedback_alignment import DFA
-from neurolearn.rules.target_projection import DRTP, TPSGD
 from neurolearn.rules.perturbation import ActivityNodePerturbation, NodePerturbation, WeightPerturbation
+from neurolearn.rules.target_projection import DRTP, TPSGD
 from neurolearn.rules.sibp import SemiImplicitBP
 from neurolearn.rules.zorb import Zorb
 
@@ -34,5 +34,5 @@ def make_rule(name: str, **params) -> Rule:
         raise ConfigError(f"bad parameters for rule {name!r}: {exc}") from None
 
 
-__all__ = ["RULES", "make_rule", "Rule", "GradientRule", "Requirements", "StepOutput", "Backprop",
-           "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation"]
+__all__ = ["RULES", "make_rule", "Rule", "GradientRule", "Requirements", "StepOutput", "Backprop", "DFA", "DRTP",
+           "TPSGD", "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation", "Zorb", "SemiImplicitBP"]
