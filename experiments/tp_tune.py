@@ -29,6 +29,9 @@ PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("dfa_decay0.8", "dfa", ["train.lr_decay=0.8"]),
         ("dfa_lr3e-4", "dfa", ["train.lr=3e-4"]),
         ("bp_decay0.8", "bp", ["train.lr_decay=0.8"]),
+        ("dfa_tanh", "dfa", TANH),
+        ("dfa_lr2e-3", "dfa", ["train.lr=2e-3"]),
+        ("dfa_tanh_decay0.9", "dfa", TANH + ["train.lr_decay=0.9"]),
     ],
     "drtp": [
         ("bp", "bp", []),
@@ -39,9 +42,18 @@ PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
                                            "train.momentum=0.9", "train.lr=1e-2"]),
         ("drtp_margin1_decay0.8", "drtp", ["rule.params.margin=1.0", "train.lr_decay=0.8"]),
     ],
+    "full": [  # the candidates of the subset runs, on the full training set (--train-limit 60000)
+        ("bp", "bp", []),
+        ("dfa_tanh", "dfa", TANH),
+        ("dfa_decay0.85", "dfa", ["train.lr_decay=0.85"]),
+        ("tpsgd_scale2", "tpsgd", ["rule.params.scale=2.0"]),
+        ("drtp_tanh", "drtp", TANH + ["rule.params.margin=0"]),
+    ],
     "tpsgd": [
         ("bp", "bp", []),
         ("tpsgd", "tpsgd", []),
+        ("tpsgd_lr2e-3", "tpsgd", ["train.lr=2e-3"]),
+        ("tpsgd_scale2", "tpsgd", ["rule.params.scale=2.0"]),
         ("tpsgd_decay0.8", "tpsgd", ["train.lr_decay=0.8"]),
         ("tpsgd_tanh_s0.5", "tpsgd", TANH + ["rule.params.projection=\"uniform\"", "rule.params.scale=0.5"]),
     ],
@@ -57,6 +69,7 @@ def main() -> None:
     ap.add_argument("--test-limit", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the result files (keeps earlier runs of a preset)")
     args = ap.parse_args()
     if args.quick:
         args.train_limit, args.test_limit, args.epochs = 5000, 2000, 2
@@ -81,7 +94,7 @@ def main() -> None:
         if gap:
             summary[f"{name}_gap_pts"] = round(100 * (bp - acc), 2)
         print(f"{name:24s} {acc:7.4f} {max(res['curve']):7.4f} {gap:>16s}")
-    tag = f"tp_tune_{args.preset}" + ("_quick" if args.quick else "")
+    tag = f"tp_tune_{args.preset}" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{tag}.json").write_text(json.dumps({"args": vars(args), "results": results, "summary": summary},
                                                     indent=2))
