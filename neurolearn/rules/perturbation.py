@@ -214,10 +214,27 @@ class PerturbationRule(GradientRule):
         return draw_noise(shape, self.sigma, self.noise, self.generator, like)
 
     def pair_noise(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """Node noise for a doubled batch ``[clean; noisy]`` (``shape`` = one half)."""
-        second = self.draw(shape, like)
-        first = self.draw(shape, like) if self.passes == "noisy-noisy" else torch.zeros_like(second)
-        return torch.cat([first, second])
+        """Node noise for a doubled batch ``[clean; noisy]`` (``shape`` = one half).
+
+        Gaussian noise is drawn in place into the halves of one ``[2B, ...]`` tensor (no
+        concatenation); the noisy half is drawn first, as :meth:`draw` would.
+        """
+        half = shape[0]
+        if self.noise != "gaussian":
+            second = self.draw(shape, like)
+            first = self.draw(shape, like) if self.passes == "noisy-noisy" else torch.zeros_like(second)
+            return torch.cat([first, second])
+        out = torch.empty((2 * half, *shape[1:]), device=like.device, dtype=like.dtype)
+        out[half:].normal_(0.0, self.sigma, generator=self.generator)
+        if self.passes == "noisy-noisy":
+            out[:half].normal_(0.0, self.sigma, generator=self.generator)
+        else:
+            out[:half].zero_()
+        return out
+
+    def noise_diff(self, noise: torch.Tensor, batch: int) -> torch.Tensor:
+        """Noisy-half minus clean-half noise of a doubled batch (a view when the clean half is 0)."""
+        return noise[batch:] - noise[:batch] if self.passes == "noisy-noisy" else noise[batch:]
 
     @property
     def noise_diff_var(self) -> float:
@@ -301,12 +318,14 @@ class PerturbationRule(GradientRule):
         else:
             dloss = loss[batch:] - loss[:batch]
             clean = slice(0, batch)
-            eps = [[noise_t[t][k][batch:] - noise_t[t][k][:batch] for t in range(steps)] for k in range(nl)]
-            diffs = [[self._activity_diff(taps_t[t][k], batch) for t in range(steps)] for k in range(nl)]
-        g = self.node_signal(dloss, [_stack(d) for d in diffs], [_stack(e) for e in eps], steps)
+            eps = [[self.noise_diff(noise_t[t][k], batch) for t in range(steps)] for k in range(nl)]
+            diffs = ([[self._activity_diff(taps_t[t][k], batch) for t in range(steps)] for k in range(nl)]
+                     if self.kind == "anp" else eps)
+        # the batch mean is folded into the per-sample scalar (g is linear in δL)
+        g = self.node_signal(dloss / batch, [_stack(d) for d in diffs], [_stack(e) for e in eps], steps)
         beta = trace_beta(model, self.trace_tau)
         for k, layer in enumerate(model.layers):
-            gk = g[k].reshape(steps * batch, *g[k].shape[2:]) / batch  # batch mean folded into g
+            gk = g[k].reshape(steps * batch, *g[k].shape[2:])
             inputs = pre_traces([taps_t[t][k].input[clean] for t in range(steps)], beta)
             inp = _stack(inputs).reshape(steps * batch, -1)
             add_grad(layer.weight, weight_grad(layer, inp, gk))
@@ -428,7 +447,8 @@ class ActivityNodePerturbation(PerturbationRule):
         return src[batch:] - src[:batch]
 
     def node_signal(self, dloss, diffs, noises, steps):
-        sq = [d.pow(2).reshape(d.shape[0], d.shape[1], -1).sum(dim=(0, 2)) for d in diffs]  # [B] per layer
+        sq = [torch.linalg.vector_norm(d.reshape(d.shape[0], d.shape[1], -1), dim=(0, 2)).square()
+              for d in diffs]  # [B] per layer
         dims = [d[0, 0].numel() * steps for d in diffs]
         out = []
         if self.norm == "network":

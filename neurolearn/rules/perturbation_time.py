@@ -91,11 +91,12 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
             dl = lt[batch:] - lt[:batch]
             loss += lt[:batch]
             output = _keep(output, out[:batch], t, steps)
-            eps = [n[batch:] - n[:batch] for n in noise]
+            eps = [rule.noise_diff(n, batch) for n in noise]
             diffs = [rule._activity_diff(tp, batch) for tp in taps] if rule.kind == "anp" else eps
-            g = rule.node_signal(dl, [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
+            # the batch mean is folded into the per-sample scalar (g is linear in δL)
+            g = rule.node_signal(dl / batch, [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
             for k, layer in enumerate(model.layers):
-                gk = g[k][0] / batch
+                gk = g[k][0]
                 inp = pre_input(k, taps[k].input[:batch])
                 add_grad(layer.weight, weight_grad(layer, inp, gk))
                 if layer.bias is not None:
