@@ -48,6 +48,8 @@ PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("dfa_decay0.85", "dfa", ["train.lr_decay=0.85"]),
         ("tpsgd_scale2", "tpsgd", ["rule.params.scale=2.0"]),
         ("drtp_tanh", "drtp", TANH + ["rule.params.margin=0"]),
+        ("bp_decay0.85", "bp", ["train.lr_decay=0.85"]),
+        ("tpsgd_decay0.85", "tpsgd", ["train.lr_decay=0.85"]),
     ],
     "tpsgd": [
         ("bp", "bp", []),
