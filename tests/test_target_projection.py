@@ -251,3 +251,24 @@ def test_spiking_readout_rejected():
     net = Network([Dense(4, 4, LIFParams()), Dense(4, 2, LIFParams())], decode="sum")
     with pytest.raises(ConfigError):
         setup("drtp", net)
+
+
+def test_lr_decay_per_epoch():
+    """``train.lr_decay`` (used by mlp-mnist's dfa): epoch e trains with lr * decay**(e-1)."""
+    from neurolearn.config import resolve_config
+    from neurolearn.runs import build_run
+    from neurolearn.training import Trainer
+
+    cfg = resolve_config("mlp-digits", rule="dfa", epochs=2, overrides=["train.lr_decay=0.5"])
+    trainer = Trainer(build_run(cfg), None, progress=False, log=lambda msg: None)
+    seen = []
+    step = trainer.run.rule.train_step
+
+    def spy(*args):
+        seen.append(args[-1].param_groups[0]["lr"])
+        return step(*args)
+
+    trainer.run.rule.train_step = spy
+    trainer.fit()
+    lr = cfg["train"]["lr"]
+    assert seen[0] == pytest.approx(lr) and seen[-1] == pytest.approx(0.5 * lr)
