@@ -51,6 +51,12 @@ PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("bp_decay0.85", "bp", ["train.lr_decay=0.85"]),
         ("tpsgd_decay0.85", "tpsgd", ["train.lr_decay=0.85"]),
     ],
+    "cnn": [  # with --model cnn-mnist
+        ("bp", "bp", []),
+        ("tpsgd", "tpsgd", []),
+        ("tpsgd_scale0.3", "tpsgd", ["rule.params.scale=0.3"]),
+        ("tpsgd_lr3e-3", "tpsgd", ["train.lr=3e-3"]),
+    ],
     "tpsgd": [
         ("bp", "bp", []),
         ("tpsgd", "tpsgd", []),

@@ -424,6 +424,9 @@ class DRTP(TargetProjectionRule):
     def hidden_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``−t``; with ``margin`` m, ``−t · 1[t h < m t²]`` (the linear loss clipped per unit).
 
+        ``margin`` is a neurolearn variant, not part of the published rule: off by default
+        (``None`` or ``0``).
+
         Frenkel's DRTP relies on saturating units (tanh): ``f'(z) → 0`` once a unit is driven
         far along its target, which stops the update like an error would. Non-saturating units
         (ReLU, leaky ReLU, spike rates far above threshold) never stop, and every unit drifts
