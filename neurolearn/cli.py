@@ -27,6 +27,8 @@ decor.* keys (with decor.enabled=true; BP -> DBP, anp -> DANP, ...): lr (eta_R, 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from neurolearn.config import resolve_config
     from neurolearn.runs import CHECKPOINT_NAME, build_run
     from neurolearn.training import Trainer
@@ -38,6 +40,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if args.data_dir:
         cfg["data"]["options"]["root"] = args.data_dir
+    if args.threads is not None:
+        if args.threads < 1:
+            raise NeurolearnError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg['model']['name']}-{cfg['rule']['name']}-s{cfg['train']['seed']}"
     if (out / CHECKPOINT_NAME).exists() and not args.resume:
         raise NeurolearnError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
@@ -181,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's); use 1 when several runs share a machine")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run on its test split")
