@@ -49,6 +49,9 @@ Networks with state over time (recurrent, spiking) are handled in two ways:
 - *time-domain* (:mod:`neurolearn.rules.perturbation_time`): with a target at every step,
   per-step loss differences ``δL_t`` are paired with per-step activity differences and
   applied online (memory independent of ``T``) or accumulated over the sequence.
+  ``draws = K`` runs ``K`` independent noisy copies of each sample (the batch repeated) and
+  averages their estimates: ``K`` times less variance for ``K`` times the arithmetic (at
+  batch 1 mostly free: the per-step overhead dominates).
   ``time_domain=None`` picks it when the network is temporal and the task has per-step
   targets.
 
@@ -188,8 +191,10 @@ class PerturbationRule(GradientRule):
 
     def __init__(self, sigma: float = 1e-3, noise: str = "gaussian", passes: str = "clean",
                  baseline_decay: float = 0.99, time_domain: bool | None = None, apply: str = "sequence",
-                 trace_tau: float | None = None) -> None:
+                 trace_tau: float | None = None, draws: int = 1) -> None:
         super().__init__()
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+            raise ConfigError(f"draws must be a positive integer, got {draws!r}")
         if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ConfigError(f"sigma must be a positive number, got {sigma!r}")
         if noise not in NOISES:
@@ -207,6 +212,7 @@ class PerturbationRule(GradientRule):
         self.time_domain = time_domain
         self.apply = apply
         self.trace_tau = trace_tau
+        self.draws = draws
         self.baseline: float | None = None
 
     # ---------------------------------------------------------------- noise
@@ -270,8 +276,18 @@ class PerturbationRule(GradientRule):
             from neurolearn.rules.perturbation_time import time_domain_step  # imports this module
 
             optimizer.zero_grad(set_to_none=True)
+            batch, k = x.shape[1], self.draws
+            if k > 1:  # k independent noise draws per sample: the batch repeated k times
+                x = x.repeat(1, k, *([1] * (x.dim() - 2)))
+                y = y.repeat(1, k, *([1] * (y.dim() - 2)))
             with torch.no_grad():
-                return time_domain_step(self, model, x, y, objective, optimizer)
+                out = time_domain_step(self, model, x, y, objective, optimizer)
+            if k > 1:  # the clean pass is the same in every copy
+                out = StepOutput(out.loss[:batch], out.pred[:, :batch], None)
+            return out
+        if self.draws > 1:
+            raise ConfigError(f"rule {self.name!r}: draws > 1 is for the time-domain mode; "
+                              "in the feed-forward mode use a larger batch")
         return super().train_step(model, x, y, objective, optimizer)
 
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
@@ -419,8 +435,8 @@ class ActivityNodePerturbation(PerturbationRule):
     def __init__(self, sigma: float = 1e-3, noise: str = "gaussian", passes: str = "clean",
                  norm: str = "network", scale: str | float = "n", activity: str = "pre",
                  time_domain: bool | None = None, apply: str = "sequence", trace_tau: float | None = None,
-                 baseline_decay: float = 0.99) -> None:
-        super().__init__(sigma, noise, passes, baseline_decay, time_domain, apply, trace_tau)
+                 baseline_decay: float = 0.99, draws: int = 1) -> None:
+        super().__init__(sigma, noise, passes, baseline_decay, time_domain, apply, trace_tau, draws)
         if passes == "baseline":
             raise ConfigError("anp needs the clean activity to measure δz: use passes='clean' or 'noisy-noisy' "
                               "(the running-baseline variant exists for np and wp)")
