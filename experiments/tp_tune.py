@@ -50,6 +50,10 @@ PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("drtp_tanh", "drtp", TANH + ["rule.params.margin=0"]),
         ("bp_decay0.85", "bp", ["train.lr_decay=0.85"]),
         ("tpsgd_decay0.85", "tpsgd", ["train.lr_decay=0.85"]),
+        ("tpsgd_scale2_decay0.85", "tpsgd", ["rule.params.scale=2.0", "train.lr_decay=0.85"]),
+        ("drtp_tanh_decay0.85", "drtp", TANH + ["rule.params.margin=0", "train.lr_decay=0.85"]),
+        ("tpsgd_scale4_decay0.85", "tpsgd", ["rule.params.scale=4.0", "train.lr_decay=0.85"]),
+        ("tpsgd_scale2_lr2e-3_decay0.8", "tpsgd", ["rule.params.scale=2.0", "train.lr=2e-3", "train.lr_decay=0.8"]),
     ],
     "cnn": [  # with --model cnn-mnist
         ("bp", "bp", []),
