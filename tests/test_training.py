@@ -120,7 +120,8 @@ class NaNAfter(Backprop):
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = resolve_config("mlp-digits", epochs=5)
     run = build_run(cfg)
-    run.rule = NaNAfter(bad_step=2 * 23 + 5)  # 23 batches per epoch: fails in epoch 3
+    per_epoch = -(-run.dataset.x_train.shape[0] // cfg["train"]["batch_size"])
+    run.rule = NaNAfter(bad_step=2 * per_epoch + 5)  # fails in epoch 3
     with pytest.raises(TrainingDiverged, match=r"epoch 3.*last good checkpoint \(epoch 2\)"):
         Trainer(run, tmp_path / "r", progress=False).fit()
     assert load_checkpoint(tmp_path / "r" / "checkpoint.pt")["epoch"] == 2
