@@ -63,6 +63,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="copy 1000 epochs (BPTT 100), Mackey-Glass 10 epochs")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--tag", default="", help="suffix of the result files (e.g. one task per run)")
     args = p.parse_args()
     if args.quick:
         args.copy_epochs = args.copy_epochs or 1000
@@ -102,7 +103,7 @@ def main() -> None:
     if "bp" in mg and "anp" in mg:
         result["mg_anp_over_bptt"] = mg["anp"] / mg["bp"]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "np_rnn" + ("_quick" if args.quick else "")
+    name = "np_rnn" + ("_quick" if args.quick else "") + args.tag
     (RESULTS / f"{name}.json").write_text(json.dumps(dict(result, rows=rows, args=vars(args), history=hist),
                                                      indent=2))
     plot(hist, RESULTS / f"{name}.png")
