@@ -53,6 +53,7 @@ PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
         ("tpsgd_scale2_decay0.85", "tpsgd", ["rule.params.scale=2.0", "train.lr_decay=0.85"]),
         ("drtp_tanh_decay0.85", "drtp", TANH + ["rule.params.margin=0", "train.lr_decay=0.85"]),
         ("tpsgd_scale4_decay0.85", "tpsgd", ["rule.params.scale=4.0", "train.lr_decay=0.85"]),
+        ("tpsgd_scale4", "tpsgd", ["rule.params.scale=4.0"]),
         ("tpsgd_scale2_lr2e-3_decay0.8", "tpsgd", ["rule.params.scale=2.0", "train.lr=2e-3", "train.lr_decay=0.8"]),
     ],
     "cnn": [  # with --model cnn-mnist
