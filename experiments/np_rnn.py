@@ -125,7 +125,8 @@ def plot(hist: dict[str, list[dict]], path: Path) -> None:
     ax[0].set(xlabel="epoch", ylabel="test error bits", title="copy task (rnn-copy)", xscale="log")
     ax[1].set(xlabel="epoch", ylabel="test NMSE", title="Mackey-Glass (rnn-mackey-glass)", yscale="log")
     for a in ax:
-        a.legend()
+        if a.get_lines():
+            a.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
