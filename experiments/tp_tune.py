@@ -7,8 +7,10 @@ writes ``experiments/results/tp_tune_<tag>.json`` and ``.png``, and as its last 
 object ``{variant: final test accuracy, ..., "<variant>_gap_pts": ...}`` (gap to the first
 ``bp`` variant, in points).
 
-Presets (``--preset``): ``dfa`` (lr decay / lower lr), ``drtp`` (the published setup: tanh
-hidden units, projection scale, optimizer) and ``tpsgd``. ``--quick``: 5 000 images, 2 epochs.
+Presets (``--preset``): ``dfa`` (lr decay / lr / tanh), ``drtp`` (the published setup: tanh
+hidden units, optimizer, lr; vs the ``margin`` variant), ``tpsgd`` (lr, projection scale,
+tanh), ``full`` (the candidates on the whole training set: ``--train-limit 60000``) and
+``cnn`` (with ``--model cnn-mnist``). ``--quick``: 5 000 images, 2 epochs.
 """
 
 from __future__ import annotations
