@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 
 def _pyplot():
@@ -50,12 +50,12 @@ def plot_activity(record, path: str | Path, sample: int = 0, max_neurons: int = 
     layers = record.layers
     fig, axes = plt.subplots(len(layers), 2, figsize=(11, 2.6 * len(layers)), squeeze=False)
     for k, lr in enumerate(layers):
-        act = lr.act[:, sample].reshape(lr.act.shape[0], -1)[:, :max_neurons].detach().cpu()
-        steps = torch.arange(act.shape[0]) * (dt * 1e3 if dt else 1)
+        act = lr.act[:, sample].reshape(lr.act.shape[0], -1)[:, :max_neurons].detach().cpu().numpy()
+        steps = np.arange(act.shape[0]) * (dt * 1e3 if dt else 1)
         unit = "ms" if dt else "step"
         ax = axes[k][0]
         if lr.mem is not None and ((act == 0) | (act == 1)).all():
-            t_idx, n_idx = torch.nonzero(act, as_tuple=True)
+            t_idx, n_idx = np.nonzero(act)
             ax.scatter(steps[t_idx], n_idx, s=2, c="k")
             ax.set_title(f"layer {k}: spikes ({int(act.sum())} in {act.shape[1]} neurons)")
         else:
@@ -64,7 +64,7 @@ def plot_activity(record, path: str | Path, sample: int = 0, max_neurons: int = 
         ax.set_xlabel(unit)
         ax.set_ylabel("neuron")
         ax = axes[k][1]
-        trace = (lr.mem if lr.mem is not None else lr.pre)[:, sample].reshape(act.shape[0], -1)[:, :5].detach().cpu()
+        trace = (lr.mem if lr.mem is not None else lr.pre)[:, sample].reshape(act.shape[0], -1)[:, :5].detach().cpu().numpy()
         ax.plot(steps, trace)
         ax.set_title(f"layer {k}: {'membrane' if lr.mem is not None else 'pre-activation'} (5 neurons)")
         ax.set_xlabel(unit)
