@@ -34,6 +34,8 @@ from neurolearn.config import TRAIN_KEYS, load_model_file  # noqa: E402
 from neurolearn.decorrelation import add_decorrelation  # noqa: E402
 from neurolearn.objectives import Objective  # noqa: E402
 from neurolearn.rules import make_rule  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = HERE / "results"
 
@@ -86,12 +88,8 @@ def main() -> None:
     print(f"{'case':16s} {'model':10s} {'BP ms':>8s} {'DBP ms':>8s} {'ratio':>6s}")
     for k, r in res.items():
         print(f"{k:16s} {CASES[k][0]:10s} {r['bp_ms']:8.2f} {r['dbp_ms']:8.2f} {r['ratio']:6.2f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_decor_overhead.json").write_text(json.dumps(dict(res, args=vars(args)), indent=2))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_json(RESULTS / "bench_decor_overhead.json", dict(res, args=vars(args)))
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ks = list(res)

@@ -25,6 +25,8 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -102,13 +104,9 @@ def main() -> None:
         print(f"{r['method']:8s} {r['setup_mb']:10.1f} {r['peak_mb']:10.1f} {r['training_mb']:12.1f}")
     print(f"tpSGD / BP: peak {ratio:.3f}, training part {train_ratio:.3f}")
     result = {"config": vars(args), "rows": rows, "tpsgd_over_bp": ratio, "training_tpsgd_over_bp": train_ratio}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_memory_depth.json").write_text(json.dumps(result, indent=2))
+    write_json(RESULTS / "bench_memory_depth.json", result)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
         names = [r["method"] for r in rows]

@@ -21,6 +21,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -92,12 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{'anp' if r['rule'] == 'anp' else 'bptt':8s} {r['T']:6d} {r['peak_mb']:22.1f}")
     result = {"anp_ratio": peak[("anp", long)] / peak[("anp", short)],
               "bptt_ratio": peak[("bp", long)] / peak[("bp", short)]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_memory_in_time.json").write_text(json.dumps(
-        {"rows": rows, "hidden": args.hidden, "batch": args.batch, **result}, indent=2))
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_json(RESULTS / "bench_memory_in_time.json", {"rows": rows, "hidden": args.hidden, "batch": args.batch, **result})
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4, 3))
     for rule, label in (("anp", "ANP (online)"), ("bp", "BPTT")):

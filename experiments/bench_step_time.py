@@ -30,6 +30,8 @@ from neurolearn.build import make_optimizer
 from neurolearn.config import resolve_config
 from neurolearn.runs import build_run
 from neurolearn.rules import make_rule
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -81,13 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{n:6s} {med[n]:13.2f} {med[n] / med['bp']:12.2f} {med_cpu[n]:12.2f} {med_cpu[n] / med_cpu['bp']:12.2f}")
     result = {"anp_over_bp": med["anp"] / med["bp"], "np_over_bp": med["np"] / med["bp"],
               "wp_over_bp": med["wp"] / med["bp"], "anp_over_bp_cpu": med_cpu["anp"] / med_cpu["bp"]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_step_time.json").write_text(json.dumps(
-        {"ms_per_step": med, "cpu_ms_per_step": med_cpu, "batch": args.batch, "steps": steps,
-         "threads": args.threads, **result}, indent=2))
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_json(RESULTS / "bench_step_time.json", {"ms_per_step": med, "cpu_ms_per_step": med_cpu, "batch": args.batch, "steps": steps,
+         "threads": args.threads, **result})
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.bar(rules, [med[n] for n in rules], color=["grey", "C0", "C1", "C2"])

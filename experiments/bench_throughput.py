@@ -32,13 +32,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from neurolearn import Dense, LIFParams, LIParams, Network  # noqa: E402
 from neurolearn.backends.brian2 import build_brian2, codegen_target  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -112,18 +113,14 @@ def main() -> None:
     result = dict(steps=steps, batch=batch, rows=rows, torch_over_brian2_numpy=rows[0]["events_per_s"] / rows[1]["events_per_s"],
                   torch_over_brian2_cython=rows[0]["events_per_s"] / rows[2]["events_per_s"],
                   note="Brian2 rates exclude the warm-up run (code generation; cython compilation on a cold cache)")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_throughput.json").write_text(json.dumps(result, indent=2))
+    write_json(RESULTS / "bench_throughput.json", result)
     plot(rows, RESULTS / "bench_throughput.png")
     print(json.dumps({"torch_over_brian2_cython": round(result["torch_over_brian2_cython"], 2),
                       "torch_over_brian2_numpy": round(result["torch_over_brian2_numpy"], 2)}))
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.bar([r["engine"] for r in rows], [r["events_per_s"] for r in rows], color=["C0", "C1", "C2"])

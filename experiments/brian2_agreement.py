@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from neurolearn import Dense, LIFParams, LIParams, Network, RateParams  # noqa: E402
 from neurolearn.backends.brian2 import run_brian2  # noqa: E402
 from neurolearn.data import load_dataset  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -102,20 +104,16 @@ def main() -> None:
     for r in rows:
         print(f"{r['net']:42s} {r['spikes_torch']:12d} {r['spikes_brian2']:7d} {r['spike_match']:8.5f} "
               f"{str(r['identical']):>9s} {r['mem_max_rel_err']:11.2e}")
-    RESULTS.mkdir(exist_ok=True)
     result = dict(batch=batch, rate_errors=rate_errs, rate_max_rel_err=rate_max, spiking=rows,
                   lif_spike_match=spike_match)
-    (RESULTS / "brian2_agreement.json").write_text(json.dumps(result, indent=2))
+    write_json(RESULTS / "brian2_agreement.json", result)
     plot(rate, xs, rows, RESULTS / "brian2_agreement.png")
     print(json.dumps({"rate_max_rel_err": rate_max, "lif_spike_match": spike_match}))
 
 
 def plot(_rate, xs: torch.Tensor, rows: list[dict], path: Path) -> None:
     """Raster of sample 0 of the float64 LIF net in both engines (overlaid)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     net = spiking(LIFParams(tau_mem=10e-3), True).double()
     ref, ours = net.run(xs[:, :1]), run_brian2(net, xs[:, :1])

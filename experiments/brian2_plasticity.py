@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -46,6 +45,8 @@ from neurolearn.backends.brian2_plasticity import (
     epoch_orders,
 )
 from neurolearn.data import load_dataset  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -186,20 +187,16 @@ def main() -> None:
     print(f"decorrelation: off-diagonal loss {decor['loss_before']:.3e} -> {decor['loss_after']:.3e}; "
           f"max |R_brian2 - R_matrix_rule| = {decor['max_abs_diff_to_matrix_rule']:.2e}")
 
-    RESULTS.mkdir(exist_ok=True)
     result = dict(task="digits", hidden=args.hidden, epochs=epochs, target=args.target, seed=args.seed,
                   anp_lr=args.anp_lr, drtp_lr=args.drtp_lr, sigma=args.sigma, rules=rows, decorrelation=decor,
                   brian2_acc=rows[0]["brian2_acc"], torch_acc=rows[0]["torch_acc"])
-    (RESULTS / "brian2_plasticity.json").write_text(json.dumps(result, indent=2))
+    write_json(RESULTS / "brian2_plasticity.json", result)
     plot(rows, RESULTS / "brian2_plasticity.png")
     print(json.dumps({"brian2_acc": round(rows[0]["brian2_acc"], 4), "torch_acc": round(rows[0]["torch_acc"], 4)}))
 
 
 def plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for r in rows:

@@ -28,6 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 from neurolearn.config import resolve_config  # noqa: E402
 from neurolearn.runs import build_run  # noqa: E402
 from neurolearn.training import Trainer  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = HERE / "results"
 
@@ -73,18 +75,14 @@ def main() -> None:
     print(f"\n{'run':12s} {'epochs':>6s} {'train loss':>10s} {'test acc':>8s} {'wall s':>7s}")
     for k, v in hist.items():
         print(f"{k:12s} {len(v):6d} {v[-1]['train_loss']:10.4f} {v[-1]['test_accuracy']:8.4f} {v[-1]['wall_time_s']:7.1f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = "danp" + ("_quick" if args.quick else "")
-    (RESULTS / f"{name}.json").write_text(json.dumps(dict(result, args=vars(args), history=hist), indent=2))
+    write_json(RESULTS / f"{name}.json", dict(result, args=vars(args), history=hist))
     plot(hist, RESULTS / f"{name}.png")
     print(json.dumps(result))
 
 
 def plot(hist: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for k, v in hist.items():

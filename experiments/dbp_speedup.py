@@ -34,6 +34,8 @@ from neurolearn.config import resolve_config  # noqa: E402
 from neurolearn.decorrelation import input_correlation  # noqa: E402
 from neurolearn.runs import build_run  # noqa: E402
 from neurolearn.training import Trainer  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = HERE / "results"
 
@@ -127,20 +129,16 @@ def main(name: str = "dbp_speedup", doc: str = __doc__, **defaults) -> None:
         "dbp_acc": dbp[-1]["test_accuracy"],
         "bp_acc": bp[-1]["test_accuracy"],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
     full = dict(result, args=vars(args), bp=bp, dbp=dbp, dbp_acc_at_match=dbp[i]["test_accuracy"] if i is not None else None,
                 epoch_time_ratio=step_ratio, interpolated_epochs_ratio=interpolated(dbp, target, "epoch") / bp[-1]["epoch"])
     name = name + ("_quick" if args.quick else "")
-    (RESULTS / f"{name}.json").write_text(json.dumps(full, indent=2))
+    write_json(RESULTS / f"{name}.json", full)
     plot(bp, dbp, corr0, corr1, RESULTS / f"{name}.png")
     print(json.dumps(result))
 
 
 def plot(bp, dbp, corr0, corr1, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(1, 4, figsize=(18, 4))
     for h, lab in ((bp, "BP"), (dbp, "DBP")):

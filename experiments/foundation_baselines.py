@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,17 +62,13 @@ def main() -> None:
     for r in rows:
         print(f"{r['model']:12s} {r['metric']:14s} {r['value']:8.4f} {r['target']:>9s} {str(r['met']):>4s} "
               f"{r['epochs']:6d} {r['wall_time_s']:8.1f}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "foundation_baselines.json").write_text(json.dumps({"rows": rows, "epochs": runs}, indent=1))
+    write_json(RESULTS / "foundation_baselines.json", {"rows": rows, "epochs": runs})
     plot(runs, RESULTS / "foundation_baselines.png")
     print(json.dumps({r["model"]: r["value"] for r in rows}))
 
 
 def plot(runs: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(runs), figsize=(4 * len(runs), 3.2))
     for ax, (name, epochs) in zip(axes, runs.items()):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -139,14 +141,9 @@ def main() -> None:
     summary = {"neurolearn_roundtrip_equal": res["neurolearn -> NIR -> neurolearn"]["equal"],
                "snntorch_import_equal": res["neurolearn -> NIR -> snnTorch import_from_nir"]["equal"],
                "snntorch_export_equal": res["snnTorch export_to_nir -> neurolearn"]["equal"]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "nir_roundtrip.json").write_text(json.dumps({"inputs": n, "steps": steps, "cases": res, **summary},
-                                                           indent=2))
+    write_json(RESULTS / "nir_roundtrip.json", {"inputs": n, "steps": steps, "cases": res, **summary})
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(7, 3))
         t, i = np.nonzero(trace)

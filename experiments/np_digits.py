@@ -35,6 +35,8 @@ sys.path.insert(0, str(HERE.parent))
 from neurolearn.config import resolve_config  # noqa: E402
 from neurolearn.runs import build_run  # noqa: E402
 from neurolearn.training import Trainer  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = HERE / "results"
 RULES = ("bp", "np", "anp", "wp")
@@ -99,20 +101,15 @@ def main() -> None:
         loss = statistics.mean(hists[s][k][-1]["train_loss"] for s in seeds)
         print(f"{k:5s} {getattr(args, 'lr_' + k):7.0e} {loss:10.4f} {result[k]:8.4f} {min(v):6.4f} {max(v):6.4f} "
               f"{cpu[k]:9.1f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = "np_digits" + ("_quick" if args.quick else "") + args.tag
-    (RESULTS / f"{name}.json").write_text(json.dumps(dict(result, per_seed=finals, cpu_s=cpu, args=vars(args),
-                                                          history={str(s): h for s, h in hists.items()}),
-                                                     indent=2))
+    write_json(RESULTS / f"{name}.json", dict(result, per_seed=finals, cpu_s=cpu, args=vars(args),
+                                                          history={str(s): h for s, h in hists.items()}))
     plot(hist, RESULTS / f"{name}.png")
     print(json.dumps(result))
 
 
 def plot(hist: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for k, v in hist.items():

@@ -36,6 +36,8 @@ sys.path.insert(0, str(HERE.parent))
 from neurolearn.config import resolve_config  # noqa: E402
 from neurolearn.runs import build_run  # noqa: E402
 from neurolearn.training import Trainer  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = HERE / "results"
 TASKS = {"copy": ("rnn-copy", "test_error_bits", ("bp", "anp", "np", "wp")),
@@ -102,19 +104,14 @@ def main() -> None:
     mg = result["mg_nmse"]
     if "bp" in mg and "anp" in mg:
         result["mg_anp_over_bptt"] = mg["anp"] / mg["bp"]
-    RESULTS.mkdir(parents=True, exist_ok=True)
     name = "np_rnn" + ("_quick" if args.quick else "") + args.tag
-    (RESULTS / f"{name}.json").write_text(json.dumps(dict(result, rows=rows, args=vars(args), history=hist),
-                                                     indent=2))
+    write_json(RESULTS / f"{name}.json", dict(result, rows=rows, args=vars(args), history=hist))
     plot(hist, RESULTS / f"{name}.png")
     print(json.dumps(result))
 
 
 def plot(hist: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for k, v in hist.items():

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,15 +82,10 @@ def main() -> None:
     summary = {"accuracy_before": base, "accuracy_8bit": rows.get("8-bit weights"),
                "drop_8bit_points": None if 8 not in args.bits else 100 * (base - rows["8-bit weights"]),
                "reimport_accuracy": rows["NIR export + re-import"], "reimport_equal": reimport_equal}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quantize_snn.json").write_text(json.dumps(
-        {"run": str(run_dir), "rule": run.config["rule"]["name"], "test_images": len(y), "accuracy": rows,
-         "scales": scales, **summary}, indent=2))
+    write_json(RESULTS / "quantize_snn.json", {"run": str(run_dir), "rule": run.config["rule"]["name"], "test_images": len(y), "accuracy": rows,
+         "scales": scales, **summary})
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(6, 3))
         names = list(rows)

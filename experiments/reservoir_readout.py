@@ -37,6 +37,8 @@ from neurolearn.layers import Dense
 from neurolearn.network import Network
 from neurolearn.neurons import LIFParams, LIParams
 from neurolearn.readout import fit_readout, readout_features
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -133,18 +135,14 @@ def main() -> None:
     print(f"(+ {feature_s:.1f} s of reservoir simulation for the features, shared by both; "
           f"the network itself with the closed-form readout on fresh spikes: test acc {net_acc:.4f})")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "reservoir_readout" + ("_quick" if args.quick else "")
     cf = rows["closed form (onehot)"]
     summary = {"closed_form_test_acc": cf["test_acc"], "closed_form_fit_s": cf["fit_s"],
                "gradient_test_acc": rows["gradient (Adam, CE)"]["test_acc"], "gradient_fit_s": grad_s,
                "feature_s": feature_s}
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"summary": summary, "rows": rows, "network_test_acc": net_acc,
-                                                      "gradient_curve": curve, "args": vars(args)}, indent=2))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_json(RESULTS / f"{stem}.json", {"summary": summary, "rows": rows, "network_test_acc": net_acc,
+                                                      "gradient_curve": curve, "args": vars(args)})
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([c[0] for c in curve], [c[1] for c in curve], label="gradient readout (Adam), per epoch")

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from neurolearn.config import resolve_config
 from neurolearn.data import load_dataset
 from neurolearn.runs import build_run
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -137,18 +139,14 @@ def main() -> None:
         print(f"| {m} train CE | " + " | ".join("div." if r["diverged"] else f"{r['final_train_loss']:.3g}"
                                              for r in sweep[m]) + " |")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "sibp_mnist" + ("_quick" if args.quick else "")
     summary = {"sibp_test_acc": main_runs["sibp"]["test_acc"][-1], "sgd_test_acc": main_runs["sgd"]["test_acc"][-1],
                "adam_test_acc": main_runs["adam"]["test_acc"][-1], "sibp_s_per_step": main_runs["sibp"]["s_per_step"],
                "sgd_s_per_step": main_runs["sgd"]["s_per_step"],
                "sweep_sibp_max_stable_eta": max_stable(sweep["sibp"]), "sweep_sgd_max_stable_lr": max_stable(sweep["sgd"])}
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"summary": summary, "main": main_runs, "sweep": sweep,
-                                                      "n_train": n_main, "epochs": epochs}))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_json(RESULTS / f"{stem}.json", {"summary": summary, "main": main_runs, "sweep": sweep,
+                                                      "n_train": n_main, "epochs": epochs})
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for m, r in main_runs.items():

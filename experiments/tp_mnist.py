@@ -20,6 +20,8 @@ import json
 import os
 import time
 from pathlib import Path
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -74,14 +76,9 @@ def main() -> None:
                 summary[f"{model}/{rule}_gap_pts"] = round(gap, 2)
             gap_s = "" if gap is None or rule == "bp" else f"{gap:.2f}"
             print(f"{model:10s} {rule:6s} {acc:9.4f} {gap_s:>16s} {res['epochs']:7d} {res['seconds']:8.0f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tp_mnist.json").write_text(json.dumps({"quick": args.quick, "results": results, "summary": summary},
-                                                      indent=2))
+    write_json(RESULTS / "tp_mnist.json", {"quick": args.quick, "results": results, "summary": summary})
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.2), squeeze=False)
         for ax, (model, per_rule) in zip(axes[0], results.items()):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tp_mnist import RESULTS, train_one  # noqa: E402
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 
 def main() -> None:
@@ -33,13 +35,9 @@ def main() -> None:
     for name, r in res.items():
         print(f"{name:6s} {r['test_accuracy']:9.4f} {r['epochs']:7d} {r['seconds']:8.0f}")
     gap = 100 * (res["bptt"]["test_accuracy"] - res["tpsgd"]["test_accuracy"])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tp_rnn.json").write_text(json.dumps({"quick": args.quick, "results": res}, indent=2))
+    write_json(RESULTS / "tp_rnn.json", {"quick": args.quick, "results": res})
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
         for name, r in res.items():

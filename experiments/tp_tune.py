@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 
 from tp_mnist import RESULTS, train_one
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 TANH = ["model.layers.0.neuron=\"tanh\"", "model.layers.1.neuron=\"tanh\""]
 
@@ -110,14 +112,9 @@ def main() -> None:
             summary[f"{name}_gap_pts"] = round(100 * (bp - acc), 2)
         print(f"{name:24s} {acc:7.4f} {max(res['curve']):7.4f} {gap:>16s}")
     tag = f"tp_tune_{args.preset}" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{tag}.json").write_text(json.dumps({"args": vars(args), "results": results, "summary": summary},
-                                                    indent=2))
+    write_json(RESULTS / f"{tag}.json", {"args": vars(args), "results": results, "summary": summary})
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for name, res in results.items():

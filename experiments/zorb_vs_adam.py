@@ -32,6 +32,8 @@ from neurolearn.config import resolve_config
 from neurolearn.data import load_dataset
 from neurolearn.rules.zorb import Zorb
 from neurolearn.runs import build_run
+from neurolearn.io import write_json
+from neurolearn.plotting import pyplot
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARCHS = {
@@ -143,8 +145,8 @@ def main() -> None:
     paper_style = {k: (r["time_s"] + r["steps"] * eval_s) / zorb_s for k, r in adam.items()}
 
     print()
-    print(f"| method | time to ZORB's train error (s) | steps | test acc |")
-    print(f"|---|---|---|---|")
+    print("| method | time to ZORB's train error (s) | steps | test acc |")
+    print("|---|---|---|---|")
     print(f"| ZORB (one sweep, {rule.solver}) | {zorb_s:.1f} (fit) | 1 sweep | {z_test_acc:.4f} |")
     for k, r in adam.items():
         mark = "" if r["reached"] else " (not reached: total)"
@@ -156,17 +158,13 @@ def main() -> None:
     print(f"with the paper's per-step full evaluation ({eval_s:.2f} s each) inside the timer it would read: "
           + ", ".join(f"Adam-{k} {v:.3g}x" for k, v in paper_style.items()))
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "zorb_vs_adam" + ("_quick" if args.quick else ("" if args.arch == "6" else f"_{args.arch}layer"))
     out = {"dataset": ds.name, "arch": arch, "threads": args.threads, "zorb_fit_s": zorb_s, "zorb_cpu_s": zorb_cpu_s,
            "speedup_cpu_time": min(r["cpu_s"] for r in adam.values()) / zorb_cpu_s,
            "zorb_train_error": z_err, "zorb_train_acc": z_train_acc, "zorb_test_acc": z_test_acc,
            "eval_train_set_s": eval_s, "adam": adam, "speedup": speedup, "paper_style_speedup": paper_style}
-    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    write_json(RESULTS / f"{stem}.json", out)
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, r in adam.items():

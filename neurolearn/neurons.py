@@ -27,7 +27,7 @@ value ``v = v_reset`` where ``s = 1``. The Heaviside step has a surrogate deriva
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import torch

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot with the non-interactive Agg backend (figures are written to files)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,7 +20,7 @@ def _pyplot():
 
 def plot_curves(metrics: dict[str, Any], path: str | Path) -> None:
     """Train/test loss and the task's score per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = metrics["epochs"]
     if not epochs:
         return
@@ -46,7 +47,7 @@ def plot_curves(metrics: dict[str, Any], path: str | Path) -> None:
 
 def plot_activity(record, path: str | Path, sample: int = 0, max_neurons: int = 100, dt: float | None = None) -> None:
     """Spike rasters (spiking layers) and membrane traces of one sample of a run's record."""
-    plt = _pyplot()
+    plt = pyplot()
     layers = record.layers
     fig, axes = plt.subplots(len(layers), 2, figsize=(11, 2.6 * len(layers)), squeeze=False)
     for k, lr in enumerate(layers):

@@ -11,7 +11,7 @@ from neurolearn.config import resolve_config
 from neurolearn.data import load_dataset
 from neurolearn.layers import Dense
 from neurolearn.network import Network
-from neurolearn.neurons import LIFParams, LIParams, RateParams, activation, activation_inverse
+from neurolearn.neurons import LIFParams, LIParams, activation, activation_inverse
 from neurolearn.readout import NormalEquations, fit_readout, lstsq_pinv, softmax_inverse
 from neurolearn.rules import RULES
 from neurolearn.rules.sibp import prox_linear, prox_relu, prox_relu_objective

@@ -68,9 +68,9 @@ import numpy as np
 import torch
 
 from neurolearn.errors import ConfigError, NeurolearnError, ShapeError, unknown_name
-from neurolearn.layers import Dense, Layer
+from neurolearn.layers import Dense
 from neurolearn.network import LayerRecord, Network, Record
-from neurolearn.neurons import LIFParams, LIParams, RateParams
+from neurolearn.neurons import ACTIVATIONS, LIFParams, LIParams, RateParams
 
 TARGETS = ("numpy", "cython")
 CUBA_UPDATES = ("neurolearn", "brian2")
@@ -114,7 +114,7 @@ def rate_expression(name: str, var: str, negative_slope: float = 0.01) -> str:
         return f"{var}*int({var} > 0) + {negative_slope!r}*{var}*int({var} <= 0)"
     if name == "sigmoid":
         return f"1.0/(1.0 + exp(-{var}))"
-    raise unknown_name("activation", name, ("identity", "tanh", "relu", "leaky_relu", "sigmoid"))
+    raise unknown_name("activation", name, ACTIVATIONS)
 
 
 def check_supported(network: Network) -> None:

@@ -54,7 +54,7 @@ from neurolearn.backends.brian2 import Brian2Net, build_brian2, codegen_target, 
 from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.layers import Dense
 from neurolearn.network import Network
-from neurolearn.neurons import RateParams
+from neurolearn.neurons import ACTIVATIONS, RateParams
 
 
 def rate_derivative_expression(name: str, var: str, negative_slope: float = 0.01) -> str:
@@ -69,7 +69,7 @@ def rate_derivative_expression(name: str, var: str, negative_slope: float = 0.01
         return f"(int({var} > 0) + {negative_slope!r}*int({var} <= 0))"
     if name == "sigmoid":
         return f"(exp(-{var})/(1.0 + exp(-{var}))**2)"
-    raise unknown_name("activation", name, ("identity", "tanh", "relu", "leaky_relu", "sigmoid"))
+    raise unknown_name("activation", name, ACTIVATIONS)
 
 
 def check_plastic_network(network: Network) -> None:
