@@ -75,7 +75,10 @@ def make_optimizer(params, train: dict[str, Any]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=train["lr"], momentum=train.get("momentum", 0.0),
                                weight_decay=train.get("weight_decay", 0.0))
     if name == "adam":
-        return torch.optim.Adam(params, lr=train["lr"], weight_decay=train.get("weight_decay", 0.0))
+        betas = (float(train.get("beta1", 0.9)), float(train.get("beta2", 0.999)))
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ConfigError(f"Adam's beta1 and beta2 must be in [0, 1), got {betas}")
+        return torch.optim.Adam(params, lr=train["lr"], betas=betas, weight_decay=train.get("weight_decay", 0.0))
     raise unknown_name("optimizer", name, ("sgd", "adam"))
 
 

@@ -37,6 +37,8 @@ TRAIN_KEYS = {
     "lr": 1e-3,
     "optimizer": "adam",
     "momentum": 0.0,
+    "beta1": 0.9,  # Adam's first-moment decay (higher: longer averaging of noisy estimates)
+    "beta2": 0.999,
     "weight_decay": 0.0,
     "seed": 0,
     "device": "cpu",

@@ -144,8 +144,13 @@ class Decorrelation(nn.Module):
         return w_eff, (-shift if bias is None else bias - shift)
 
     # ------------------------------------------------------------------ learning
-    def _rows(self, n: int, generator: torch.Generator | None, device) -> torch.Tensor | None:
-        m = self.subsample if isinstance(self.subsample, int) else max(1, int(round(self.subsample * n)))
+    def _rows(self, n: int, generator: torch.Generator | None, device, per_item: int = 1) -> torch.Tensor | None:
+        """Random indices of the items to use (``None``: all); an item holds ``per_item`` rows,
+        and an integer ``subsample`` counts rows."""
+        if isinstance(self.subsample, int):
+            m = -(-self.subsample // per_item)
+        else:
+            m = max(1, int(round(self.subsample * n)))
         if m >= n:
             return None
         return torch.randperm(n, generator=generator, device=generator.device if generator else "cpu")[:m].to(device)
@@ -262,12 +267,15 @@ def _decorrelated_rows(layer: Layer, x: torch.Tensor, generator: torch.Generator
     dec = layer.decorrelation
     if not isinstance(layer, Conv2d):
         return x.reshape(-1, dec.features)
-    # conv: the tap is the raw image; unfold its patches, subsample them, then apply R
+    # conv: the tap is the raw image. The subsample is drawn as whole images (a random share
+    # of the samples, every patch position of each) before unfolding, so only those are unfolded.
     img = x.reshape(-1, *layer.in_shape)
-    patches = F.unfold(img, layer.kernel_size, padding=layer.padding, stride=layer.stride)  # [B, d, L]
-    patches = patches.transpose(1, 2).reshape(-1, dec.features)
-    rows = dec._rows(patches.shape[0], generator, patches.device)
-    return dec(patches if rows is None else patches[rows])
+    positions = layer._conv_shape[1] * layer._conv_shape[2]
+    images = dec._rows(img.shape[0], generator, img.device, per_item=positions)
+    if images is not None:
+        img = img[images]
+    patches = F.unfold(img, layer.kernel_size, padding=layer.padding, stride=layer.stride)  # [b, d, L]
+    return dec(patches.transpose(1, 2).reshape(-1, dec.features))
 
 
 @torch.no_grad()

@@ -53,7 +53,10 @@ class Record:
 
 
 def _stack(items: list[torch.Tensor | None]) -> torch.Tensor | None:
-    return None if items[0] is None else torch.stack(items)
+    """Stack per-step tensors on a new time axis (a view, no copy, for a single step)."""
+    if items[0] is None:
+        return None
+    return items[0].unsqueeze(0) if len(items) == 1 else torch.stack(items)
 
 
 class Network(nn.Module):

@@ -49,11 +49,13 @@ Networks with state over time (recurrent, spiking) are handled in two ways:
 - *time-domain* (:mod:`neurolearn.rules.perturbation_time`): with a target at every step,
   per-step loss differences ``δL_t`` are paired with per-step activity differences and
   applied online (memory independent of ``T``) or accumulated over the sequence.
-  ``draws = K`` runs ``K`` independent noisy copies of each sample (the batch repeated) and
-  averages their estimates: ``K`` times less variance for ``K`` times the arithmetic (at
-  batch 1 mostly free: the per-step overhead dominates).
   ``time_domain=None`` picks it when the network is temporal and the task has per-step
   targets.
+
+``draws = K`` (NP and ANP, feed-forward and in time) runs ``K`` independent noisy copies of
+each sample beside one clean copy (the stacked batch ``[clean; noisy_1 .. noisy_K]``) and
+averages their estimates: ``K`` times less variance for ``K`` noisy forward passes; the outer
+product with the shared clean input is taken once (``Σ_k g_k x̃ᵀ = (Σ_k g_k) x̃ᵀ``).
 
 What a synapse needs: pre-synaptic activity, a post-synaptic term (its own noise for NP,
 its own activity difference for ANP, its own weight noise for WP) and the broadcast
@@ -69,7 +71,7 @@ import torch
 import torch.nn.functional as F
 
 from neurolearn.errors import ConfigError, unknown_name
-from neurolearn.layers import Conv2d, Dense, Layer, Taps
+from neurolearn.layers import Dense, Taps
 from neurolearn.network import LayerRecord, Network, Record
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
@@ -89,15 +91,6 @@ def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch
         return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
     u = torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype)
     return (2.0 * u - 1.0) * sigma
-
-
-def weight_grad(layer: Layer, inp: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """``Σ_n g[n] ⊗ x̃[n]`` for a dense layer (``g`` ``[M, out]``, ``inp`` ``[M, in]``),
-    or the same correlation through the convolution for a conv layer (summed over ``M``)."""
-    if isinstance(layer, Conv2d):
-        inp = inp.reshape(inp.shape[0], *layer.in_shape)
-        return torch.nn.grad.conv2d_weight(inp, layer.weight.shape, g, stride=layer.stride, padding=layer.padding)
-    return g.reshape(g.shape[0], -1).t() @ inp.reshape(inp.shape[0], -1)
 
 
 def bias_grad(g: torch.Tensor) -> torch.Tensor:
@@ -146,35 +139,55 @@ def pre_traces(xs: list[torch.Tensor], beta: float) -> list[torch.Tensor]:
     return out
 
 
-def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True):
-    """One step of the doubled batch ``[clean; noisy]`` on input ``x`` (``[B, ...]``, shared).
+def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True,
+              copies: int = 2):
+    """One step of the stacked batch ``[clean; noisy_1; ...; noisy_K]`` (``copies = K + 1``
+    copies of the input ``x``, ``[B, ...]``).
 
-    The first layer's feed-forward drive ``W x̃ + b`` is the same for both halves, so a dense
-    first layer computes it once (the halves differ only by noise and recurrent input);
+    The first layer's feed-forward drive ``W x̃ + b`` is the same in every copy, so a dense
+    first layer computes it once (the copies differ only by noise and recurrent input);
     the rest runs as :meth:`Network.step` would. Returns ``(output, state, taps)``.
     """
     if not paired:
         return model.step(x, state, noise)
     first = model.layers[0]
     if not isinstance(first, Dense):
-        return model.step(torch.cat([x, x]), state, noise)
+        return model.step(torch.cat([x] * copies), state, noise)
     xin = x.flatten(1) if x.dim() > 2 else x
     xt = first.decorrelate(xin)
     z = F.linear(xt, first.weight, first.bias)
-    z = torch.cat([z, z])
+    z = torch.cat([z] * copies)
     rec = state[0].prev if first.recurrent else None
     if rec is not None:
         z = z + F.linear(rec, first.recurrent_weight)
     if noise is not None and noise[0] is not None:
         z = z + noise[0]
     h, s0, mem = first._neurons(z, state[0])
-    taps = [Taps(torch.cat([xt, xt]), z, h, mem, rec)]
+    taps = [Taps(torch.cat([xt] * copies), z, h, mem, rec)]
     new_state = [s0]
     for k, layer in enumerate(model.layers[1:], start=1):
         h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
         new_state.append(s)
         taps.append(tp)
     return h, new_state, taps
+
+
+def noisy_minus_clean(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """``t[noisy_k] - t[clean]`` for every noisy copy of a stacked batch
+    ``[clean; noisy_1; ...; noisy_K]`` (``[(K+1)B, ...]`` -> ``[K·B, ...]``, copy-major)."""
+    if t.shape[0] == 2 * batch:
+        return t[batch:] - t[:batch]
+    return (t[batch:].unflatten(0, (-1, batch)) - t[:batch]).flatten(0, 1)
+
+
+def sum_draws(g: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
+    """Sum per-copy factors ``[..., K·B, ...]`` over the ``K`` draws (axis ``dim``) -> ``[..., B, ...]``.
+
+    ``Σ_{k,n} g[k,n] x̃[n]ᵀ = Σ_n (Σ_k g[k,n]) x̃[n]ᵀ``: the clean input is shared by every
+    draw, so ``K`` draws cost ``K`` noisy forward passes but one outer product per layer."""
+    if g.shape[dim] == batch:
+        return g
+    return g.unflatten(dim, (-1, batch)).sum(dim)
 
 
 def _stack(items: list[torch.Tensor | None]) -> torch.Tensor | None:
@@ -220,17 +233,20 @@ class PerturbationRule(GradientRule):
         return draw_noise(shape, self.sigma, self.noise, self.generator, like)
 
     def pair_noise(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """Node noise for a doubled batch ``[clean; noisy]`` (``shape`` = one half).
+        """Node noise for a stacked batch ``[clean; noisy_1 .. noisy_K]`` (``shape`` = one
+        copy, ``K = draws``).
 
-        Gaussian noise is drawn in place into the halves of one ``[2B, ...]`` tensor (no
-        concatenation); the noisy half is drawn first, as :meth:`draw` would.
+        Gaussian noise is drawn in place into one ``[(K+1)B, ...]`` tensor (no
+        concatenation); the noisy copies are drawn first, as :meth:`draw` would.
         """
         half = shape[0]
+        noisy_shape = (self.draws * half, *shape[1:])
         if self.noise != "gaussian":
-            second = self.draw(shape, like)
-            first = self.draw(shape, like) if self.passes == "noisy-noisy" else torch.zeros_like(second)
+            second = self.draw(noisy_shape, like)
+            first = self.draw(shape, like) if self.passes == "noisy-noisy" else torch.zeros(
+                shape, device=like.device, dtype=like.dtype)
             return torch.cat([first, second])
-        out = torch.empty((2 * half, *shape[1:]), device=like.device, dtype=like.dtype)
+        out = torch.empty(((1 + self.draws) * half, *shape[1:]), device=like.device, dtype=like.dtype)
         out[half:].normal_(0.0, self.sigma, generator=self.generator)
         if self.passes == "noisy-noisy":
             out[:half].normal_(0.0, self.sigma, generator=self.generator)
@@ -239,8 +255,8 @@ class PerturbationRule(GradientRule):
         return out
 
     def noise_diff(self, noise: torch.Tensor, batch: int) -> torch.Tensor:
-        """Noisy-half minus clean-half noise of a doubled batch (a view when the clean half is 0)."""
-        return noise[batch:] - noise[:batch] if self.passes == "noisy-noisy" else noise[batch:]
+        """Noisy copies minus the clean copy's noise, ``[K·B, ...]`` (a view when the clean copy is 0)."""
+        return noisy_minus_clean(noise, batch) if self.passes == "noisy-noisy" else noise[batch:]
 
     @property
     def noise_diff_var(self) -> float:
@@ -272,22 +288,15 @@ class PerturbationRule(GradientRule):
         return bool(self.time_domain)
 
     def train_step(self, model, x, y, objective, optimizer) -> StepOutput:
+        if self.draws > 1 and (self.kind == "wp" or self.passes == "baseline"):
+            raise ConfigError(f"rule {self.name!r}: draws > 1 needs a clean pass and node noise "
+                              "(np or anp with passes 'clean' or 'noisy-noisy'); use a larger batch instead")
         if self.uses_time_domain(model, objective):
             from neurolearn.rules.perturbation_time import time_domain_step  # imports this module
 
             optimizer.zero_grad(set_to_none=True)
-            batch, k = x.shape[1], self.draws
-            if k > 1:  # k independent noise draws per sample: the batch repeated k times
-                x = x.repeat(1, k, *([1] * (x.dim() - 2)))
-                y = y.repeat(1, k, *([1] * (y.dim() - 2)))
             with torch.no_grad():
-                out = time_domain_step(self, model, x, y, objective, optimizer)
-            if k > 1:  # the clean pass is the same in every copy
-                out = StepOutput(out.loss[:batch], out.pred[:, :batch], None)
-            return out
-        if self.draws > 1:
-            raise ConfigError(f"rule {self.name!r}: draws > 1 is for the time-domain mode; "
-                              "in the feed-forward mode use a larger batch")
+                return time_domain_step(self, model, x, y, objective, optimizer)
         return super().train_step(model, x, y, objective, optimizer)
 
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
@@ -308,7 +317,8 @@ class PerturbationRule(GradientRule):
         model.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
         single = self.passes == "baseline"
-        rows = batch if single else 2 * batch
+        copies = 1 if single else 1 + self.draws  # [clean; noisy_1 .. noisy_K]
+        rows = copies * batch
         state = model.init_state(rows, x.device, x.dtype)
         outs: list[torch.Tensor] = []
         taps_t, noise_t = [], []
@@ -317,13 +327,13 @@ class PerturbationRule(GradientRule):
                 noise = [self.draw(layer.pre_shape(batch), x) for layer in model.layers]
             else:
                 noise = [self.pair_noise(layer.pre_shape(batch), x) for layer in model.layers]
-            out, state, taps = pair_step(model, x[t], state, noise, batch, paired=not single)
+            out, state, taps = pair_step(model, x[t], state, noise, batch, paired=not single, copies=copies)
             outs.append(out)
             taps_t.append(taps)
             noise_t.append(noise)
         output = _stack(outs)
         pred = model.decode_output(output)
-        yy = y if single else torch.cat([y, y], dim=1 if y.dim() == 3 else 0)
+        yy = y if single else torch.cat([y] * copies, dim=1 if y.dim() == 3 else 0)
         loss = objective.loss(pred, yy)
         nl = len(model.layers)
         if single:
@@ -332,23 +342,24 @@ class PerturbationRule(GradientRule):
             eps = [[noise_t[t][k] for t in range(steps)] for k in range(nl)]
             diffs = eps
         else:
-            dloss = loss[batch:] - loss[:batch]
+            dloss = noisy_minus_clean(loss, batch)
             clean = slice(0, batch)
             eps = [[self.noise_diff(noise_t[t][k], batch) for t in range(steps)] for k in range(nl)]
             diffs = ([[self._activity_diff(taps_t[t][k], batch) for t in range(steps)] for k in range(nl)]
                      if self.kind == "anp" else eps)
-        # the batch mean is folded into the per-sample scalar (g is linear in δL)
-        g = self.node_signal(dloss / batch, [_stack(d) for d in diffs], [_stack(e) for e in eps], steps)
+        # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
+        g = self.node_signal(dloss / dloss.shape[0], [_stack(d) for d in diffs], [_stack(e) for e in eps], steps)
         beta = trace_beta(model, self.trace_tau)
         for k, layer in enumerate(model.layers):
-            gk = g[k].reshape(steps * batch, *g[k].shape[2:])
+            gk = sum_draws(g[k], batch, dim=1)
+            gk = gk.reshape(steps * batch, *gk.shape[2:])
             inputs = pre_traces([taps_t[t][k].input[clean] for t in range(steps)], beta)
             inp = _stack(inputs).reshape(steps * batch, -1)
-            add_grad(layer.weight, weight_grad(layer, inp, gk))
+            add_grad(layer.weight, layer.weight_gradient(gk, inp))
             add_grad(layer.bias, bias_grad(gk))
             if layer.recurrent_weight is not None:
                 rec = _stack([taps_t[t][k].rec[clean] for t in range(steps)]).reshape(steps * batch, -1)
-                add_grad(layer.recurrent_weight, weight_grad(layer, rec, gk))
+                add_grad(layer.recurrent_weight, gk.t() @ rec)
         record = Record(output=output[:, clean], layers=[
             LayerRecord(*(_stack([getattr(taps_t[t][k], f)[clean] if getattr(taps_t[t][k], f) is not None
                                   else None for t in range(steps)]) for f in ("input", "pre", "act", "mem", "rec")))
@@ -356,7 +367,7 @@ class PerturbationRule(GradientRule):
         return StepOutput(loss[clean].detach(), pred[clean].detach(), record)
 
     def _activity_diff(self, taps, batch: int) -> torch.Tensor:
-        return taps.pre[batch:] - taps.pre[:batch]
+        return noisy_minus_clean(taps.pre, batch)
 
     # ---------------------------------------------------------------- weight perturbation
     def weight_noise(self, params: list[tuple[int, str, torch.nn.Parameter]]) -> list[torch.Tensor]:
@@ -460,7 +471,7 @@ class ActivityNodePerturbation(PerturbationRule):
 
     def _activity_diff(self, taps, batch: int) -> torch.Tensor:
         src = taps.mem if (self.activity == "mem" and taps.mem is not None) else taps.pre
-        return src[batch:] - src[:batch]
+        return noisy_minus_clean(src, batch)
 
     def node_signal(self, dloss, diffs, noises, steps):
         sq = [torch.linalg.vector_norm(d.reshape(d.shape[0], d.shape[1], -1), dim=(0, 2)).square()
@@ -479,4 +490,4 @@ class ActivityNodePerturbation(PerturbationRule):
 
 
 __all__ = ["PerturbationRule", "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation",
-           "draw_noise", "weight_grad", "bias_grad", "add_grad", "layer_params"]
+           "draw_noise", "bias_grad", "add_grad", "layer_params", "noisy_minus_clean", "sum_draws"]

@@ -27,7 +27,8 @@ from neurolearn.errors import ConfigError
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import StepOutput
-from neurolearn.rules.perturbation import add_grad, bias_grad, layer_params, pair_step, trace_beta, weight_grad
+from neurolearn.rules.perturbation import (add_grad, bias_grad, layer_params, noisy_minus_clean, pair_step, sum_draws,
+                                           trace_beta)
 
 
 def _clear(model: Network) -> None:
@@ -82,23 +83,24 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
             if online:
                 _step(optimizer, model)
     else:
-        yy = torch.cat([y, y], dim=1)
-        state = model.init_state(2 * batch, x.device, x.dtype)
+        copies = 1 + rule.draws  # [clean; noisy_1 .. noisy_K], K = draws
+        yy = torch.cat([y] * copies, dim=1)
+        state = model.init_state(copies * batch, x.device, x.dtype)
         for t in range(steps):
             noise = [rule.pair_noise(layer.pre_shape(batch), x) for layer in model.layers]
-            out, state, taps = pair_step(model, x[t], state, noise, batch)
+            out, state, taps = pair_step(model, x[t], state, noise, batch, copies=copies)
             lt = objective.step_loss(out, yy[t], t)
-            dl = lt[batch:] - lt[:batch]
+            dl = noisy_minus_clean(lt, batch)
             loss += lt[:batch]
             output = _keep(output, out[:batch], t, steps)
             eps = [rule.noise_diff(n, batch) for n in noise]
             diffs = [rule._activity_diff(tp, batch) for tp in taps] if rule.kind == "anp" else eps
-            # the batch mean is folded into the per-sample scalar (g is linear in δL)
-            g = rule.node_signal(dl / batch, [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
+            # the mean over batch and draws is folded into the per-sample scalar (g is linear in δL)
+            g = rule.node_signal(dl / dl.shape[0], [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
             for k, layer in enumerate(model.layers):
-                gk = g[k][0]
+                gk = sum_draws(g[k][0], batch)
                 inp = pre_input(k, taps[k].input[:batch])
-                add_grad(layer.weight, weight_grad(layer, inp, gk))
+                add_grad(layer.weight, layer.weight_gradient(gk, inp))
                 if layer.bias is not None:
                     add_grad(layer.bias, bias_grad(gk))
                 if layer.recurrent_weight is not None:
