@@ -29,7 +29,9 @@ What the rule needs: the layer's own inputs only (pre-synaptic activity, no erro
 
 Where ``R`` sits:
 
-- dense layers: ``R`` acts on the (flattened) input vector, ``d`` = fan-in;
+- dense layers: ``R`` acts on the (flattened) input vector, ``d`` = fan-in; the layer applies
+  it to the rows (``N d²`` multiply-adds) or folds it into ``W`` (``out d²``: DANP's stacked
+  noisy copies, narrow readouts), whichever is cheaper, and taps the raw input;
 - convolutions: ``R`` acts on each flattened input patch, ``d = C_in k k``, and is folded
   into the kernel for the forward pass (``W_eff = W R``, ``b_eff = b − W μ̃``: one ordinary
   convolution); the layer's ``input`` tap stays the image and the rule unfolds a random
@@ -265,8 +267,10 @@ def has_decorrelation(model: Network) -> bool:
 def _decorrelated_rows(layer: Layer, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Rows ``x̃`` (``[N, d]``) from a layer's input tap (``[..., features]`` or images for conv)."""
     dec = layer.decorrelation
-    if not isinstance(layer, Conv2d):
-        return x.reshape(-1, dec.features)
+    if not isinstance(layer, Conv2d):  # the tap is the raw input: subsample its rows, then apply R
+        x = x.reshape(-1, dec.features)
+        rows = dec._rows(x.shape[0], generator, x.device)
+        return dec(x if rows is None else x[rows])
     # conv: the tap is the raw image. The subsample is drawn as whole images (a random share
     # of the samples, every patch position of each) before unfolding, so only those are unfolded.
     img = x.reshape(-1, *layer.in_shape)
@@ -284,7 +288,7 @@ def update_decorrelation_step(model: Network, taps: Sequence[Taps], generator: t
     for k, (layer, tap) in enumerate(zip(model.layers, taps)):
         if layer.decorrelation is not None:
             rows = _decorrelated_rows(layer, tap.input, generator)
-            layer.decorrelation.update(rows, generator, where=f"layer {k}", subsample=not isinstance(layer, Conv2d))
+            layer.decorrelation.update(rows, generator, where=f"layer {k}", subsample=False)
 
 
 @torch.no_grad()
@@ -295,7 +299,7 @@ def update_decorrelation(model: Network, record: Record, generator: torch.Genera
     for k, (layer, rec) in enumerate(zip(model.layers, record.layers)):
         if layer.decorrelation is not None:
             rows = _decorrelated_rows(layer, rec.input, generator)
-            layer.decorrelation.update(rows, generator, where=f"layer {k}", subsample=not isinstance(layer, Conv2d))
+            layer.decorrelation.update(rows, generator, where=f"layer {k}", subsample=False)
 
 
 @torch.no_grad()
@@ -349,8 +353,8 @@ def input_correlation(model: Network, x: torch.Tensor, layer: int = 0, *, decorr
             rows = dec(rows)
     else:
         rows = tap.reshape(-1, tap.shape[-1] if tap.dim() <= 3 else math.prod(tap.shape[2:]))
-        if not decorrelated and dec is not None:
-            rows = torch.linalg.solve(dec.R, (rows + dec.mean if dec.centring else rows).T).T
+        if decorrelated and dec is not None:
+            rows = dec(rows)
     if max_features is not None:
         rows = rows[:, :max_features]
     rows = rows - rows.mean(0)

@@ -4,9 +4,11 @@ A layer advances one time step with :meth:`step`, which takes the input at that 
 the layer's explicit state and returns the activity, the new state and the layer's
 :class:`Taps`, the quantities that local learning rules read:
 
-- ``input``: what the weights see, ``x̃ = R x`` (``R`` the decorrelation matrix, or ``x``);
-  a decorrelated convolution folds ``R`` into its kernel and taps the image it convolves
-  (use :meth:`Layer.weight_gradient` for the update of ``W``);
+- ``input``: the layer's input ``x`` (flattened for dense layers). A layer that decorrelates
+  its input computes ``W x̃ = W (R x − μ̃)`` either as written or with ``R`` folded into the
+  weights (``(W R) x − W μ̃``, whichever costs fewer multiply-adds: convolutions always fold,
+  dense layers fold when they have fewer output units than input rows), so the tap holds the
+  raw ``x`` and :meth:`Layer.weight_gradient` maps a local update back to ``W``;
 - ``pre``: the pre-activation ``z = W x̃ + b (+ W_rec h[t-1]) (+ noise)``; for spiking
   layers this is the input current ``I``; node noise is injected here;
 - ``act``: the activity ``h`` (rate), the spikes ``s`` (LIF) or the membrane ``v`` (leaky readout);
@@ -148,8 +150,18 @@ class Layer(nn.Module):
         )
 
     def decorrelate(self, x: torch.Tensor) -> torch.Tensor:
-        """``x̃ = R x`` if the layer decorrelates its input, else ``x``."""
+        """``x̃ = R x − μ̃`` if the layer decorrelates its input, else ``x``."""
         return x if self.decorrelation is None else self.decorrelation(x)
+
+    def _through_decorrelation(self, g: torch.Tensor, post_sum: torch.Tensor) -> torch.Tensor:
+        """Map ``G = Σ post ⊗ x`` (``out x d``, raw input) to ``Σ post ⊗ x̃ = G Rᵀ − (Σ post) μ̃ᵀ``."""
+        dec = self.decorrelation
+        if dec is None:
+            return g
+        g = g @ dec.R.T
+        if dec.centring:
+            g = g - post_sum[:, None] * dec.mean[None, :]
+        return g
 
     def weight_gradient(self, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         r"""The local outer product ``Σ_samples post ⊗ x̃`` in the shape of ``weight``.
@@ -215,18 +227,31 @@ class Dense(Layer):
     ) -> tuple[torch.Tensor, LayerState, Taps]:
         if x.dim() > 2:
             x = x.flatten(1)
-        xt = self.decorrelate(x)
-        z = F.linear(xt, self.weight, self.bias)
+        z = self.drive(x)
         rec = state.prev if self.recurrent else None
         if rec is not None:
             z = z + F.linear(rec, self.recurrent_weight)
         if noise is not None:
             z = z + noise
         act, new_state, mem = self._neurons(z, state)
-        return act, new_state, Taps(xt, z, act, mem, rec)
+        return act, new_state, Taps(x, z, act, mem, rec)
+
+    def drive(self, x: torch.Tensor) -> torch.Tensor:
+        """The feed-forward drive ``W x̃ + b`` of ``x`` (``[N, in]``). With decorrelation,
+        ``R`` is applied to the rows (``N d²`` multiply-adds) or folded into ``W`` (``out d²``),
+        whichever is cheaper; both give the same ``z`` and the same gradients."""
+        dec = self.decorrelation
+        if dec is None:
+            return F.linear(x, self.weight, self.bias)
+        if self.out_shape[0] < x.shape[0]:
+            w, b = dec.fold(self.weight, self.bias)
+            return F.linear(x, w, b)
+        return F.linear(dec(x), self.weight, self.bias)
 
     def weight_gradient(self, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        return post.reshape(-1, self.out_shape[0]).T @ inputs.reshape(-1, self.weight.shape[1])
+        post = post.reshape(-1, self.out_shape[0])
+        g = post.T @ inputs.reshape(-1, self.weight.shape[1])
+        return self._through_decorrelation(g, post.sum(0)) if self.decorrelation is not None else g
 
 
 class Conv2d(Layer):
@@ -299,13 +324,9 @@ class Conv2d(Layer):
         post = post.reshape(-1, *self._conv_shape)
         inputs = inputs.reshape(-1, *self.in_shape)
         g = torch.nn.grad.conv2d_weight(inputs, self.weight.shape, post, stride=self.stride, padding=self.padding)
-        dec = self.decorrelation
-        if dec is None:
+        if self.decorrelation is None:
             return g
-        g = g.flatten(1) @ dec.R.T
-        if dec.centring:
-            g = g - post.sum((0, 2, 3))[:, None] * dec.mean[None, :]
-        return g.view_as(self.weight)
+        return self._through_decorrelation(g.flatten(1), post.sum((0, 2, 3))).view_as(self.weight)
 
 
 def check_input_features(layer: Layer, x: torch.Tensor) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from neurolearn.build import build_network
 from neurolearn.config import load_model_file, resolve_config
@@ -145,6 +146,23 @@ def test_conv_weight_gradient_maps_back_through_folded_R():
     layer.weight.grad = None
     (taps.pre * post).sum().backward()
     assert torch.allclose(layer.weight_gradient(post, taps.input.detach()), layer.weight.grad, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [4, 40])  # 4 rows < 10 units: R x is computed; 40 rows: R folded into W
+def test_dense_drive_and_weight_gradient_are_the_same_folded_or_not(rows):
+    torch.manual_seed(0)
+    layer = Dense(8, 10, RateParams("tanh"))
+    model = Network([layer, Dense(10, 2)])
+    _trained_decor(model, torch.rand(1, 64, 8) @ torch.randn(8, 8))
+    dec = layer.decorrelation
+    x = torch.rand(rows, 8)
+    z = layer.drive(x)
+    assert torch.allclose(z, F.linear(dec(x), layer.weight, layer.bias), atol=1e-5)
+    post = torch.randn_like(z)
+    layer.weight.grad = None
+    (z * post).sum().backward()
+    assert torch.allclose(layer.weight_gradient(post, x), layer.weight.grad, atol=1e-4)
+    assert torch.allclose(layer.weight.grad, post.T @ dec(x), atol=1e-4)  # Σ post ⊗ x̃
 
 
 def test_step_update_for_online_rules_and_metrics():

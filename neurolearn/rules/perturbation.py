@@ -154,16 +154,14 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     if not isinstance(first, Dense):
         return model.step(torch.cat([x] * copies), state, noise)
     xin = x.flatten(1) if x.dim() > 2 else x
-    xt = first.decorrelate(xin)
-    z = F.linear(xt, first.weight, first.bias)
-    z = torch.cat([z] * copies)
+    z = torch.cat([first.drive(xin)] * copies)
     rec = state[0].prev if first.recurrent else None
     if rec is not None:
         z = z + F.linear(rec, first.recurrent_weight)
     if noise is not None and noise[0] is not None:
         z = z + noise[0]
     h, s0, mem = first._neurons(z, state[0])
-    taps = [Taps(torch.cat([xt] * copies), z, h, mem, rec)]
+    taps = [Taps(torch.cat([xin] * copies), z, h, mem, rec)]
     new_state = [s0]
     for k, layer in enumerate(model.layers[1:], start=1):
         h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
