@@ -155,6 +155,44 @@ def test_time_domain_anp_aligns_with_bptt_on_an_rnn():
     assert cos(acc, true) > 0.7
 
 
+@pytest.mark.parametrize("name", ["np", "wp"])
+def test_time_domain_running_baseline_aligns_with_bptt(name):
+    """passes='baseline' in time: one noisy run, δL_t = L_t - b[t] with a running baseline per
+    step. Once b[t] has settled, the estimates average to a direction aligned with BPTT's
+    (np: cos 0.62 at 400 draws, 0.89 at 1500; wp 0.93 at 3000)."""
+    model = rnn()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 4, 3, generator=g)
+    y = torch.randn(6, 4, 2, generator=g) * 0.5
+    true = true_gradient(model, x, y, SEQ)
+    params = list(model.parameters())
+    draws = 1500 if name == "np" else 3000
+
+    def mean_cos(rule, warm: int) -> float:
+        acc = torch.zeros_like(true)
+
+        class Capture(torch.optim.Optimizer):
+            def __init__(self):
+                super().__init__(params, {})
+
+            def step(self, closure=None):
+                nonlocal acc
+                acc += flat_grads(model)
+
+        with torch.no_grad():
+            for i in range(warm + draws):
+                if i == warm:
+                    acc.zero_()
+                time_domain_step(rule, model, x, y, SEQ, Capture())
+        return cos(acc, true)
+
+    rule = make_rule(name, passes="baseline", sigma=0.05, baseline_decay=0.9)
+    rule.setup(model, SEQ, torch.Generator().manual_seed(0))
+    aligned = mean_cos(rule, warm=50)
+    assert len(rule.step_baselines) == x.shape[0] and rule.state_dict()["step_baselines"]
+    assert aligned > 0.7, aligned
+
+
 def test_clean_record_is_returned_for_decorrelation():
     model = mlp()
     x, y = static_batch()

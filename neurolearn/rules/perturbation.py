@@ -35,8 +35,8 @@ Variants (``passes``):
   be switched off): ANP uses the measured ``δz`` as before, NP and WP use the noise
   difference ``ε₂ - ε₁`` and divide by ``2σ²``;
 - ``"baseline"``: a single noisy run against a running average ``b`` of the loss
-  (reward-prediction error ``δL = L - b``, ``b ← λ b + (1-λ) ⟨L⟩_B``); NP and WP only
-  (ANP needs the clean activity).
+  (reward-prediction error ``δL = L - b``, ``b ← λ b + (1-λ) ⟨L⟩_B``; in the time domain one
+  ``b[t]`` per step); NP and WP only (ANP needs the clean activity).
 
 Networks with state over time (recurrent, spiking) are handled in two ways:
 
@@ -225,6 +225,7 @@ class PerturbationRule(GradientRule):
         self.trace_tau = trace_tau
         self.draws = draws
         self.baseline: float | None = None
+        self.step_baselines: dict[int, float] = {}  # time domain: one running baseline per step
 
     # ---------------------------------------------------------------- noise
     def draw(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -261,19 +262,26 @@ class PerturbationRule(GradientRule):
         """Variance of the noise difference between the two runs (``σ²`` or ``2σ²``)."""
         return (2.0 if self.passes == "noisy-noisy" else 1.0) * self.sigma**2
 
-    def reward_signal(self, noisy_loss: torch.Tensor) -> torch.Tensor:
-        """``L - b`` against the running-average baseline; updates ``b`` afterwards."""
+    def reward_signal(self, noisy_loss: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """``L - b`` against the running-average baseline ``b`` (one per time step ``step`` in
+        the time domain, whose loss changes along the sequence); updates ``b`` afterwards."""
         mean = float(noisy_loss.mean())
-        base = mean if self.baseline is None else self.baseline
-        self.baseline = mean if self.baseline is None else self.baseline_decay * self.baseline + (
-            1.0 - self.baseline_decay) * mean
-        return noisy_loss - base
+        base = self.baseline if step is None else self.step_baselines.get(step)
+        new = mean if base is None else self.baseline_decay * base + (1.0 - self.baseline_decay) * mean
+        if step is None:
+            self.baseline = new
+        else:
+            self.step_baselines[step] = new
+        return noisy_loss - (mean if base is None else base)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline} if self.passes == "baseline" else {}
+        if self.passes != "baseline":
+            return {}
+        return {"baseline": self.baseline, "step_baselines": dict(self.step_baselines)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.baseline = state.get("baseline") if state else None
+        self.step_baselines = {int(k): float(v) for k, v in (state or {}).get("step_baselines", {}).items()}
 
     # ---------------------------------------------------------------- dispatch
     def uses_time_domain(self, model: Network, objective: Objective) -> bool:

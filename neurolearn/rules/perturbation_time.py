@@ -1,8 +1,10 @@
 r"""Perturbation rules in the time domain, for recurrent and spiking networks with a target
 at every step (García Fernández, Keemink & van Gerven 2024, "ANP in the time domain").
 
-A clean and a noisy copy of the dynamics run side by side (one doubled batch for NP/ANP;
-two states for WP, whose noisy copy runs with perturbed weights); fresh noise is drawn at
+A clean and a noisy copy of the dynamics run side by side (one stacked batch for NP/ANP;
+two states for WP, whose noisy copy runs with perturbed weights), or, with
+``passes="baseline"`` (NP, WP), the noisy copy alone against a running average ``b[t]`` of each
+step's loss (``δL_t = L_t - b[t]``); fresh noise is drawn at
 every step, so noise injected at ``t`` also shapes the noisy trajectory later on. At every
 step ``t`` the per-sample loss difference ``δL_t = L_t(noisy) - L_t(clean)`` is paired with
 that step's post-synaptic term of layer ``l``:
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import torch
 
-from neurolearn.errors import ConfigError
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import StepOutput
@@ -39,9 +40,6 @@ def _clear(model: Network) -> None:
 def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
                      optimizer: torch.optim.Optimizer) -> StepOutput:
     """One sequence of time-domain WP / NP / ANP (``rule`` is a ``PerturbationRule``)."""
-    if rule.passes == "baseline":
-        raise ConfigError("the running-baseline variant is feed-forward / sequence-level only; "
-                          "in the time domain use passes='clean' or 'noisy-noisy'")
     model.check_input(x)
     steps, batch = x.shape[0], x.shape[1]
     online = rule.apply == "online"
@@ -57,7 +55,36 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
         traces[k] = inp.clone() if traces[k] is None else beta * traces[k] + inp
         return traces[k]
 
-    if rule.kind == "wp":
+    if rule.passes == "baseline":  # one noisy run; δL_t = L_t - b[t], b[t] a running average per step
+        params = layer_params(model)
+        state = model.init_state(batch, x.device, x.dtype)
+        for t in range(steps):
+            if rule.kind == "wp":
+                xi = rule.weight_noise(params)
+                out, state = _perturbed_step(model, params, xi, x[t], state)
+                taps = None
+            else:
+                noise = [rule.draw(layer.pre_shape(batch), x) for layer in model.layers]
+                out, state, taps = model.step(x[t], state, noise)
+            lt = objective.step_loss(out, y[t], t)
+            dl = rule.reward_signal(lt, t)
+            loss += lt
+            output = _keep(output, out, t, steps)
+            if taps is None:  # WP: the weight's own noise x the batch-mean reward error
+                for (_, _, p), e in zip(params, xi):
+                    add_grad(p, e * (float(dl.mean()) / rule.sigma**2))
+            else:
+                g = rule.node_signal(dl / batch, [n.unsqueeze(0) for n in noise], [n.unsqueeze(0) for n in noise], 1)
+                for k, layer in enumerate(model.layers):
+                    gk = g[k][0]
+                    add_grad(layer.weight, layer.weight_gradient(gk, pre_input(k, taps[k].input)))
+                    if layer.bias is not None:
+                        add_grad(layer.bias, bias_grad(gk))
+                    if layer.recurrent_weight is not None:
+                        add_grad(layer.recurrent_weight, gk.t() @ taps[k].rec)
+            if online:
+                _step(optimizer, model)
+    elif rule.kind == "wp":
         params = layer_params(model)
         clean_state = model.init_state(batch, x.device, x.dtype)
         noisy_state = model.init_state(batch, x.device, x.dtype)
