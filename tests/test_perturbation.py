@@ -413,3 +413,23 @@ def test_anp_on_a_decorrelated_conv_net_estimates_the_gradient_of_w():
     net.zero_grad()
     rule.estimate_gradients(net, x, y, CLS)
     assert cos(net.layers[0].weight.grad.flatten(), true) > 0.75  # 0.85; the unmapped product: 0.55
+
+
+@pytest.mark.parametrize("passes", ["clean", "baseline"])
+def test_time_domain_rules_update_decorrelation_online(passes):
+    """DANP / DNP in time: the readout decorrelates the hidden state, and its R learns at every
+    step of a time-domain update (no record is kept)."""
+    from neurolearn.decorrelation import add_decorrelation, decorrelation_metrics
+
+    model = rnn()
+    add_decorrelation(model, layers=[1], lr=1e-2, kappa=0.0)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 4, 3, generator=g)
+    y = torch.randn(6, 4, 2, generator=g) * 0.5
+    rule = make_rule("np" if passes == "baseline" else "anp", passes=passes)
+    rule.setup(model, SEQ, torch.Generator().manual_seed(0))
+    rule.train_step(model, x, y, SEQ, torch.optim.SGD(model.parameters(), lr=1e-3))
+    dec = model.layers[1].decorrelation
+    assert dec.updates == x.shape[0]
+    assert not torch.equal(dec.R, torch.eye(dec.features))
+    assert "decor_loss_1" in decorrelation_metrics(model)

@@ -17,14 +17,17 @@ that step's post-synaptic term of layer ``l``:
 and ``∂L/∂W ≈ ⟨g[t] x̃[t]ᵀ⟩_B``, ``∂L/∂W_rec ≈ ⟨g[t] h[t-1]ᵀ⟩_B`` (``x̃`` from the clean copy,
 or its trace with ``trace_tau``). With ``apply="online"`` the optimizer steps after every
 time step; with ``apply="sequence"`` the per-step estimates are summed into ``.grad`` and
-applied once per sequence. Either way nothing of the past is stored: memory does not grow
-with ``T`` (only the clean output, ``[T, B, C]``, is kept to report the prediction).
+applied once per sequence. Layers with decorrelation update ``R`` at every step from the
+clean copy's inputs (:func:`~neurolearn.decorrelation.update_decorrelation_step`; DANP in time).
+Either way nothing of the past is stored: memory does not grow with ``T`` (only the clean
+output, ``[T, B, C]``, is kept to report the prediction).
 """
 
 from __future__ import annotations
 
 import torch
 
+from neurolearn.decorrelation import has_decorrelation, update_decorrelation_step
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import StepOutput
@@ -45,6 +48,7 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
     online = rule.apply == "online"
     beta = trace_beta(model, rule.trace_tau)
     counted = objective.loss_mask.sum().item() if objective.loss_mask is not None else steps
+    decorrelates = has_decorrelation(model)
     loss = torch.zeros(batch, device=x.device, dtype=x.dtype)
     output: torch.Tensor | None = None  # the clean output [T, B, C], filled step by step
     traces: list[torch.Tensor | None] = [None] * len(model.layers)
@@ -82,6 +86,8 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
                         add_grad(layer.bias, bias_grad(gk))
                     if layer.recurrent_weight is not None:
                         add_grad(layer.recurrent_weight, gk.t() @ taps[k].rec)
+                if decorrelates:
+                    update_decorrelation_step(model, taps, rule.generator)
             if online:
                 _step(optimizer, model)
     elif rule.kind == "wp":
@@ -132,6 +138,8 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
                     add_grad(layer.bias, bias_grad(gk))
                 if layer.recurrent_weight is not None:
                     add_grad(layer.recurrent_weight, gk.t() @ taps[k].rec[:batch])
+            if decorrelates:  # R learns online from the clean copy's inputs (DANP in time)
+                update_decorrelation_step(model, [tp._replace(input=tp.input[:batch]) for tp in taps], rule.generator)
             if online:
                 _step(optimizer, model)
     if not online:
