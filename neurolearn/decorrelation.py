@@ -71,6 +71,7 @@ __all__ = [
     "has_decorrelation",
     "update_decorrelation",
     "update_decorrelation_step",
+    "update_layer_decorrelation",
     "merge_decorrelation",
     "decorrelation_metrics",
     "input_correlation",
@@ -283,12 +284,20 @@ def _decorrelated_rows(layer: Layer, x: torch.Tensor, generator: torch.Generator
 
 
 @torch.no_grad()
+def update_layer_decorrelation(layer: Layer, inputs: torch.Tensor, generator: torch.Generator | None = None,
+                               where: str = "") -> None:
+    """One update of ``layer``'s ``R`` (if it has one) from its ``input`` tap (``[..., features]``
+    or images for conv; a random ``decor.subsample`` of the rows is used)."""
+    if layer.decorrelation is not None:
+        rows = _decorrelated_rows(layer, inputs, generator)
+        layer.decorrelation.update(rows, generator, where=where, subsample=False)
+
+
+@torch.no_grad()
 def update_decorrelation_step(model: Network, taps: Sequence[Taps], generator: torch.Generator | None = None) -> None:
     """Update every layer's ``R`` from one time step's taps (``taps[k].input`` is ``[B, ...]``)."""
     for k, (layer, tap) in enumerate(zip(model.layers, taps)):
-        if layer.decorrelation is not None:
-            rows = _decorrelated_rows(layer, tap.input, generator)
-            layer.decorrelation.update(rows, generator, where=f"layer {k}", subsample=False)
+        update_layer_decorrelation(layer, tap.input, generator, where=f"layer {k}")
 
 
 @torch.no_grad()
@@ -297,9 +306,7 @@ def update_decorrelation(model: Network, record: Record, generator: torch.Genera
     if not record.layers:
         raise ConfigError("update_decorrelation needs a record with the layers' taps (run with record=True)")
     for k, (layer, rec) in enumerate(zip(model.layers, record.layers)):
-        if layer.decorrelation is not None:
-            rows = _decorrelated_rows(layer, rec.input, generator)
-            layer.decorrelation.update(rows, generator, where=f"layer {k}", subsample=False)
+        update_layer_decorrelation(layer, rec.input, generator, where=f"layer {k}")
 
 
 @torch.no_grad()

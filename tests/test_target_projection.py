@@ -272,3 +272,27 @@ def test_lr_decay_per_epoch():
     trainer.fit()
     lr = cfg["train"]["lr"]
     assert seen[0] == pytest.approx(lr) and seen[-1] == pytest.approx(0.5 * lr)
+
+
+@pytest.mark.parametrize("name", ["drtp", "tpsgd", "dfa"])
+def test_target_rules_learn_decorrelation_too(name):
+    """Decorrelation combines with the target rules: every decorrelated layer's R learns from
+    its own input during training (DRTP/tpSGD layer by layer, DFA after the step)."""
+    from neurolearn.decorrelation import add_decorrelation, decorrelation_metrics
+
+    torch.manual_seed(0)
+    net = Network([Dense(6, 16, RateParams("tanh")), Dense(16, 16, RateParams("tanh")), Dense(16, 3)])
+    add_decorrelation(net, lr=1e-2, kappa=0.5)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 32, 6, generator=g) @ torch.randn(6, 6, generator=g)  # correlated inputs
+    y = torch.randint(0, 3, (32,), generator=g)
+    obj = Objective("classification")
+    rule = make_rule(name)
+    rule.setup(net, obj, torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(3):
+        rule.train_step(net, x, y, obj, opt)
+    for layer in net.layers:
+        assert layer.decorrelation.updates == 3
+        assert not torch.equal(layer.decorrelation.R, torch.eye(layer.decorrelation.features))
+    assert set(decorrelation_metrics(net)) == {"decor_loss_0", "decor_loss_1", "decor_loss_2"}

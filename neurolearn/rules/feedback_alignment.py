@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import torch
 
-from neurolearn.network import Network
+from neurolearn.decorrelation import has_decorrelation
+from neurolearn.network import LayerRecord, Network, Record
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
 from neurolearn.rules.target_projection import (
@@ -57,6 +58,8 @@ class DFA(FixedFeedback, GradientRule):
         state = model.init_state(batch, x.device, x.dtype)
         tracers = [LayerTracer(layer, self.spike) for layer in model.layers]
         signals: list[list[Signals]] = [[] for _ in model.layers]
+        inputs: list[list[torch.Tensor]] = [[] for _ in model.layers]  # kept for the decorrelation update
+        decorrelates = has_decorrelation(model)
         outputs = []
         with torch.no_grad():
             for t in range(steps):
@@ -64,6 +67,8 @@ class DFA(FixedFeedback, GradientRule):
                 for k, layer in enumerate(model.layers):
                     h, state[k], taps = layer.step(h, state[k])
                     signals[k].append(tracers[k].update(taps))
+                    if decorrelates:
+                        inputs[k].append(taps.input)
                 outputs.append(h)
             e, loss, pred = output_error(model, torch.stack(outputs), y, objective)
             for k, layer in enumerate(model.layers):
@@ -73,4 +78,7 @@ class DFA(FixedFeedback, GradientRule):
                     err = e[t] if last else project(e[t], self.matrices[k])
                     add_update(layer, err * sig.deriv, sig, grads, 1.0)
                 write_grads(layer, grads)
-        return StepOutput(loss, pred)
+        record = None
+        if decorrelates:  # GradientRule.train_step updates R from the record's inputs
+            record = Record(torch.stack(outputs), [LayerRecord(torch.stack(i), None, None) for i in inputs])
+        return StepOutput(loss, pred, record)

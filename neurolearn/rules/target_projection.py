@@ -82,6 +82,7 @@ import torch
 import torch.nn.functional as F
 
 from neurolearn.errors import ConfigError, ShapeError, unknown_name
+from neurolearn.decorrelation import has_decorrelation, update_layer_decorrelation
 from neurolearn.layers import Conv2d, Dense, Layer, Taps
 from neurolearn.network import Network
 from neurolearn.neurons import LIFParams, LIParams, RateParams, activation_derivative
@@ -337,8 +338,11 @@ class TargetProjectionRule(FixedFeedback, Rule):
 
     # ---------------------------------------------------------------- one step
     def _run(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
-             done: Callable[[Layer], None] | None) -> StepOutput:
-        """Forward pass with local updates; ``done(layer)`` is called when a layer's ``.grad`` is final."""
+             done: Callable[[Layer], None] | None, learn_decorrelation: bool = False) -> StepOutput:
+        """Forward pass with local updates; ``done(layer)`` is called when a layer's ``.grad`` is final.
+
+        With ``learn_decorrelation`` every decorrelated layer also updates its ``R`` from its
+        input at each step (after its own weight step in the layer-by-layer mode)."""
         self.check_setup()
         model.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
@@ -366,9 +370,13 @@ class TargetProjectionRule(FixedFeedback, Rule):
                         write_grads(layer, grads[k])
                         grads[k] = {}
                         done(layer)
+                    if learn_decorrelation:
+                        update_layer_decorrelation(layer, taps.input, self.generator, where=f"layer {k}")
                 out, state[-1], taps = readout.step(h, state[-1])
                 out_sig.append(tracers[-1].update(taps))
                 outputs.append(out)
+                if learn_decorrelation:
+                    update_layer_decorrelation(readout, taps.input, self.generator, where="the readout")
             e, loss, pred = output_error(model, torch.stack(outputs), y, objective)
             for t, sig in enumerate(out_sig):
                 add_update(readout, e[t] * sig.deriv, sig, grads[-1], 1.0)
@@ -394,9 +402,10 @@ class TargetProjectionRule(FixedFeedback, Rule):
             for p in layer.parameters():
                 p.grad = None
 
+        decor = has_decorrelation(model)
         if x.shape[0] == 1 and self.layerwise:
-            return self._run(model, x, y, objective, step_layer)
-        out = self._run(model, x, y, objective, None)
+            return self._run(model, x, y, objective, step_layer, decor)
+        out = self._run(model, x, y, objective, None, decor)
         optimizer.step()
         return out
 
