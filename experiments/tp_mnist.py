@@ -52,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default=None, help="comma-separated model names to run (default: all)")
+    ap.add_argument("--tag", default="", help="suffix of the result files (tp_mnist<tag>.json)")
     args = ap.parse_args()
     os.environ.setdefault("NEUROLEARN_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     results: dict[str, dict[str, dict]] = {}
@@ -76,7 +77,7 @@ def main() -> None:
                 summary[f"{model}/{rule}_gap_pts"] = round(gap, 2)
             gap_s = "" if gap is None or rule == "bp" else f"{gap:.2f}"
             print(f"{model:10s} {rule:6s} {acc:9.4f} {gap_s:>16s} {res['epochs']:7d} {res['seconds']:8.0f}")
-    write_json(RESULTS / "tp_mnist.json", {"quick": args.quick, "results": results, "summary": summary})
+    write_json(RESULTS / f"tp_mnist{args.tag}.json", {"quick": args.quick, "results": results, "summary": summary})
     try:
         plt = pyplot()
 
@@ -89,7 +90,7 @@ def main() -> None:
             ax.set_ylabel("test accuracy")
             ax.legend()
         fig.tight_layout()
-        fig.savefig(RESULTS / "tp_mnist.png", dpi=120)
+        fig.savefig(RESULTS / f"tp_mnist{args.tag}.png", dpi=120)
     except ImportError:
         pass
     print(json.dumps(summary))

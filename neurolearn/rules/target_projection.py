@@ -48,7 +48,10 @@ their projected target at every time step (``target_steps="all"``; ``"last"``: o
 read-out step, for tasks whose label is known only once the sequence has been seen) and their recurrent weights the update
 ``δ_k[t]^T h_k[t−1]`` (no backpropagation through time). Conv layers: ``B_k`` maps the
 label to the convolution output's shape, ``R^{C × (c·h·w)}``, and the update is the
-convolution's weight gradient for ``δ_k``.
+convolution's weight gradient for ``δ_k``. With ``conv_target="channel"`` ``B_k`` gives one
+target per feature map, ``R^{C × c}``, and the local loss compares it with the map's spatial
+mean (the error spread evenly over the positions): a shared filter cannot meet an independent
+random target at every position.
 
 **Output layer.** Its true error ``e = ∂L/∂out[t]`` (the objective's loss through the
 model's decode), ``∇W = Σ_t (e[t] ⊙ ψ[t])^T x̄[t]`` — exact for a linear, rate or
@@ -89,6 +92,7 @@ from neurolearn.neurons import LIFParams, LIParams, RateParams, activation_deriv
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import Requirements, Rule, StepOutput
 
+CONV_TARGETS = ("position", "channel")
 PROJECTIONS = ("kaiming_uniform", "uniform", "uniform_positive", "normal", "sign")
 SPIKE_DERIVATIVES = ("window", "lif_rate", "none")
 LOCAL_LOSSES = ("l2", "l1", "ce", "linear")
@@ -323,18 +327,40 @@ class TargetProjectionRule(FixedFeedback, Rule):
         smoothing: float = 0.2,
         layerwise: bool = True,
         target_steps: str = "all",
+        conv_target: str = "position",
     ) -> None:
         super().__init__()
         self.init_feedback(projection, scale, spike_derivative, window, smoothing)
         self.layerwise = bool(layerwise)
         if target_steps not in ("all", "last"):
             raise unknown_name("target_steps", target_steps, ("all", "last"))
+        if conv_target not in CONV_TARGETS:
+            raise unknown_name("conv_target", conv_target, CONV_TARGETS)
         self.target_steps = target_steps
+        self.conv_target = conv_target
+
+    def setup(self, model: Network, objective: Objective, generator: torch.Generator) -> None:
+        super().setup(model, objective, generator)
+        if self.conv_target == "channel":  # one target per feature map: B_k is C x channels x 1 x 1
+            c = model.output_size
+            self.matrices = [
+                fixed_projection(c, (layer.pre_features_shape[0], 1, 1), self.projection, self.scale, generator)
+                if isinstance(layer, Conv2d) else m for layer, m in zip(model.layers[:-1], self.matrices)]
 
     # ---------------------------------------------------------------- learning signal
     def hidden_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``e_k = ∂J_k/∂h_k`` per sample (no batch averaging); see subclasses."""
         raise NotImplementedError
+
+    def layer_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """:meth:`hidden_error`, or for a per-channel conv target (``target`` ``[B, C, 1, 1]``)
+        the error of the feature maps' spatial means ``m = ⟨h⟩_{ij}``, ``∂J(m, t)/∂h_ij =
+        e(m, t) / (H W)``: a shared filter can meet a class target on average over the image,
+        not at every position (background patches look the same in every class)."""
+        if post.dim() == 4 and target.shape[2:] == (1, 1) and post.shape[2:] != (1, 1):
+            mean = post.mean((2, 3), keepdim=True)
+            return (self.hidden_error(mean, target) / (post.shape[2] * post.shape[3])).expand_as(post)
+        return self.hidden_error(post, target)
 
     # ---------------------------------------------------------------- one step
     def _run(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
@@ -364,7 +390,7 @@ class TargetProjectionRule(FixedFeedback, Rule):
                     if self.target_steps == "last" and t < steps - 1:
                         continue
                     target = project(labels[t], self.matrices[k])
-                    delta = self.hidden_error(sig.post, target) * sig.deriv
+                    delta = self.layer_error(sig.post, target) * sig.deriv
                     add_update(layer, delta, sig, grads[k], norm)
                     if online:
                         write_grads(layer, grads[k])
@@ -424,8 +450,8 @@ class DRTP(TargetProjectionRule):
 
     def __init__(self, projection: str = "kaiming_uniform", scale: float = 1.0, spike_derivative: str = "window",
                  window: float = 0.5, smoothing: float = 0.2, layerwise: bool = True,
-                 margin: float | None = None, target_steps: str = "all") -> None:
-        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps)
+                 margin: float | None = None, target_steps: str = "all", conv_target: str = "position") -> None:
+        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps, conv_target)
         if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
             raise ConfigError(f"drtp margin must be a non-negative number (0 = off) or None, got {margin!r}")
         self.margin = margin or None
@@ -463,8 +489,8 @@ class TPSGD(TargetProjectionRule):
 
     def __init__(self, loss: str | LossFn = "l2", projection: str = "kaiming_uniform", scale: float = 1.0,
                  spike_derivative: str = "window", window: float = 0.5, smoothing: float = 0.2,
-                 layerwise: bool = True, target_steps: str = "all") -> None:
-        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps)
+                 layerwise: bool = True, target_steps: str = "all", conv_target: str = "position") -> None:
+        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps, conv_target)
         if not callable(loss) and loss not in LOCAL_LOSSES:
             raise unknown_name("local loss", loss, LOCAL_LOSSES)
         self.loss = loss
