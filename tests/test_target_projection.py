@@ -192,6 +192,31 @@ def test_conv_tpsgd_learns():
     assert rule.matrices[0].shape == (4, 4, 6, 6)  # the label maps to the conv output's shape
 
 
+def test_conv_channel_target_is_the_gradient_of_the_pooled_local_loss():
+    """conv_target='channel': B_k is C x channels x 1 x 1 and tpSGD-l2's conv update equals the
+    autograd gradient of ½‖mean_ij h - t‖² with respect to the conv weight (per sample, summed)."""
+    torch.manual_seed(0)
+    conv = Conv2d((1, 8, 8), 4, 3, RateParams("tanh"), pool=2)
+    net = Network([conv, Dense(36, 4)])
+    rule = setup("tpsgd", net, conv_target="channel")
+    assert rule.matrices[0].shape == (4, 4, 1, 1)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 16, 1, 8, 8, generator=g)
+    y = torch.randint(0, 4, (16,), generator=g)
+    net.zero_grad()
+    rule.estimate_gradients(net, x, y, CLS)
+    got = conv.weight.grad.clone()
+    net.zero_grad()
+    with torch.enable_grad():
+        _, _, taps = conv.step(x[0], conv.init_state(16))
+        target = F.one_hot(y, 4).float() @ rule.matrices[0].flatten(1)
+        loss = 0.5 * ((taps.act.mean((2, 3)) - target) ** 2).sum() / 16
+        loss.backward()
+    torch.testing.assert_close(got, conv.weight.grad, atol=1e-6, rtol=1e-4)
+    with pytest.raises(ConfigError, match="conv_target"):
+        make_rule("tpsgd", conv_target="pixel")
+
+
 @pytest.mark.parametrize("deriv", ["window", "lif_rate", "none"])
 def test_spiking_drtp_learns_without_surrogate(deriv):
     x, y = _blobs(800, 20, 4, 0)
