@@ -108,7 +108,9 @@ def main() -> None:
     print(json.dumps(result))
 
 
-def plot(hist: dict[str, list[dict]], path: Path) -> None:
+def plot(hist: dict[str, list[dict]], path: Path, title: str = "digits 64-128-128-10, Adam (first seed)",
+         ylim: tuple[float, float] | None = None) -> None:
+    """Test accuracy and training loss per epoch of each rule (shared with np_mnist.py)."""
     plt = pyplot()
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
@@ -116,7 +118,7 @@ def plot(hist: dict[str, list[dict]], path: Path) -> None:
         ep = [e["epoch"] for e in v]
         ax[0].plot(ep, [e["test_accuracy"] for e in v], label=k.upper())
         ax[1].semilogy(ep, [e["train_loss"] for e in v], label=k.upper())
-    ax[0].set(xlabel="epoch", ylabel="test accuracy", title="digits 64-128-128-10, Adam (first seed)")
+    ax[0].set(xlabel="epoch", ylabel="test accuracy", title=title, ylim=ylim)
     ax[1].set(xlabel="epoch", ylabel="train CE")
     for a in ax:
         a.legend()

@@ -33,10 +33,11 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 from neurolearn.config import resolve_config  # noqa: E402
 from neurolearn.io import write_json  # noqa: E402
-from neurolearn.plotting import pyplot  # noqa: E402
+from np_digits import plot  # noqa: E402  (same figure: accuracy and loss per epoch)
 from neurolearn.runs import build_run  # noqa: E402
 from neurolearn.training import Trainer  # noqa: E402
 
@@ -86,23 +87,8 @@ def main() -> None:
               f"{h[-1]['train_loss']:10.4f} {result[k]:8.4f} {max(e['test_accuracy'] for e in h):6.4f} {cpu[k]:7.0f}")
     name = "np_mnist" + ("_quick" if args.quick else "") + args.tag
     write_json(RESULTS / f"{name}.json", dict(result, settings=settings, cpu_s=cpu, args=vars(args), history=hists))
-    plot(hists, RESULTS / f"{name}.png")
+    plot(hists, RESULTS / f"{name}.png", title="MNIST 784-500-500-10", ylim=(0.8, 1.0))
     print(json.dumps(result))
-
-
-def plot(hists: dict[str, list[dict]], path: Path) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for k, v in hists.items():
-        ep = [e["epoch"] for e in v]
-        ax[0].plot(ep, [e["test_accuracy"] for e in v], label=k.upper())
-        ax[1].semilogy(ep, [e["train_loss"] for e in v], label=k.upper())
-    ax[0].set(xlabel="epoch", ylabel="test accuracy", title="MNIST 784-500-500-10", ylim=(0.8, 1.0))
-    ax[1].set(xlabel="epoch", ylabel="train CE")
-    for a in ax:
-        a.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
