@@ -128,7 +128,8 @@ class Layer(nn.Module):
             return z, state, None
         if isinstance(p, RateParams):
             h, v = rate_step(z, state.v, p)
-            h = h * self.act_scale + self.act_shift
+            if self.rescaled:  # skip two elementwise passes for the identity
+                h = h * self.act_scale + self.act_shift
             return h, LayerState(v, None, h if self.recurrent else None), v
         if isinstance(p, LIFParams):
             s, lif, mem = lif_step(z, LIFState(state.v, state.i), p, self._spike_fn)
@@ -138,6 +139,18 @@ class Layer(nn.Module):
             return v, LayerState(v, None, v if self.recurrent else None), v
         raise ConfigError(f"unsupported neuron parameters {type(p).__name__}")
 
+    @torch.no_grad()
+    def set_output_rescaling(self, scale: float, shift: float) -> None:
+        """Store the affine output rescaling ``h = scale · f(z) + shift`` of a rate layer."""
+        self.act_scale.fill_(scale)
+        self.act_shift.fill_(shift)
+        self.rescaled = (scale, shift) != (1.0, 0.0)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if isinstance(self.neuron, RateParams):
+            self.rescaled = bool(self.act_scale != 1.0) or bool(self.act_shift != 0.0)
+
     def _setup_neuron(self, neuron: NeuronParams | None) -> None:
         self.neuron = neuron
         if isinstance(neuron, RateParams):
@@ -145,6 +158,7 @@ class Layer(nn.Module):
             # a buffer, so it is saved in the state dict. ZORB stores its range relaxation here.
             self.register_buffer("act_scale", torch.tensor(1.0))
             self.register_buffer("act_shift", torch.tensor(0.0))
+        self.rescaled = False  # whether act_scale/act_shift differ from 1/0 (kept in step with the buffers)
         self._spike_fn: Callable | None = (
             surrogate_spike(neuron.surrogate, neuron.surrogate_slope) if isinstance(neuron, LIFParams) else None
         )

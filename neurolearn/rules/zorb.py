@@ -209,8 +209,7 @@ class Zorb(Rule):
             if layer.bias is not None:
                 layer.bias.copy_(self._b[k].to(layer.bias.dtype))
             if layer.neuron is not None:
-                layer.act_scale.fill_(self._scale[k])
-                layer.act_shift.fill_(self._shift[k])
+                layer.set_output_rescaling(float(self._scale[k]), float(self._shift[k]))
         del self._w, self._b, self._layers
         return h
 
