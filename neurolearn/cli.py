@@ -15,12 +15,13 @@ from pathlib import Path
 from neurolearn.errors import NeurolearnError
 
 SET_HELP = """override any config entry by its dotted path, value parsed as TOML. Examples:
-  train.lr=0.01  train.momentum=0.9  train.lr_decay=0.8 (lr * 0.8**(epoch-1))  rule.params.sigma=1e-3
-  model.layers.0.size=256
+  train.lr=0.01  train.momentum=0.9  train.lr_decay=0.8 (lr * 0.8**(epoch-1))  train.beta1=0.9 (Adam)
+  rule.params.sigma=1e-3  rule.params.draws=32 (np/anp: noisy copies per sample)
+  rule.params.conv_target="channel" (drtp/tpsgd)  model.layers.0.size=256
   decor.enabled=true  decor.lr=1e-3  decor.kappa=0.5  (input decorrelation of every layer;
   see neurolearn.decorrelation)  data.options.train_limit=10000
 decor.* keys (with decor.enabled=true; BP -> DBP, anp -> DANP, ...): lr (eta_R, 1e-3),
-  kappa (whitening weight in [0,1], 0.5; 0 = decorrelate only), centring (true: subtract a
+  kappa (whitening weight in [0,1], 0.5; 0 = decorrelate only, 1 = unit variances only), centring (true: subtract a
   running mean), momentum (0.1), subsample (share of rows per update, 1.0, or a row count),
   lower_triangular (false), min_variance (1e-2 of the mean), max_gain (1e3: stop if |R|_F/sqrt(d) grows
   past it), layers ("all" or a list of layer indices)"""
