@@ -52,7 +52,7 @@ class Record:
     layers: list[LayerRecord] = field(default_factory=list)
 
 
-def _stack(items: list[torch.Tensor | None]) -> torch.Tensor | None:
+def stack_steps(items: list[torch.Tensor | None]) -> torch.Tensor | None:
     """Stack per-step tensors on a new time axis (a view, no copy, for a single step)."""
     if items[0] is None:
         return None
@@ -163,11 +163,11 @@ class Network(nn.Module):
             outputs.append(out)
             if record:
                 taps_t.append(taps)
-        rec = Record(output=torch.stack(outputs))
+        rec = Record(output=stack_steps(outputs))
         if record:
             for k in range(len(self.layers)):
                 per_layer = [taps[k] for taps in taps_t]
-                rec.layers.append(LayerRecord(*(_stack([getattr(tp, f) for tp in per_layer]) for f in Taps._fields)))
+                rec.layers.append(LayerRecord(*(stack_steps([getattr(tp, f) for tp in per_layer]) for f in Taps._fields)))
         return rec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

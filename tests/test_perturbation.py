@@ -325,11 +325,11 @@ def test_pair_step_matches_the_network_step_on_a_doubled_batch():
             torch.testing.assert_close(o1, o2)
             for a, b in zip(t1, t2):
                 torch.testing.assert_close(a.pre, b.pre)
-                torch.testing.assert_close(a.input, b.input)
+                torch.testing.assert_close(a.input[:4], b.input[:4])  # pair_step keeps the shared input once
 
 
 def test_time_domain_draws_average_independent_noise():
-    """draws=K repeats each sample K times with independent noise: a better-aligned estimate,
+    """draws=K stacks one clean and K noisy copies of each sample: a better-aligned estimate,
     the clean loss and prediction of the original batch returned."""
     model = rnn()
     g = torch.Generator().manual_seed(3)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from neurolearn.decorrelation import has_decorrelation
-from neurolearn.network import LayerRecord, Network, Record
+from neurolearn.network import LayerRecord, Network, Record, stack_steps
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
 from neurolearn.rules.target_projection import (
@@ -80,5 +80,5 @@ class DFA(FixedFeedback, GradientRule):
                 write_grads(layer, grads)
         record = None
         if decorrelates:  # GradientRule.train_step updates R from the record's inputs
-            record = Record(torch.stack(outputs), [LayerRecord(torch.stack(i), None, None) for i in inputs])
+            record = Record(stack_steps(outputs), [LayerRecord(stack_steps(i), None, None) for i in inputs])
         return StepOutput(loss, pred, record)

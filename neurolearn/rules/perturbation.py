@@ -72,7 +72,7 @@ import torch.nn.functional as F
 
 from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.layers import Dense, Taps
-from neurolearn.network import LayerRecord, Network, Record
+from neurolearn.network import LayerRecord, Network, Record, stack_steps
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
 
@@ -146,7 +146,9 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
 
     The first layer's feed-forward drive ``W x̃ + b`` is the same in every copy, so a dense
     first layer computes it once (the copies differ only by noise and recurrent input);
-    the rest runs as :meth:`Network.step` would. Returns ``(output, state, taps)``.
+    the rest runs as :meth:`Network.step` would. Returns ``(output, state, taps)``; a dense
+    first layer's ``input`` tap holds the shared input once (``[B, ...]``: its rows are the
+    clean copy's, and every copy's), not ``copies`` stacked duplicates of it.
     """
     if not paired:
         return model.step(x, state, noise)
@@ -161,7 +163,7 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     if noise is not None and noise[0] is not None:
         z = z + noise[0]
     h, s0, mem = first._neurons(z, state[0])
-    taps = [Taps(torch.cat([xin] * copies), z, h, mem, rec)]
+    taps = [Taps(xin, z, h, mem, rec)]
     new_state = [s0]
     for k, layer in enumerate(model.layers[1:], start=1):
         h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
@@ -186,12 +188,6 @@ def sum_draws(g: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
     if g.shape[dim] == batch:
         return g
     return g.unflatten(dim, (-1, batch)).sum(dim)
-
-
-def _stack(items: list[torch.Tensor | None]) -> torch.Tensor | None:
-    if items[0] is None:
-        return None
-    return items[0].unsqueeze(0) if len(items) == 1 else torch.stack(items)
 
 
 # ------------------------------------------------------------------------ the rules
@@ -337,7 +333,7 @@ class PerturbationRule(GradientRule):
             outs.append(out)
             taps_t.append(taps)
             noise_t.append(noise)
-        output = _stack(outs)
+        output = stack_steps(outs)
         pred = model.decode_output(output)
         yy = y if single else torch.cat([y] * copies, dim=1 if y.dim() == 3 else 0)
         loss = objective.loss(pred, yy)
@@ -354,20 +350,20 @@ class PerturbationRule(GradientRule):
             diffs = ([[self._activity_diff(taps_t[t][k], batch) for t in range(steps)] for k in range(nl)]
                      if self.kind == "anp" else eps)
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
-        g = self.node_signal(dloss / dloss.shape[0], [_stack(d) for d in diffs], [_stack(e) for e in eps], steps)
+        g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps], steps)
         beta = trace_beta(model, self.trace_tau)
         for k, layer in enumerate(model.layers):
             gk = sum_draws(g[k], batch, dim=1)
             gk = gk.reshape(steps * batch, *gk.shape[2:])
             inputs = pre_traces([taps_t[t][k].input[clean] for t in range(steps)], beta)
-            inp = _stack(inputs).reshape(steps * batch, -1)
+            inp = stack_steps(inputs).reshape(steps * batch, -1)
             add_grad(layer.weight, layer.weight_gradient(gk, inp))
             add_grad(layer.bias, bias_grad(gk))
             if layer.recurrent_weight is not None:
-                rec = _stack([taps_t[t][k].rec[clean] for t in range(steps)]).reshape(steps * batch, -1)
+                rec = stack_steps([taps_t[t][k].rec[clean] for t in range(steps)]).reshape(steps * batch, -1)
                 add_grad(layer.recurrent_weight, gk.t() @ rec)
         record = Record(output=output[:, clean], layers=[
-            LayerRecord(*(_stack([getattr(taps_t[t][k], f)[clean] if getattr(taps_t[t][k], f) is not None
+            LayerRecord(*(stack_steps([getattr(taps_t[t][k], f)[clean] if getattr(taps_t[t][k], f) is not None
                                   else None for t in range(steps)]) for f in ("input", "pre", "act", "mem", "rec")))
             for k in range(nl)])
         return StepOutput(loss[clean].detach(), pred[clean].detach(), record)

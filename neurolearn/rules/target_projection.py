@@ -299,8 +299,12 @@ class FixedFeedback:
         super().setup(model, objective, generator)  # type: ignore[misc]
         check_readout(model)
         c = model.output_size
-        self.matrices = [fixed_projection(c, layer.pre_features_shape, self.projection, self.scale, generator)
+        self.matrices = [fixed_projection(c, self.feedback_shape(layer), self.projection, self.scale, generator)
                          for layer in model.layers[:-1]]
+
+    def feedback_shape(self, layer: Layer) -> tuple[int, ...]:
+        """The shape ``B_k`` maps the label to: the layer's pre-activation (per sample)."""
+        return tuple(layer.pre_features_shape)
 
     def check_setup(self) -> None:
         if not self.matrices:
@@ -339,13 +343,10 @@ class TargetProjectionRule(FixedFeedback, Rule):
         self.target_steps = target_steps
         self.conv_target = conv_target
 
-    def setup(self, model: Network, objective: Objective, generator: torch.Generator) -> None:
-        super().setup(model, objective, generator)
-        if self.conv_target == "channel":  # one target per feature map: B_k is C x channels x 1 x 1
-            c = model.output_size
-            self.matrices = [
-                fixed_projection(c, (layer.pre_features_shape[0], 1, 1), self.projection, self.scale, generator)
-                if isinstance(layer, Conv2d) else m for layer, m in zip(model.layers[:-1], self.matrices)]
+    def feedback_shape(self, layer: Layer) -> tuple[int, ...]:
+        if self.conv_target == "channel" and isinstance(layer, Conv2d):  # one target per feature map
+            return (layer.pre_features_shape[0], 1, 1)
+        return super().feedback_shape(layer)
 
     # ---------------------------------------------------------------- learning signal
     def hidden_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
