@@ -35,7 +35,7 @@ from neurolearn.decorrelation import add_decorrelation  # noqa: E402
 from neurolearn.objectives import Objective  # noqa: E402
 from neurolearn.rules import make_rule  # noqa: E402
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = HERE / "results"
 
@@ -98,8 +98,7 @@ def main() -> None:
     ax.set_xticks(range(len(ks)), [k.replace("ratio_", "") for k in ks])
     ax.set(ylabel=f"ms per step (batch {args.batch_size})", title="decorrelation overhead")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "bench_decor_overhead.png", dpi=100)
+    save_figure(fig, RESULTS / "bench_decor_overhead.png", dpi=100)
     print(json.dumps({k: round(r["ratio"], 3) for k, r in res.items()}))
 
 

@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -115,8 +115,7 @@ def main() -> None:
         ax.set_ylabel("peak memory (MB)")
         ax.set_title(f"{args.depth} hidden layers x {args.width}, batch {args.batch}")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(RESULTS / "bench_memory_depth.png", dpi=120)
+        save_figure(fig, RESULTS / "bench_memory_depth.png", dpi=120)
     except ImportError:
         pass
     print(json.dumps({"tpsgd_over_bp": round(ratio, 4), "training_tpsgd_over_bp": round(train_ratio, 4)}))

@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -103,8 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("peak MiB of one training step")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "bench_memory_in_time.png", dpi=120)
+    save_figure(fig, RESULTS / "bench_memory_in_time.png", dpi=120)
     print(json.dumps(result))
     return result
 

@@ -31,7 +31,7 @@ from neurolearn.config import resolve_config
 from neurolearn.runs import build_run
 from neurolearn.rules import make_rule
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.bar(rules, [med[n] for n in rules], color=["grey", "C0", "C1", "C2"])
     ax.set_ylabel("ms per training step")
     ax.set_title(f"mlp-mnist, batch {args.batch}")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "bench_step_time.png", dpi=120)
+    save_figure(fig, RESULTS / "bench_step_time.png", dpi=120)
     print(json.dumps(result))
     return result
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from neurolearn import Dense, LIFParams, LIParams, Network  # noqa: E402
 from neurolearn.backends.brian2 import build_brian2, codegen_target  # noqa: E402
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -127,9 +127,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("synaptic events / s")
     ax.set_title("LIF 784-500-10 throughput")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

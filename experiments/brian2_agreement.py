@@ -32,7 +32,7 @@ from neurolearn import Dense, LIFParams, LIParams, Network, RateParams  # noqa: 
 from neurolearn.backends.brian2 import run_brian2  # noqa: E402
 from neurolearn.data import load_dataset  # noqa: E402
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -130,9 +130,7 @@ def plot(_rate, xs: torch.Tensor, rows: list[dict], path: Path) -> None:
     axes[1].plot(ours.layers[0].mem[:, 0, :3], "k:", lw=1)
     axes[1].set_title("membrane (torch solid, Brian2 dotted)")
     axes[1].set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from neurolearn.backends.brian2_plasticity import (
 )
 from neurolearn.data import load_dataset  # noqa: E402
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -207,9 +207,7 @@ def plot(rows, path: Path) -> None:
     ax.set_ylabel("test accuracy")
     ax.set_title("digits, on-synapse plasticity in Brian2")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

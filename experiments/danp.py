@@ -29,7 +29,7 @@ from neurolearn.config import resolve_config  # noqa: E402
 from neurolearn.runs import build_run  # noqa: E402
 from neurolearn.training import Trainer  # noqa: E402
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = HERE / "results"
 
@@ -91,9 +91,7 @@ def plot(hist: dict[str, list[dict]], path: Path) -> None:
     for a, t in zip(ax, ("digits (mlp-digits)", "MNIST (mlp-mnist)")):
         a.set(xlabel="epoch", ylabel="test accuracy", title=t)
         a.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from neurolearn.decorrelation import input_correlation  # noqa: E402
 from neurolearn.runs import build_run  # noqa: E402
 from neurolearn.training import Trainer  # noqa: E402
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = HERE / "results"
 
@@ -161,9 +161,7 @@ def plot(bp, dbp, corr0, corr1, path: Path) -> None:
             im = a.imshow(c.numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
             a.set_title(t)
             fig.colorbar(im, ax=a, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -77,8 +77,7 @@ def plot(runs: dict, path: Path) -> None:
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key.replace("_", " "))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -149,8 +149,7 @@ def main() -> None:
         t, i = np.nonzero(trace)
         ax.scatter(t, i, s=3, c="k")
         ax.set(xlabel="step", ylabel="neuron", title="CubaLIF layer spikes (identical after the NIR round trip)")
-        fig.tight_layout()
-        fig.savefig(RESULTS / "nir_roundtrip.png", dpi=120)
+        save_figure(fig, RESULTS / "nir_roundtrip.png", dpi=120)
     except Exception as exc:  # the figure is a by-product
         print(f"(no figure: {exc})")
     print(json.dumps(summary))

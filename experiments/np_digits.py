@@ -36,7 +36,7 @@ from neurolearn.config import resolve_config  # noqa: E402
 from neurolearn.runs import build_run  # noqa: E402
 from neurolearn.training import Trainer  # noqa: E402
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = HERE / "results"
 RULES = ("bp", "np", "anp", "wp")
@@ -122,9 +122,7 @@ def plot(hist: dict[str, list[dict]], path: Path, title: str = "digits 64-128-12
     ax[1].set(xlabel="epoch", ylabel="train CE")
     for a in ax:
         a.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,8 +93,7 @@ def main() -> None:
         ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
         ax.set_ylim(min(100 * v for v in rows.values()) - 5, 100)
         ax.set_ylabel("test accuracy (%)")
-        fig.tight_layout()
-        fig.savefig(RESULTS / "quantize_snn.png", dpi=120)
+        save_figure(fig, RESULTS / "quantize_snn.png", dpi=120)
     except Exception as exc:  # the figure is a by-product
         print(f"(no figure: {exc})")
     print(json.dumps(summary))

@@ -38,7 +38,7 @@ from neurolearn.network import Network
 from neurolearn.neurons import LIFParams, LIParams
 from neurolearn.readout import fit_readout, readout_features
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -150,8 +150,7 @@ def main() -> None:
     ax.set(xscale="log", xlabel="readout training seconds (features excluded)", ylabel="test accuracy",
            title=f"LIF reservoir ({args.units}) on {ds.name}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
+    save_figure(fig, RESULTS / f"{stem}.png", dpi=120)
     print(json.dumps(summary))
 
 

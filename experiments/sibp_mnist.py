@@ -28,7 +28,7 @@ from neurolearn.config import resolve_config
 from neurolearn.data import load_dataset
 from neurolearn.runs import build_run
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -162,8 +162,7 @@ def main() -> None:
                 title=f"step-size sweep ({args.sweep_train} images, {args.sweep_epochs} epoch)")
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
+    save_figure(fig, RESULTS / f"{stem}.png", dpi=120)
     print(json.dumps(summary))
 
 

@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -89,8 +89,7 @@ def main() -> None:
             ax.set_xlabel("epoch")
             ax.set_ylabel("test accuracy")
             ax.legend()
-        fig.tight_layout()
-        fig.savefig(RESULTS / f"tp_mnist{args.tag}.png", dpi=120)
+        save_figure(fig, RESULTS / f"tp_mnist{args.tag}.png", dpi=120)
     except ImportError:
         pass
     print(json.dumps(summary))

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tp_mnist import RESULTS, train_one  # noqa: E402
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 
 def main() -> None:
@@ -46,8 +46,7 @@ def main() -> None:
         ax.set_ylabel("test accuracy")
         ax.set_title("row-sequential MNIST, tanh RNN 128")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(RESULTS / "tp_rnn.png", dpi=120)
+        save_figure(fig, RESULTS / "tp_rnn.png", dpi=120)
     except ImportError:
         pass
     print(json.dumps({"bptt": round(res["bptt"]["test_accuracy"], 4), "tpsgd": round(res["tpsgd"]["test_accuracy"], 4),

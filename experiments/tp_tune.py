@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tp_mnist import RESULTS, train_one
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 TANH = ["model.layers.0.neuron=\"tanh\"", "model.layers.1.neuron=\"tanh\""]
 
@@ -123,8 +123,7 @@ def main() -> None:
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{args.model}, {args.train_limit} train images")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(RESULTS / f"{tag}.png", dpi=120)
+        save_figure(fig, RESULTS / f"{tag}.png", dpi=120)
     except ImportError:
         pass
     print(json.dumps(summary))

@@ -33,7 +33,7 @@ from neurolearn.data import load_dataset
 from neurolearn.rules.zorb import Zorb
 from neurolearn.runs import build_run
 from neurolearn.io import write_json
-from neurolearn.plotting import pyplot
+from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARCHS = {
@@ -174,8 +174,7 @@ def main() -> None:
     ax.axvline(zorb_s, color="r", ls=":", lw=1, label=f"ZORB fit time ({zorb_s:.1f} s)")
     ax.set(xlabel="seconds", ylabel="train error  mean Σ(p − y)²", yscale="log", title=f"{ds.name} {arch} tanh")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
+    save_figure(fig, RESULTS / f"{stem}.png", dpi=120)
     print(json.dumps({"zorb_fit_s": zorb_s, "zorb_test_acc": z_test_acc,
                       "adam_time_to_zorb_train_error_s": best["time_s"], "speedup": speedup}))
 

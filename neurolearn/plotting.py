@@ -18,6 +18,13 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
+    """Lay out ``fig``, write it to ``path`` (PNG) and close it (frees its memory)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
 def plot_curves(metrics: dict[str, Any], path: str | Path) -> None:
     """Train/test loss and the task's score per epoch."""
     plt = pyplot()
@@ -40,9 +47,7 @@ def plot_curves(metrics: dict[str, Any], path: str | Path) -> None:
         ax.set_ylabel(key.replace("test_", "test "))
     cfg = metrics.get("config", {})
     fig.suptitle(f"{cfg.get('model', {}).get('name', '')} · {cfg.get('rule', {}).get('name', '')}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_activity(record, path: str | Path, sample: int = 0, max_neurons: int = 100, dt: float | None = None) -> None:
@@ -69,6 +74,4 @@ def plot_activity(record, path: str | Path, sample: int = 0, max_neurons: int = 
         ax.plot(steps, trace)
         ax.set_title(f"layer {k}: {'membrane' if lr.mem is not None else 'pre-activation'} (5 neurons)")
         ax.set_xlabel(unit)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
