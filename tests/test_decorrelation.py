@@ -21,14 +21,7 @@ from neurolearn.layers import Conv2d, Dense
 from neurolearn.network import Network
 from neurolearn.neurons import LIFParams, LIParams, RateParams
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is fastest (and avoids oversubscribing a shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def correlated_gaussian(n: int, d: int, seed: int = 0) -> torch.Tensor:

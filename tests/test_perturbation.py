@@ -16,7 +16,8 @@ from neurolearn.objectives import Objective
 from neurolearn.rules import RULES, Backprop, make_rule
 from neurolearn.rules.perturbation_time import time_domain_step
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CLS = Objective("classification")
 SEQ = Objective("sequence_regression")
 

@@ -14,16 +14,9 @@ from neurolearn.objectives import Objective
 from neurolearn.rules import RULES, make_rule
 from neurolearn.rules.target_projection import fixed_projection, project
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CLS = Objective("classification")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: intra-op threads only cost time (10x slower on a loaded 2-core box)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def mlp(sizes=(12, 16, 16, 4), act="tanh", seed=0) -> Network:
