@@ -3,7 +3,7 @@
 The same protocol as ``dbp_speedup.py`` (imported from it): BP trains ``--epochs``, DBP the
 same; epochs and wall time DBP needs to reach BP's final training loss. Every layer is
 decorrelated; in the conv layers ``R`` acts on flattened 5x5 patches and is folded into the
-kernel, and each update uses a random 10 % of the patches. Defaults are reduced for a
+kernel, and each update uses 256 patch rows (all positions of 4 random images in conv2; a whole image in conv1). Defaults are reduced for a
 2-core CPU (10 000 training images, 5 epochs); ``--train-limit 0`` uses all 60 000.
 Writes ``experiments/results/dbp_conv.json`` and ``.png``; last line
 ``{"epochs_ratio", "wall_ratio", "dbp_acc", "bp_acc"}``.
@@ -22,4 +22,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dbp_speedup import main  # noqa: E402
 
 if __name__ == "__main__":
-    main("dbp_conv", __doc__, model="cnn-mnist", hidden=[], epochs=5, train_limit=10000, subsample=0.1)
+    main("dbp_conv", __doc__, model="cnn-mnist", hidden=[], epochs=5, train_limit=10000, subsample=256)

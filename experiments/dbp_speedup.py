@@ -46,6 +46,12 @@ from neurolearn.plotting import pyplot, save_figure
 RESULTS = HERE / "results"
 
 
+def share_or_rows(text: str) -> float | int:
+    """``decor.subsample`` from the command line: a share (``0.25``) or a count of rows (``256``)."""
+    value = float(text)
+    return int(value) if value > 1 and value.is_integer() else value
+
+
 def train(args, decor: bool, dataset=None):
     sets = [f"data.options.train_limit={args.train_limit}"] if args.train_limit else []
     sets += [f"model.layers.{i}.size={s}" for i, s in enumerate(args.hidden)]
@@ -98,7 +104,8 @@ def main(name: str = "dbp_speedup", doc: str = __doc__, **defaults) -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--decor-lr", type=float, default=1e-2)
     p.add_argument("--kappa", type=float, default=1.0)
-    p.add_argument("--subsample", type=float, default=0.25)
+    p.add_argument("--subsample", type=share_or_rows, default=0.25,
+                   help="rows per decorrelation update: a share of the batch (<= 1) or a number of rows (integer > 1)")
     p.add_argument("--layers", default='"all"', help='decorrelated layers: "all" or a TOML list, e.g. [0]')
     p.add_argument("--decor", nargs="*", default=["min_variance=0.2"], metavar="KEY=VALUE",
                    help="more decor.* settings")
