@@ -6,7 +6,8 @@ DANP only adds ``decor.enabled = true``, so the decorrelation settings are the m
 decor.enabled=true`` runs (mlp-digits: κ = 0, η_R = 1e-3, ALGORITHMS.md §5a; mlp-mnist: κ = 1,
 min_variance 0.2, η_R = 1e-3); ``--kappa`` / ``--decor-lr`` override both. Runs sklearn digits
 (mlp-digits) and MNIST (mlp-mnist; the full run is two 20-epoch runs with 32 draws, ~40 min
-on one core). Prints a table, writes ``experiments/results/danp.json`` and ``danp.png``, and
+on one core). Prints a table, writes ``experiments/results/danp.json`` and ``danp.png`` (``danp_digits.*`` with
+``--skip-mnist``), and
 as its last line the JSON ``{"digits_anp", "digits_danp", "mnist_anp", "mnist_danp",
 "mnist_gain"}`` (final test accuracies; gain = DANP − ANP on MNIST).
 
@@ -80,7 +81,7 @@ def main() -> None:
     print(f"\n{'run':12s} {'epochs':>6s} {'train loss':>10s} {'test acc':>8s} {'wall s':>7s}")
     for k, v in hist.items():
         print(f"{k:12s} {len(v):6d} {v[-1]['train_loss']:10.4f} {v[-1]['test_accuracy']:8.4f} {v[-1]['wall_time_s']:7.1f}")
-    name = "danp" + ("_quick" if args.quick else "")
+    name = "danp" + ("_quick" if args.quick else "") + ("_digits" if args.skip_mnist else "")
     write_json(RESULTS / f"{name}.json", dict(result, args=vars(args), history=hist))
     plot(hist, RESULTS / f"{name}.png")
     print(json.dumps(result))
@@ -89,11 +90,14 @@ def main() -> None:
 def plot(hist: dict[str, list[dict]], path: Path) -> None:
     plt = pyplot()
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    panels = [(p, t) for p, t in (("digits", "digits (mlp-digits)"), ("mnist", "MNIST (mlp-mnist)"))
+              if any(k.startswith(p) for k in hist)]
+    fig, ax = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    ax = ax[0]
     for k, v in hist.items():
-        a = ax[0] if k.startswith("digits") else ax[1]
+        a = ax[[p for p, _ in panels].index(k.split("_")[0])]
         a.plot([e["epoch"] for e in v], [e["test_accuracy"] for e in v], "o-", label=k.split("_")[1].upper())
-    for a, t in zip(ax, ("digits (mlp-digits)", "MNIST (mlp-mnist)")):
+    for a, (_, t) in zip(ax, panels):
         a.set(xlabel="epoch", ylabel="test accuracy", title=t)
         a.legend()
     save_figure(fig, path, dpi=100)

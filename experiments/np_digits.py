@@ -45,6 +45,8 @@ DEFAULT_LR = {"bp": 1e-3, "np": 1e-3, "anp": 1e-3, "wp": 3e-3}  # wp: 1e-4 0.06,
 
 def train(rule: str, args, dataset=None):
     sets = [f"rule.params.sigma={args.sigma}"] if rule != "bp" else []
+    if rule in ("np", "anp"):  # the reference protocol: one clean and one noisy pass (the model's anp default is 8 draws)
+        sets.append("rule.params.draws=1")
     if args.init:
         sets += [f"model.layers.{i}.init={args.init}" for i in range(3)]
     lr = getattr(args, f"lr_{rule}")

@@ -221,7 +221,7 @@ def _train_digits_anp(decor: bool, epochs: int) -> list[dict]:
     from neurolearn.runs import build_run
     from neurolearn.training import Trainer
 
-    sets = ["model.layers.0.size=64", "model.layers.1.size=64"]
+    sets = ["model.layers.0.size=64", "model.layers.1.size=64", "rule.params.draws=1"]  # one draw: the gap is clearest
     if decor:
         sets += ["decor.enabled=true", "decor.lr=1e-3", "decor.kappa=0.0"]
     cfg = resolve_config(model="mlp-digits", rule="anp", overrides=sets, epochs=epochs, seed=0)
