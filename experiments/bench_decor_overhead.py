@@ -4,7 +4,7 @@ One step = forward, backward, optimizer step and (DBP) the decorrelation update,
 ``Rule.train_step`` exactly as the trainer calls it. BP and DBP steps are interleaved and
 the median of many steps is taken, so load from other processes hits both alike. Models:
 ``mlp-mnist`` (784-500-500-10) with every layer decorrelated and with the input layer only,
-and ``cnn-mnist`` (R folded into the conv kernels, 256 patch rows per update, as in ``dbp_conv.py``).
+and ``cnn-mnist`` (R folded into the conv kernels, 3 % of the batch per update, as in ``dbp_conv.py``).
 
 Prints a table, writes ``experiments/results/bench_decor_overhead.json`` and ``.png``, and
 as its last line the JSON ``{"ratio_mlp", "ratio_mlp_input", "ratio_cnn"}`` (median DBP
@@ -42,7 +42,7 @@ RESULTS = HERE / "results"
 CASES = {
     "ratio_mlp": ("mlp-mnist", dict(layers="all", subsample=0.5)),
     "ratio_mlp_input": ("mlp-mnist", dict(layers=[0], subsample=0.5)),
-    "ratio_cnn": ("cnn-mnist", dict(layers="all", subsample=256)),
+    "ratio_cnn": ("cnn-mnist", dict(layers="all", subsample=0.03)),
 }
 
 

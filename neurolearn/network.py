@@ -143,13 +143,20 @@ class Network(nn.Module):
         x: torch.Tensor,
         *,
         noise: NoiseFn | None = None,
-        record: bool = True,
+        record: bool | tuple[str, ...] = True,
         state: list[LayerState] | None = None,
     ) -> Record:
         """Run the network over an encoded input ``[T, B, ...]``.
 
-        With ``record=True`` every layer's taps are stacked over time in the record.
+        With ``record=True`` every layer's taps are stacked over time in the record; a tuple
+        of tap names (e.g. ``("input",)``) keeps only those (the others are ``None``), so
+        that a training step which needs one tap does not hold the rest of the activity alive
+        through the backward pass.
         """
+        fields = Taps._fields if record is True else tuple(record or ())
+        unknown = set(fields) - set(Taps._fields)
+        if unknown:
+            raise ConfigError(f"record: unknown taps {sorted(unknown)}; known: {list(Taps._fields)}")
         self.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
         state = state if state is not None else self.init_state(batch, x.device, x.dtype)
@@ -167,7 +174,8 @@ class Network(nn.Module):
         if record:
             for k in range(len(self.layers)):
                 per_layer = [taps[k] for taps in taps_t]
-                rec.layers.append(LayerRecord(*(stack_steps([getattr(tp, f) for tp in per_layer]) for f in Taps._fields)))
+                rec.layers.append(LayerRecord(*(stack_steps([getattr(tp, f) for tp in per_layer]) if f in fields else None
+                                                for f in Taps._fields)))
         return rec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,19 @@ def test_record_holds_the_taps_of_every_layer():
     assert torch.equal(out.act, rec.output)
 
 
+def test_record_keeps_only_the_taps_asked_for():
+    net = small_rate_net(recurrent=True)
+    x = torch.randn(4, 2, 5, dtype=torch.float64)
+    full, inputs_only = net.run(x), net.run(x, record=("input",))
+    for a, b in zip(full.layers, inputs_only.layers):
+        assert torch.equal(a.input, b.input)
+        assert b.pre is None and b.act is None and b.rec is None
+    assert torch.equal(full.output, inputs_only.output)
+    assert net.run(x, record=False).layers == []
+    with pytest.raises(ConfigError, match="unknown taps.*'spikes'"):
+        net.run(x, record=("input", "spikes"))
+
+
 def test_step_by_step_equals_run():
     net = small_rate_net(recurrent=True)
     x = torch.randn(6, 3, 5, dtype=torch.float64)

@@ -18,8 +18,9 @@ class Backprop(GradientRule):
     requires = Requirements(weight_transport=True, through_time=True)
 
     def estimate_gradients(self, model, x, y, objective) -> StepOutput:
-        decorrelates = has_decorrelation(model)  # DBP: the decorrelation update reads the layer inputs
-        record = model.run(x, record=decorrelates)
+        # DBP: the decorrelation update reads the layer inputs; only those are kept
+        decorrelates = has_decorrelation(model)
+        record = model.run(x, record=("input",) if decorrelates else False)
         pred = model.decode_output(record.output)
         loss = objective.loss(pred, y)
         loss.mean().backward()
