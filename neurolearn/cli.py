@@ -16,6 +16,7 @@ from neurolearn.errors import NeurolearnError
 
 SET_HELP = """override any config entry by its dotted path, value parsed as TOML. Examples:
   train.lr=0.01  train.momentum=0.9  train.lr_decay=0.8 (lr * 0.8**(epoch-1))  train.beta1=0.9 (Adam)
+  train.average=0.999 (evaluate and keep the moving average of the weights, decay per step)
   rule.params.sigma=1e-3  rule.params.draws=32 (np/anp: noisy copies per sample)
   rule.params.conv_target="channel" (drtp/tpsgd)  model.layers.0.size=256
   decor.enabled=true  decor.lr=1e-3  decor.kappa=0.5  (input decorrelation of every layer;

@@ -44,6 +44,7 @@ TRAIN_KEYS = {
     "device": "cpu",
     "eval_batch_size": 1000,
     "lr_decay": 1.0,  # per-epoch factor: epoch e trains with lr * lr_decay**(e-1) (1.0 = constant)
+    "average": 0.0,  # weight averaging: evaluate and keep the EMA of the weights, decay per step (0 = off)
 }
 OPTIMIZERS = ("sgd", "adam")
 DECOR_DEFAULTS = {"enabled": False}

@@ -10,6 +10,14 @@ writes, into the run directory,
   epoch) and ``final``;
 - ``curves.png``: loss and accuracy (or error) per epoch.
 
+Weight averaging (``train.average = a``, 0 = off): after every optimizer step the trainer
+updates an exponential moving average of the parameters, ``W̄ ← a W̄ + (1 - a) W`` (Polyak
+averaging), and evaluates, reports and keeps ``W̄``. Noisy gradient estimates (the perturbation
+rules) leave the weights wandering around a minimum at a distance set by the step size; the
+average sits closer to it. The checkpoint's ``model`` is then the average (what ``neurolearn eval``,
+``export`` and ``simulate`` load) and ``training_model`` the weights training continues from;
+after :meth:`fit` the model holds the average.
+
 Randomness is explicit and repeatable: the weights are drawn from ``seed``; the batch order,
 the input encoding and the rule's noise of epoch ``e`` come from generators seeded by
 ``(seed, e)``, so ``--resume`` continues a killed run to exactly the result of an
@@ -22,13 +30,14 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 
 from neurolearn.build import make_optimizer
 from neurolearn.decorrelation import decorrelation_metrics
-from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
+from neurolearn.errors import CheckpointError, ConfigError, NeurolearnError, TrainingDiverged
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
 
@@ -70,6 +79,36 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
         self.start_epoch = 1
+        self.average = float(self.cfg.get("average", 0.0))
+        if not 0.0 <= self.average < 1.0:
+            raise ConfigError(f"train.average must be in [0, 1) (the moving average's decay per step; 0 = off), "
+                              f"got {self.average!r}")
+        self.params = [p for p in run.model.parameters() if p.requires_grad]
+        self.averaged = [p.detach().clone() for p in self.params] if self.average > 0 else None
+
+    # ------------------------------------------------------------------ weight averaging
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        """``W̄ ← a W̄ + (1 − a) W`` for every trained parameter."""
+        if self.averaged is not None:
+            torch._foreach_lerp_(self.averaged, [p.detach() for p in self.params], 1.0 - self.average)
+
+    @contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Within the block the model holds the averaged weights (no-op without averaging)."""
+        if self.averaged is None:
+            yield
+            return
+        with torch.no_grad():
+            current = [p.detach().clone() for p in self.params]
+            for p, a in zip(self.params, self.averaged):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, c in zip(self.params, current):
+                    p.copy_(c)
 
     # ------------------------------------------------------------------ data
     def batch(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,6 +126,10 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """Loss and metrics on a split (inputs encoded with a fixed seed: repeatable)."""
+        with self.averaged_weights():
+            return self._evaluate(split)
+
+    def _evaluate(self, split: str) -> dict[str, float]:
         model, objective = self.run.model, self.run.objective
         x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
         gen = torch.Generator(device=self.device).manual_seed(_seed(self.seed, 10**6))
@@ -110,11 +153,17 @@ class Trainer:
     def save(self, epoch: int) -> None:
         if self.checkpoint_path is None:
             return
+        training_model = None
+        if self.averaged is not None:  # "model" is what was evaluated: the average
+            training_model = {k: v.clone() for k, v in self.run.model.state_dict().items()}
+        with self.averaged_weights():
+            model = {k: v.clone() for k, v in self.run.model.state_dict().items()}
         save_checkpoint(self.checkpoint_path, {
             "format": CHECKPOINT_FORMAT,
             "epoch": epoch,
             "config": self.run.config,
-            "model": self.run.model.state_dict(),
+            "model": model,
+            "training_model": training_model,
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "rule": self.run.rule.state_dict(),
             "history": self.history,
@@ -134,6 +183,11 @@ class Trainer:
                 "or train into a new --out directory"
             )
         load_model_state(self.run.model, state["model"], path)
+        if self.averaged is not None:  # the saved "model" is the average; training goes on from "training_model"
+            with torch.no_grad():
+                for a, p in zip(self.averaged, self.params):
+                    a.copy_(p)
+            load_model_state(self.run.model, state.get("training_model") or state["model"], path)
         if self.optimizer is not None and state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         self.run.rule.load_state_dict(state["rule"])
@@ -171,6 +225,10 @@ class Trainer:
             self.save(epoch)
             self.log(_format_entry(entry))
             self.write_metrics()
+        if self.averaged is not None:  # the trained model is the average (as evaluated and saved)
+            with torch.no_grad():
+                for p, a in zip(self.params, self.averaged):
+                    p.copy_(a)
         return self.write_metrics(final=True)
 
     def _train_epoch(self, epoch: int, epochs: int) -> float:
@@ -192,6 +250,7 @@ class Trainer:
             idx = order[i:i + bs]
             xb, yb = self.batch(self.x_train[idx], self.y_train[idx], self.encode_gen)
             out = rule.train_step(model, xb, yb, objective, self.optimizer)
+            self._update_average()
             loss = out.loss
             if not torch.isfinite(loss).all():
                 raise self._diverged(epoch, i // bs, float(loss[~torch.isfinite(loss)][0]))

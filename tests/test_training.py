@@ -72,6 +72,52 @@ def test_resume_continues_to_the_same_result(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_weight_averaging_evaluates_keeps_and_resumes_the_average(tmp_path, capsys):
+    opts = ["--set", "train.optimizer=\"sgd\"", "--lr", "0.05", "--set", "train.average=0.9"]
+    full = train(tmp_path, "full", "--epochs", "3", *opts)
+    ckpt = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    avg, raw = ckpt["model"], ckpt["training_model"]
+    assert any(not torch.equal(avg[k], raw[k]) for k in avg)  # the average is not the last iterate
+    # the reported test numbers are the saved average's
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "full")]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] == pytest.approx(full["final"]["test_loss"])
+    # the same run without averaging trains the same raw weights and reports them
+    plain = train(tmp_path, "plain", "--epochs", "3", "--set", "train.optimizer=\"sgd\"", "--lr", "0.05")
+    plain_w = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["model"]
+    assert all(torch.equal(plain_w[k], raw[k]) for k in raw)
+    assert [e["train_loss"] for e in plain["epochs"]] == [e["train_loss"] for e in full["epochs"]]
+    assert plain["final"]["test_loss"] != full["final"]["test_loss"]
+    # resuming continues both the weights and their average
+    train(tmp_path, "part", "--epochs", "1", *opts)
+    resumed = train(tmp_path, "part", "--epochs", "3", *opts, "--resume")
+    assert [e["test_loss"] for e in resumed["epochs"]] == [e["test_loss"] for e in full["epochs"]]
+    capsys.readouterr()
+    assert main(["train", "--no-progress", "--out", str(tmp_path / "bad"), "--set", "train.average=1.0"]) != 0
+    assert "train.average must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_weight_average_is_the_moving_average_of_the_steps():
+    cfg = resolve_config(model="mlp-digits", rule="bp", epochs=1, optimizer="sgd", lr=0.05, batch_size=256)
+    cfg["train"]["average"] = 0.5
+    trainer = Trainer(build_run(cfg), None, progress=False, log=lambda m: None)
+    expected = [p.detach().clone() for p in trainer.params]
+    steps = []
+    original = trainer.run.rule.train_step
+
+    def step(*args):
+        out = original(*args)
+        steps.append([p.detach().clone() for p in trainer.params])
+        return out
+
+    trainer.run.rule.train_step = step
+    trainer.fit()
+    for w in steps:
+        expected = [0.5 * e + 0.5 * x for e, x in zip(expected, w)]
+    assert len(steps) > 3
+    assert all(torch.allclose(p, e) for p, e in zip(trainer.params, expected))  # after fit: the average
+
+
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGKILL a training process mid-run, resume it, and compare with an uninterrupted run."""
     args = ["--model", "rnn-copy", "--epochs", "150", "--no-progress"]
