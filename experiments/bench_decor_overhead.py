@@ -12,6 +12,7 @@ step time / median BP step time).
 
     python experiments/bench_decor_overhead.py            # batch 128, 60 timed steps each
     python experiments/bench_decor_overhead.py --quick    # 15 timed steps
+    python experiments/bench_decor_overhead.py --cnn-subsample 256   # the conv case with 256 rows per update
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from neurolearn.decorrelation import add_decorrelation  # noqa: E402
 from neurolearn.objectives import Objective  # noqa: E402
 from neurolearn.rules import make_rule  # noqa: E402
 from neurolearn.io import write_json
+from dbp_speedup import share_or_rows  # noqa: E402
 from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = HERE / "results"
@@ -80,14 +82,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--cnn-subsample", type=share_or_rows, default=None,
+                   help="decor.subsample of the cnn-mnist case: a share of the batch (default 0.03) or a row count")
     args = p.parse_args()
+    cases = {k: (m, dict(d)) for k, (m, d) in CASES.items()}
+    if args.cnn_subsample is not None:
+        cases["ratio_cnn"][1]["subsample"] = args.cnn_subsample
     if args.quick:
         args.steps = 15
     torch.set_num_threads(args.threads)
-    res = {k: bench(m, d, args.batch_size, args.steps) for k, (m, d) in CASES.items()}
+    res = {k: bench(m, d, args.batch_size, args.steps) for k, (m, d) in cases.items()}
     print(f"{'case':16s} {'model':10s} {'BP ms':>8s} {'DBP ms':>8s} {'ratio':>6s}")
     for k, r in res.items():
-        print(f"{k:16s} {CASES[k][0]:10s} {r['bp_ms']:8.2f} {r['dbp_ms']:8.2f} {r['ratio']:6.2f}")
+        print(f"{k:16s} {cases[k][0]:10s} {r['bp_ms']:8.2f} {r['dbp_ms']:8.2f} {r['ratio']:6.2f}")
     write_json(RESULTS / "bench_decor_overhead.json", dict(res, args=vars(args)))
     plt = pyplot()
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -48,6 +48,12 @@ def _seed(*parts: int) -> int:
     for p in parts:
         h = ((h ^ (int(p) & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
     return h
+
+
+@torch.no_grad()
+def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    """Copy tensor values in place (parameters to or from their average)."""
+    torch._foreach_copy_(dst, [t.detach() for t in src])
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -99,16 +105,12 @@ class Trainer:
         if self.averaged is None:
             yield
             return
-        with torch.no_grad():
-            current = [p.detach().clone() for p in self.params]
-            for p, a in zip(self.params, self.averaged):
-                p.copy_(a)
+        current = [p.detach().clone() for p in self.params]
+        _copy_all(self.params, self.averaged)
         try:
             yield
         finally:
-            with torch.no_grad():
-                for p, c in zip(self.params, current):
-                    p.copy_(c)
+            _copy_all(self.params, current)
 
     # ------------------------------------------------------------------ data
     def batch(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,9 +186,7 @@ class Trainer:
             )
         load_model_state(self.run.model, state["model"], path)
         if self.averaged is not None:  # the saved "model" is the average; training goes on from "training_model"
-            with torch.no_grad():
-                for a, p in zip(self.averaged, self.params):
-                    a.copy_(p)
+            _copy_all(self.averaged, self.params)
             load_model_state(self.run.model, state.get("training_model") or state["model"], path)
         if self.optimizer is not None and state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -226,9 +226,7 @@ class Trainer:
             self.log(_format_entry(entry))
             self.write_metrics()
         if self.averaged is not None:  # the trained model is the average (as evaluated and saved)
-            with torch.no_grad():
-                for p, a in zip(self.params, self.averaged):
-                    p.copy_(a)
+            _copy_all(self.params, self.averaged)
         return self.write_metrics(final=True)
 
     def _train_epoch(self, epoch: int, epochs: int) -> float:
