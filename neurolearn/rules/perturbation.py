@@ -352,20 +352,19 @@ class PerturbationRule(GradientRule):
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
         g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps], steps)
         beta = trace_beta(model, self.trace_tau)
+        record = Record(output=output[:, clean])  # the clean run's inputs: what decorrelation learns from
         for k, layer in enumerate(model.layers):
             gk = sum_draws(g[k], batch, dim=1)
             gk = gk.reshape(steps * batch, *gk.shape[2:])
-            inputs = pre_traces([taps_t[t][k].input[clean] for t in range(steps)], beta)
-            inp = stack_steps(inputs).reshape(steps * batch, -1)
+            xs = [taps_t[t][k].input[clean] for t in range(steps)]
+            raw = stack_steps(xs)
+            record.layers.append(LayerRecord(raw, None, None))
+            inp = (raw if beta == 0.0 else stack_steps(pre_traces(xs, beta))).reshape(steps * batch, -1)
             add_grad(layer.weight, layer.weight_gradient(gk, inp))
             add_grad(layer.bias, bias_grad(gk))
             if layer.recurrent_weight is not None:
                 rec = stack_steps([taps_t[t][k].rec[clean] for t in range(steps)]).reshape(steps * batch, -1)
                 add_grad(layer.recurrent_weight, gk.t() @ rec)
-        record = Record(output=output[:, clean], layers=[
-            LayerRecord(*(stack_steps([getattr(taps_t[t][k], f)[clean] if getattr(taps_t[t][k], f) is not None
-                                  else None for t in range(steps)]) for f in ("input", "pre", "act", "mem", "rec")))
-            for k in range(nl)])
         return StepOutput(loss[clean].detach(), pred[clean].detach(), record)
 
     def _activity_diff(self, taps, batch: int) -> torch.Tensor:
@@ -376,7 +375,7 @@ class PerturbationRule(GradientRule):
         return [self.draw(tuple(p.shape), p) for _, _, p in params]
 
     def _run_with(self, model: Network, x: torch.Tensor, params, xi: list[torch.Tensor] | None,
-                  record: bool) -> Record:
+                  record: bool | tuple[str, ...]) -> Record:
         if xi is None:
             return model.run(x, record=record)
         for (_, _, p), e in zip(params, xi):
@@ -393,13 +392,13 @@ class PerturbationRule(GradientRule):
         xi2 = self.weight_noise(params)
         xi1 = self.weight_noise(params) if self.passes == "noisy-noisy" else None
         if self.passes == "baseline":
-            rec = self._run_with(model, x, params, xi2, record=True)
+            rec = self._run_with(model, x, params, xi2, record=("input",))
             pred = model.decode_output(rec.output)
             loss = objective.loss(pred, y)
             dl = float(self.reward_signal(loss).mean())
             diff = xi2
         else:
-            rec = self._run_with(model, x, params, xi1, record=True)
+            rec = self._run_with(model, x, params, xi1, record=("input",))
             pred = model.decode_output(rec.output)
             loss = objective.loss(pred, y)
             noisy = self._run_with(model, x, params, xi2, record=False)
