@@ -1,23 +1,31 @@
 """Time per training step of ANP (and NP, WP) against backprop on ``mlp-mnist`` (784-500-500-10
 leaky ReLU, Adam), batch 128, same network, same batches, measured side by side in one run.
 
-Steps of the rules are interleaved (BP, ANP, NP, WP, BP, ...) so that a change of machine load
-hits all of them alike; the median time per step is reported. ANP runs a clean and a noisy
+Each rule trains its own copy of the network; the steps are interleaved (BP, ANP, NP, WP,
+BP, ...) so that a change of machine load hits all of them alike; the median time per step is
+reported. ANP runs a clean and a noisy
 forward pass (one doubled batch) and one outer product per layer; BP runs one forward and a
 backward pass.
 
-    python experiments/bench_step_time.py [--quick] [--steps 60] [--threads 1]
+    python experiments/bench_step_time.py [--quick] [--steps 300] [--threads 1]
 
 Wall-clock medians give ``anp_over_bp``; the thread CPU time of each step (``time.thread_time``,
 one thread) is reported beside it (``anp_over_bp_cpu``), as it is less disturbed by other jobs on
 a shared machine.
 
-Last stdout line: {"anp_over_bp": ..., "np_over_bp": ..., "wp_over_bp": ..., "anp_over_bp_cpu": ...}.
+The control: ``bp_plain`` and ``anp_plain`` are the same two steps written directly in torch
+(``F.linear``, ``leaky_relu``, cross-entropy, Adam on the same weights; no framework code),
+timed in the same loop. ``anp_plain_over_bp_plain`` is the floor of the ratio on this
+machine; the framework's own overhead is the difference between the two ratios.
+
+Last stdout line: {"anp_over_bp": ..., "np_over_bp": ..., "wp_over_bp": ..., "anp_over_bp_cpu": ...,
+"anp_plain_over_bp_plain": ...}.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -25,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from neurolearn.build import make_optimizer
 from neurolearn.config import resolve_config
@@ -36,10 +45,55 @@ from neurolearn.plotting import pyplot, save_figure
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def plain_steps(weights: list[torch.Tensor], biases: list[torch.Tensor], sigma: float = 1e-3):
+    """BP and ANP steps on an MLP in plain torch (leaky ReLU hidden layers, linear readout, CE,
+    Adam), each on its own copy of ``weights``/``biases``; ANP as in neurolearn: the first
+    layer's drive shared, a doubled batch [clean; noisy] after it, c = N, network-wide norm."""
+    def copies():
+        ps = [t.detach().clone().requires_grad_() for t in (*weights, *biases)]
+        return ps[:len(weights)], ps[len(weights):], torch.optim.Adam(ps, lr=1e-4)
+
+    bw, bb, bopt = copies()
+    aw, ab, aopt = copies()
+    last = len(weights) - 1  # the linear readout
+
+    def bp(x: torch.Tensor, y: torch.Tensor) -> None:
+        bopt.zero_grad(set_to_none=True)
+        h = x
+        for k, (w, b) in enumerate(zip(bw, bb)):
+            h = F.linear(h, w, b)
+            h = h if k == last else F.leaky_relu(h, 0.01)
+        F.cross_entropy(h, y).backward()
+        bopt.step()
+
+    def anp(x: torch.Tensor, y: torch.Tensor) -> None:
+        aopt.zero_grad(set_to_none=True)
+        n = x.shape[0]
+        with torch.no_grad():
+            drive = F.linear(x, aw[0], ab[0])  # the first layer's drive is the same in both copies
+            z = torch.cat([drive, drive + torch.randn_like(drive) * sigma])
+            ins, diffs = [x], [z[n:] - z[:n]]
+            for k in range(1, len(aw)):
+                h = F.leaky_relu(z, 0.01)
+                ins.append(h[:n])
+                z = F.linear(h, aw[k], ab[k])
+                z[n:] += torch.randn_like(z[n:]) * sigma
+                diffs.append(z[n:] - z[:n])
+            loss = F.cross_entropy(z, torch.cat([y, y]), reduction="none")
+            norm = sum(d.square().sum(1) for d in diffs)
+            coef = ((loss[n:] - loss[:n]) * sum(d.shape[1] for d in diffs) / norm / n)[:, None]
+            for w, b, d, xin in zip(aw, ab, diffs, ins):
+                g = d * coef
+                w.grad, b.grad = g.t() @ xin, g.sum(0)
+        aopt.step()
+
+    return {"bp_plain": bp, "anp_plain": anp}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps")
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=300)  # 60 left run-to-run swings of 0.05 in the ratio
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -48,47 +102,53 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = resolve_config(model="mlp-mnist", rule="anp", overrides=["data.options.train_limit=2000"])
     run = build_run(cfg)
     model, objective = run.model, run.objective
-    init = {k: v.clone() for k, v in model.state_dict().items()}
     rules = ["bp", "anp", "np", "wp"]
     states = {}
-    for name in rules:
+    for name in rules:  # each rule trains its own copy of the same network
+        net = copy.deepcopy(model)
         rule = make_rule(name)
-        rule.setup(model, objective, torch.Generator().manual_seed(0))
-        model.load_state_dict(init)
-        states[name] = (rule, make_optimizer(model.parameters(), {"optimizer": "adam", "lr": 1e-4}),
-                        {k: v.clone() for k, v in init.items()})
+        rule.setup(net, objective, torch.Generator().manual_seed(0))
+        states[name] = (rule, make_optimizer(net.parameters(), {"optimizer": "adam", "lr": 1e-4}), net)
     xs = run.dataset.x_train
     ys = run.dataset.y_train
     gen = torch.Generator().manual_seed(0)
-    times: dict[str, list[float]] = {n: [] for n in rules}
-    cpu: dict[str, list[float]] = {n: [] for n in rules}  # thread CPU time: robust to other jobs
+    plain = plain_steps([layer.weight for layer in model.layers], [layer.bias for layer in model.layers])
+    names = rules + list(plain)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}  # thread CPU time: robust to other jobs
     for i in range(steps + 3):
         idx = torch.randint(0, xs.shape[0], (args.batch,), generator=gen)
         x = model.encode(xs[idx])
         y = ys[idx]
-        for name in rules:
-            rule, opt, weights = states[name]
-            model.load_state_dict(weights)  # each rule trains its own copy of the same network
-            t0, c0 = time.perf_counter(), time.thread_time()
-            rule.train_step(model, x, y, objective, opt)
+        flat = x[0].flatten(1)  # the plain steps' input [B, 784]
+        for name in names:
+            if name in plain:
+                t0, c0 = time.perf_counter(), time.thread_time()
+                plain[name](flat, y)
+            else:
+                rule, opt, net = states[name]
+                t0, c0 = time.perf_counter(), time.thread_time()
+                rule.train_step(net, x, y, objective, opt)
             dt, dc = time.perf_counter() - t0, time.thread_time() - c0
-            states[name] = (rule, opt, {k: v.clone() for k, v in model.state_dict().items()})
             if i >= 3:  # warm-up
                 times[name].append(dt)
                 cpu[name].append(dc)
     med = {n: statistics.median(t) * 1e3 for n, t in times.items()}
     med_cpu = {n: statistics.median(t) * 1e3 for n, t in cpu.items()}
-    print(f"{'rule':6s} {'wall ms/step':>13s} {'ratio to bp':>12s} {'cpu ms/step':>12s} {'ratio to bp':>12s}  (medians)")
-    for n in rules:
-        print(f"{n:6s} {med[n]:13.2f} {med[n] / med['bp']:12.2f} {med_cpu[n]:12.2f} {med_cpu[n] / med_cpu['bp']:12.2f}")
+    print(f"{'rule':9s} {'wall ms':>10s} {'ratio to bp':>12s} {'cpu ms':>12s} {'ratio to bp':>12s}  (medians per step; *_plain vs bp_plain)")
+    for n in names:
+        ref = "bp_plain" if n in plain else "bp"
+        print(f"{n:9s} {med[n]:10.2f} {med[n] / med[ref]:12.2f} {med_cpu[n]:12.2f} {med_cpu[n] / med_cpu[ref]:12.2f}")
     result = {"anp_over_bp": med["anp"] / med["bp"], "np_over_bp": med["np"] / med["bp"],
-              "wp_over_bp": med["wp"] / med["bp"], "anp_over_bp_cpu": med_cpu["anp"] / med_cpu["bp"]}
+              "wp_over_bp": med["wp"] / med["bp"], "anp_over_bp_cpu": med_cpu["anp"] / med_cpu["bp"],
+              "anp_plain_over_bp_plain": med["anp_plain"] / med["bp_plain"]}
     write_json(RESULTS / "bench_step_time.json", {"ms_per_step": med, "cpu_ms_per_step": med_cpu, "batch": args.batch, "steps": steps,
          "threads": args.threads, **result})
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4, 3))
-    ax.bar(rules, [med[n] for n in rules], color=["grey", "C0", "C1", "C2"])
+    ax.bar(names, [med[n] for n in names], color=["grey", "C0", "C1", "C2", "silver", "C9"])
+    ax.tick_params(axis="x", labelrotation=30)
     ax.set_ylabel("ms per training step")
     ax.set_title(f"mlp-mnist, batch {args.batch}")
     save_figure(fig, RESULTS / "bench_step_time.png", dpi=120)
