@@ -4,7 +4,7 @@ the surrogate gradient, layer by layer, as the number of noise draws grows (issu
 For one fixed batch of MNIST images (one Bernoulli spike sample ``x``) the script computes
 
 - the surrogate-gradient BP direction of ``snn-mnist`` (784-500 LIF, LI readout, T = 25);
-- NP and ANP estimates (``sigma`` from the model file, ``draws`` = 16, 128, 1024) and, per
+- NP and ANP estimates (variants below, ``draws`` = 16, 128, 1024) and, per
   layer, their cosine with BP (``cos_bp``) and with a second, independent estimate of the
   same rule and draws (``cos_self``: close to 1 when the estimate has converged; a converged
   estimate that does not align with BP is biased with respect to it, not noisy);
@@ -12,6 +12,13 @@ For one fixed batch of MNIST images (one Bernoulli spike sample ``x``) the scrip
   one layer's weights by 1 % of their norm along the direction (BP's for comparison);
 - the same for the rate MLP ``mlp-mnist`` (first hidden layer), the control where ANP reaches
   0.97 on MNIST.
+
+The SNN variants: white noise (a fresh draw every step, σ = 0.3 in both layers: ``N·T`` =
+12 500 perturbed entries per sample in the hidden layer), the membrane as activity, noise
+frozen over the trial (``noise_tau = inf``: 500 directions), no noise in the readout
+(``sigma = [σ, 0]``: the readout's noise no longer drowns the hidden layer's share of the
+loss difference; ANP still learns the readout from the activity difference propagated into
+it), and both (the model file's ANP setting).
 
     python experiments/snn_anp_alignment.py            # batch 16, draws 16/128/1024 (~minutes)
     python experiments/snn_anp_alignment.py --quick    # batch 8, draws 16/128
@@ -40,7 +47,17 @@ from neurolearn.rules import make_rule  # noqa: E402
 from neurolearn.runs import build_run  # noqa: E402
 
 RESULTS = HERE / "results"
-VARIANTS = {"np": ("np", {}), "anp": ("anp", {}), "anp-mem": ("anp", {"activity": "mem"})}
+INF = float("inf")
+# (rule, parameters): sigma explicit in each, so that the rows do not depend on the model file
+SNN_VARIANTS = {
+    "np": ("np", {"sigma": 0.3}),
+    "anp": ("anp", {"sigma": 0.3}),                                           # white noise in both layers
+    "anp-mem": ("anp", {"sigma": 0.3, "activity": "mem"}),
+    "anp-frozen": ("anp", {"sigma": 0.3, "noise_tau": INF}),                 # one draw per neuron and trial
+    "anp-quiet": ("anp", {"sigma": [0.3, 0.0]}),                              # no noise in the readout
+    "anp-frozen-quiet": ("anp", {"sigma": [0.1, 0.0], "noise_tau": INF}),    # the model file's anp setting
+}
+MLP_VARIANTS = {"np": ("np", {"sigma": 1e-3}), "anp": ("anp", {"sigma": 1e-3})}
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -72,12 +89,11 @@ def descent(model, objective, x_eval, y, k: int, direction: torch.Tensor, step: 
             w.add_(move)
 
 
-def study(model_name: str, rule_overrides: dict, batch: int, draws_list: list[int], layers: list[int],
+def study(model_name: str, variants: dict, batch: int, draws_list: list[int], layers: list[int],
           seed: int) -> list[dict]:
     cfg = resolve_config(model=model_name, rule="anp", overrides=["data.options.train_limit=1000"], seed=seed)
     run = build_run(cfg)
     model, objective = run.model, run.objective
-    sigma = cfg["rule"]["params"].get("sigma", 1e-3)
     torch.manual_seed(seed)
     images, y = run.dataset.x_train[:batch], run.dataset.y_train[:batch]
     x, x_eval = model.encode(images), model.encode(images)  # two spike samples of the same images
@@ -86,11 +102,11 @@ def study(model_name: str, rule_overrides: dict, batch: int, draws_list: list[in
     g_bp = weight_grads(model, bp, x, y, objective)
     rows = [dict(model=model_name, rule="bp", draws=0, layer=k, cos_bp=1.0, cos_self=1.0,
                  descent=descent(model, objective, x_eval, y, k, g_bp[k])) for k in layers]
-    for variant, (name, extra) in VARIANTS.items():
+    for variant, (name, params) in variants.items():
         for draws in draws_list:
             est = []
             for s in (1, 2):
-                rule = make_rule(name, sigma=sigma, draws=draws, **{**extra, **rule_overrides})
+                rule = make_rule(name, draws=draws, **params)
                 rule.setup(model, objective, torch.Generator().manual_seed(seed + 100 * s))
                 est.append(weight_grads(model, rule, x, y, objective))
             for k in layers:
@@ -114,8 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.batch, args.draws = 8, [16, 128]
     torch.set_num_threads(args.threads)
     print(f"{'model':10s} {'rule':8s} {'draws':>6s} {'layer':>5s} {'cos_bp':>8s} {'cos_self':>9s} {'Δloss@1%':>9s}")
-    rows = study("snn-mnist", {}, args.batch, args.draws, [0, 1], args.seed)
-    rows += study("mlp-mnist", {}, args.batch, args.draws, [0], args.seed)
+    rows = study("snn-mnist", SNN_VARIANTS, args.batch, args.draws, [0, 1], args.seed)
+    rows += study("mlp-mnist", MLP_VARIANTS, args.batch, args.draws, [0], args.seed)
     for r in rows:
         if r["rule"] == "bp":
             print(f"{r['model']:10s} {'bp':8s} {'-':>6s} {r['layer']:5d} {1.0:8.3f} {1.0:9.3f} {r['descent']:+9.4f}")
@@ -128,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"snn_hidden_cos_bp": pick("snn-mnist", "anp", 0, "cos_bp"),
                "snn_hidden_cos_self": pick("snn-mnist", "anp", 0, "cos_self"),
                "snn_readout_cos_bp": pick("snn-mnist", "anp", 1, "cos_bp"),
+               "snn_frozen_quiet_hidden_cos_bp": pick("snn-mnist", "anp-frozen-quiet", 0, "cos_bp"),
+               "snn_frozen_quiet_readout_cos_bp": pick("snn-mnist", "anp-frozen-quiet", 1, "cos_bp"),
                "mlp_hidden_cos_bp": pick("mlp-mnist", "anp", 0, "cos_bp")}
     write_json(RESULTS / "snn_anp_alignment.json", {"rows": rows, "args": vars(args), **summary})
     plt = pyplot()
@@ -135,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     panels = [("snn-mnist", 0, "spiking hidden layer"), ("snn-mnist", 1, "spiking readout"),
               ("mlp-mnist", 0, "rate MLP, first hidden layer")]
     for ax, (model, layer, title) in zip(axes, panels):
-        for i, variant in enumerate(VARIANTS):
+        for i, variant in enumerate(SNN_VARIANTS if model == "snn-mnist" else MLP_VARIANTS):
             sel = [r for r in rows if r["model"] == model and r["rule"] == variant and r["layer"] == layer]
             ax.plot([r["draws"] for r in sel], [r["cos_bp"] for r in sel], "o-", color=f"C{i}", label=f"{variant} vs bp")
             ax.plot([r["draws"] for r in sel], [r["cos_self"] for r in sel], "s--", color=f"C{i}", alpha=0.5,

@@ -232,12 +232,17 @@ def test_learns_a_small_task(name, params, epochs, lr, threshold):
     assert acc > threshold > start + 0.2
 
 
-def test_spiking_anp_learns_without_derivatives():
+@pytest.mark.parametrize("params", [
+    {"sigma": 0.1},
+    # snn-mnist's setting: noise frozen over the trial, none in the readout, whose membrane is its activity
+    {"sigma": [0.1, 0.0], "noise_tau": float("inf"), "activity": ["pre", "mem"]},
+])
+def test_spiking_anp_learns_without_derivatives(params):
     """LIF hidden layer + leaky readout, rate-coded blobs, sequence-level ANP."""
     torch.manual_seed(4)
     model = Network([Dense(6, 32, LIFParams(tau_mem=10e-3), init="kaiming_uniform"),
                      Dense(32, 3, LIParams(tau=10e-3), init="kaiming_uniform")], decode="mean")
-    rule = make_rule("anp", sigma=0.1)
+    rule = make_rule("anp", **params)
     x, y = blobs()
     x = (x - x.min()) / (x.max() - x.min())
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
@@ -416,3 +421,103 @@ def test_time_domain_rules_update_decorrelation_online(passes):
     assert dec.updates == x.shape[0]
     assert not torch.equal(dec.R, torch.eye(dec.features))
     assert "decor_loss_1" in decorrelation_metrics(model)
+
+
+# ----------------------------------------------------------------------------- noise in time, noise per layer
+def test_noise_tau_sets_the_correlation_time_and_keeps_the_variance():
+    """OU (Gaussian) and telegraph (Bernoulli) noise: variance σ², lag-1 correlation exp(-dt/τ);
+    noise_tau = inf: one draw held over the sequence; the clean copy stays noiseless."""
+    model = rnn(hidden=200)
+    sigma, tau = 0.5, 5 * model.dt
+    a = torch.exp(torch.tensor(-model.dt / tau)).item()
+    for kind in ("gaussian", "bernoulli"):
+        rule = make_rule("np", sigma=sigma, noise=kind, noise_tau=tau)
+        rule.setup(model, SEQ, torch.Generator().manual_seed(0))
+        noise, seq = None, []
+        for _ in range(300):
+            noise = rule.step_noise(model, 16, torch.zeros(1), noise)
+            seq.append(noise[0])
+        z = torch.stack(seq)  # [T, 2B, H]: rows [clean; noisy]
+        assert torch.all(z[:, :16] == 0)
+        noisy = z[:, 16:]
+        assert abs(float(noisy.std()) - sigma) < 0.03 * sigma
+        lag1 = float((noisy[1:] * noisy[:-1]).mean() / noisy.square().mean())
+        assert abs(lag1 - a) < 0.03, (kind, lag1, a)
+        if kind == "bernoulli":
+            assert torch.all(noisy.abs() == sigma)
+    frozen = make_rule("anp", sigma=sigma, noise_tau=float("inf"))
+    frozen.setup(model, SEQ, torch.Generator().manual_seed(0))
+    first = frozen.step_noise(model, 4, torch.zeros(1), None)
+    assert all(n is f for n, f in zip(frozen.step_noise(model, 4, torch.zeros(1), first), first))
+    white = make_rule("anp", sigma=sigma)
+    white.setup(model, SEQ, torch.Generator().manual_seed(0))
+    w1 = white.step_noise(model, 4, torch.zeros(1), None)
+    assert not torch.equal(white.step_noise(model, 4, torch.zeros(1), w1)[0], w1[0])
+
+
+def repeated_input_net(seed: int = 0) -> Network:
+    """A feed-forward rate net run over T steps of the same input, read out as the mean: every
+    step's drive is the same, so the rate-level gradient is the true one."""
+    torch.manual_seed(seed)
+    return Network([Dense(6, 16, RateParams("tanh"), init="xavier_normal"),
+                    Dense(16, 3, init="xavier_normal")], decode="mean")
+
+
+def test_frozen_noise_converges_to_the_gradient_of_a_stationary_sequence():
+    """With the same input at each of T = 8 steps the rate-level gradient is the true one:
+    NP and ANP with frozen (and NP with OU) noise converge to it, NP at its scale (a rule that
+    counted each held draw once per step would be T times too large)."""
+    model = repeated_input_net()
+    x1, y = static_batch()
+    x = x1.expand(8, *x1.shape[1:]).contiguous()
+    true = true_gradient(model, x, y)
+    for name, tau in (("np", float("inf")), ("anp", float("inf")), ("np", 3 * model.dt)):
+        est = mean_estimate(make_rule(name, noise_tau=tau), model, x, y, draws=400)
+        assert cos(est, true) > 0.85, name
+        if name == "np":  # unbiased: the gradient's scale too (each draw spans T, or ~2τ/dt, steps)
+            assert 0.7 < float(est.norm() / true.norm()) < 1.4, tau
+
+
+def test_per_layer_sigma_silences_a_layer_and_anp_still_learns_it():
+    model = mlp()
+    x, y = static_batch()
+    rule = make_rule("anp", sigma=[1e-3, 1e-3, 0.0])
+    rule.setup(model, CLS, torch.Generator().manual_seed(0))
+    noise = rule.step_noise(model, 8, x, None)
+    assert torch.all(noise[2] == 0) and noise[0][8:].abs().sum() > 0
+    true = true_gradient(model, x, y)
+    est = mean_estimate(rule, model, x, y, draws=400)
+    readout = model.layers[2].weight.numel() + model.layers[2].bias.numel()
+    assert est[-readout:].abs().sum() > 0  # the un-noised readout learns from the propagated difference
+    assert cos(est, true) > 0.6
+    # the per-layer σ reaches the NP estimate: σ_l scales layer l's noise and divides it back out
+    np_est = mean_estimate(make_rule("np", sigma=[1e-3, 3e-3, 1e-3]), model, x, y, draws=400)
+    assert cos(np_est, true) > 0.8
+
+
+def test_per_layer_sigma_errors():
+    model = mlp()
+    x, y = static_batch()
+    for bad in ([1e-3, -1.0, 0.0], [0.0, 0.0, 0.0], [], ["a"]):
+        with pytest.raises(ConfigError, match="sigma"):
+            make_rule("anp", sigma=bad)
+    with pytest.raises(ConfigError, match="wp"):
+        make_rule("wp", sigma=[1e-3, 1e-3, 1e-3])
+    with pytest.raises(ConfigError, match="wp"):
+        make_rule("wp", noise_tau=1e-2)
+    with pytest.raises(ConfigError, match="noise_tau"):
+        make_rule("anp", noise_tau=-1.0)
+    rule = make_rule("anp", sigma=[1e-3, 1e-3])
+    rule.setup(model, CLS, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="2 entries but the network has 3 layers"):
+        rule.estimate_gradients(model, x, y, CLS)
+    rule = make_rule("np", sigma=[1e-3, 1e-3, 0.0])
+    rule.setup(model, CLS, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="layer 2"):
+        rule.estimate_gradients(model, x, y, CLS)
+    with pytest.raises(ConfigError, match="activity"):
+        make_rule("anp", activity=["pre", "spikes"])
+    rule = make_rule("anp", activity=["pre", "mem"])
+    rule.setup(model, CLS, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="activity has 2 entries but the network has 3 layers"):
+        rule.estimate_gradients(model, x, y, CLS)

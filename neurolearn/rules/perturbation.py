@@ -43,7 +43,8 @@ Networks with state over time (recurrent, spiking) are handled in two ways:
 - *sequence-level* (this module): one loss per sequence (e.g. a class from the mean readout
   of a spiking net); the runs' taps are kept over the ``T`` steps (activity only, no graph)
   and ``δL`` of the sequence multiplies ``Σ_t g[t] x̃[t]ᵀ``; the ANP norm runs over space
-  and time. For spiking layers ``activity="mem"`` uses the membrane difference instead of
+  and time. For spiking layers ``activity="mem"`` (or a list, one entry per layer) uses the
+  membrane difference instead of
   the current, and ``trace_tau`` (seconds) filters the pre-synaptic spikes into a trace
   ``x̄[t] = β x̄[t-1] + x̃[t]``, ``β = 1 - dt/τ``.
 - *time-domain* (:mod:`neurolearn.rules.perturbation_time`): with a target at every step,
@@ -51,6 +52,26 @@ Networks with state over time (recurrent, spiking) are handled in two ways:
   applied online (memory independent of ``T``) or accumulated over the sequence.
   ``time_domain=None`` picks it when the network is temporal and the task has per-step
   targets.
+
+``sigma`` may be a list, one ``σ_l`` per layer (NP and ANP): the noise of one layer adds
+to the loss difference that every other layer's estimate reads, so a layer whose noise moves
+the loss most (typically the readout) can drown the others; a smaller ``σ`` there (for ANP
+even ``0``: the layer still learns from the activity difference propagated into it) lets
+the hidden layers' estimates through.
+
+Node noise is white in time by default (a fresh draw at every step). ``noise_tau = τ``
+(seconds; NP and ANP) gives it a correlation time instead: Gaussian noise follows the
+Ornstein-Uhlenbeck recursion ``ε[t] = a ε[t-1] + √(1-a²) η[t]``, Bernoulli noise is redrawn
+with probability ``1-a`` at each step (a telegraph process), ``a = exp(-dt/τ)``; both keep
+the variance ``σ²`` and have autocorrelation ``exp(-|Δt|/τ)``. ``noise_tau = inf`` freezes
+the noise over the sequence (one draw per neuron and trial). In a spiking or leaky layer the
+membrane low-pass filters its input current: white noise of standard deviation ``σ`` moves the
+membrane by only about ``σ √(dt/2τ_mem)``, noise slower than ``τ_mem`` by about ``σ``, so slow
+noise perturbs the neuron's rate (what a rate-decoded loss reads) rather than single spike
+times. With slow noise the estimate points along ``(Σ_t ∂L/∂z[t]) x̄ᵀ`` (frozen; ``x̄`` the mean
+input over the sequence) rather than ``Σ_t ∂L/∂z[t] x̃[t]ᵀ``: the rate-level gradient, the true one when the drive is stationary
+over the sequence. Each draw spans ``m`` steps (:meth:`PerturbationRule.noise_span`), which NP's
+``1/σ²`` and ANP's ``c`` account for. (In the time domain the per-step pairing is left as it is.)
 
 ``draws = K`` (NP and ANP, feed-forward and in time) runs ``K`` independent noisy copies of
 each sample beside one clean copy (the stacked batch ``[clean; noisy_1 .. noisy_K]``) and
@@ -198,12 +219,26 @@ class PerturbationRule(GradientRule):
 
     def __init__(self, sigma: float = 1e-3, noise: str = "gaussian", passes: str = "clean",
                  baseline_decay: float = 0.99, time_domain: bool | None = None, apply: str = "sequence",
-                 trace_tau: float | None = None, draws: int = 1) -> None:
+                 trace_tau: float | None = None, draws: int = 1, noise_tau: float | None = None) -> None:
         super().__init__()
+        if noise_tau is not None:
+            if not (isinstance(noise_tau, (int, float)) and not isinstance(noise_tau, bool) and noise_tau > 0):
+                raise ConfigError(f"noise_tau must be a positive time in seconds (inf: frozen noise) or unset "
+                                  f"(white noise), got {noise_tau!r}")
+            if self.kind == "wp":
+                raise ConfigError("noise_tau sets the correlation time of node noise (np, anp); wp perturbs "
+                                  "weights, once per sequence: leave noise_tau unset")
         if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
             raise ConfigError(f"draws must be a positive integer, got {draws!r}")
-        if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
-            raise ConfigError(f"sigma must be a positive number, got {sigma!r}")
+        if isinstance(sigma, (list, tuple)):
+            if self.kind == "wp" or not sigma or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v)
+                    for v in sigma) or not any(v > 0 for v in sigma):
+                raise ConfigError(f"sigma per layer (np, anp) must be a list of numbers >= 0, one per layer, at least "
+                                  f"one positive; got {sigma!r} for rule {self.name!r} (wp takes one number)")
+        elif not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0
+                  and math.isfinite(sigma)):
+            raise ConfigError(f"sigma must be a positive number (np, anp: or a list, one per layer), got {sigma!r}")
         if noise not in NOISES:
             raise unknown_name("noise", noise, NOISES)
         if passes not in PASSES:
@@ -212,7 +247,8 @@ class PerturbationRule(GradientRule):
             raise unknown_name("apply", apply, APPLY)
         if not 0.0 <= baseline_decay < 1.0:
             raise ConfigError(f"baseline_decay must be in [0, 1), got {baseline_decay!r}")
-        self.sigma = float(sigma)
+        self.sigma: float | tuple[float, ...] = (tuple(float(v) for v in sigma) if isinstance(sigma, (list, tuple))
+                                                 else float(sigma))
         self.noise = noise
         self.passes = passes
         self.baseline_decay = float(baseline_decay)
@@ -220,31 +256,47 @@ class PerturbationRule(GradientRule):
         self.apply = apply
         self.trace_tau = trace_tau
         self.draws = draws
+        self.noise_tau = None if noise_tau is None else float(noise_tau)
         self.baseline: float | None = None
         self.step_baselines: dict[int, float] = {}  # time domain: one running baseline per step
 
     # ---------------------------------------------------------------- noise
-    def draw(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        return draw_noise(shape, self.sigma, self.noise, self.generator, like)
+    def layer_sigmas(self, layers: int) -> list[float]:
+        """``σ_l`` of every layer (one number for all, or the per-layer list checked against the
+        network's depth)."""
+        if isinstance(self.sigma, float):
+            return [self.sigma] * layers
+        if len(self.sigma) != layers:
+            raise ConfigError(f"rule {self.name!r}: sigma has {len(self.sigma)} entries but the network has "
+                              f"{layers} layers: give one noise level per layer (or one number for all)")
+        return list(self.sigma)
 
-    def pair_noise(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    def draw(self, shape: tuple[int, ...], like: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+        """Noise of standard deviation ``sigma`` (default: the rule's single ``σ``)."""
+        sigma = self.sigma if sigma is None else sigma
+        if sigma == 0.0:
+            return torch.zeros(shape, device=like.device, dtype=like.dtype)
+        return draw_noise(shape, sigma, self.noise, self.generator, like)
+
+    def pair_noise(self, shape: tuple[int, ...], like: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
         """Node noise for a stacked batch ``[clean; noisy_1 .. noisy_K]`` (``shape`` = one
         copy, ``K = draws``).
 
         Gaussian noise is drawn in place into one ``[(K+1)B, ...]`` tensor (no
         concatenation); the noisy copies are drawn first, as :meth:`draw` would.
         """
+        sigma = self.sigma if sigma is None else sigma
         half = shape[0]
         noisy_shape = (self.draws * half, *shape[1:])
-        if self.noise != "gaussian":
-            second = self.draw(noisy_shape, like)
-            first = self.draw(shape, like) if self.passes == "noisy-noisy" else torch.zeros(
+        if self.noise != "gaussian" or sigma == 0.0:
+            second = self.draw(noisy_shape, like, sigma)
+            first = self.draw(shape, like, sigma) if self.passes == "noisy-noisy" else torch.zeros(
                 shape, device=like.device, dtype=like.dtype)
             return torch.cat([first, second])
         out = torch.empty(((1 + self.draws) * half, *shape[1:]), device=like.device, dtype=like.dtype)
-        out[half:].normal_(0.0, self.sigma, generator=self.generator)
+        out[half:].normal_(0.0, sigma, generator=self.generator)
         if self.passes == "noisy-noisy":
-            out[:half].normal_(0.0, self.sigma, generator=self.generator)
+            out[:half].normal_(0.0, sigma, generator=self.generator)
         else:
             out[:half].zero_()
         return out
@@ -253,10 +305,33 @@ class PerturbationRule(GradientRule):
         """Noisy copies minus the clean copy's noise, ``[K·B, ...]`` (a view when the clean copy is 0)."""
         return noisy_minus_clean(noise, batch) if self.passes == "noisy-noisy" else noise[batch:]
 
-    @property
-    def noise_diff_var(self) -> float:
-        """Variance of the noise difference between the two runs (``σ²`` or ``2σ²``)."""
-        return (2.0 if self.passes == "noisy-noisy" else 1.0) * self.sigma**2
+    def noise_diff_var(self, sigma: float) -> float:
+        """Variance of the noise difference between the two runs (``σ²`` or ``2σ²``; a single
+        noisy run against a baseline: ``σ²``)."""
+        return (2.0 if self.passes == "noisy-noisy" else 1.0) * sigma**2
+
+    def step_noise(self, model: Network, batch: int, like: torch.Tensor, prev: list[torch.Tensor] | None,
+                   paired: bool = True) -> list[torch.Tensor]:
+        """Every layer's node noise for one time step: for the stacked batch ``[clean; noisy_1 ..
+        noisy_K]`` (``paired``, see :meth:`pair_noise`) or one noisy copy. ``prev`` is the previous
+        step's noise (``None`` at the first step); with ``noise_tau`` set the new noise is
+        correlated with it (module docstring), else it is a fresh draw."""
+        if prev is not None and self.noise_tau is not None:
+            keep = math.exp(-model.dt / self.noise_tau)
+            if keep == 1.0:  # frozen over the sequence
+                return prev
+        sigmas = self.layer_sigmas(len(model.layers))
+        fresh = [self.pair_noise(layer.pre_shape(batch), like, sigma) if paired
+                 else self.draw(layer.pre_shape(batch), like, sigma) for layer, sigma in zip(model.layers, sigmas)]
+        if prev is None or self.noise_tau is None:
+            return fresh
+        if self.noise == "gaussian":  # Ornstein-Uhlenbeck: a ε[t-1] + √(1-a²) η[t]
+            return [p.mul(keep).add_(f, alpha=math.sqrt(1.0 - keep * keep)) for p, f in zip(prev, fresh)]
+        out = []  # telegraph: redraw each entry with probability 1 - a
+        for p, f in zip(prev, fresh):
+            redraw = torch.rand(p.shape, generator=self.generator, device=p.device) >= keep
+            out.append(torch.where(redraw, f, p))
+        return out
 
     def reward_signal(self, noisy_loss: torch.Tensor, step: int | None = None) -> torch.Tensor:
         """``L - b`` against the running-average baseline ``b`` (one per time step ``step`` in
@@ -310,9 +385,25 @@ class PerturbationRule(GradientRule):
 
     # ---------------------------------------------------------------- node perturbation
     def node_signal(self, dloss: torch.Tensor, diffs: list[torch.Tensor], noises: list[torch.Tensor],
-                    steps: int) -> list[torch.Tensor]:
-        """Per-layer post-synaptic factors ``g_l`` (``[S, B, ...]`` each), ``dloss`` ``[B]``."""
+                    steps: int, span: float = 1.0) -> list[torch.Tensor]:
+        """Per-layer post-synaptic factors ``g_l`` (``[S, B, ...]`` each), ``dloss`` ``[B]``;
+        ``span``: the steps one noise draw spans (:meth:`noise_span`)."""
         raise NotImplementedError
+
+    def noise_span(self, steps: int, dt: float) -> float:
+        """How many of ``steps`` steps one noise draw spans, ``m = (1/T) Σ_{t,t'} a^{|t-t'|}``
+        (``a = exp(-dt/τ)``): 1 for white noise, ``T`` for frozen noise.
+
+        A sequence-level estimate sums ``g[t] x̃[t]ᵀ`` over the steps; with noise correlated over
+        ``m`` steps each draw is counted ``m`` times, so NP divides by ``m`` and ANP's ``c``
+        counts ``N·T/m`` independent directions: unbiased again for a stationary drive."""
+        if self.noise_tau is None or steps == 1:
+            return 1.0
+        a = math.exp(-dt / self.noise_tau)
+        if a == 1.0:
+            return float(steps)
+        k = torch.arange(1, steps, dtype=torch.float64)
+        return 1.0 + 2.0 * float(((steps - k) * a**k).sum()) / steps
 
     def _node_perturbation(self, model: Network, x: torch.Tensor, y: torch.Tensor,
                            objective: Objective) -> StepOutput:
@@ -324,11 +415,9 @@ class PerturbationRule(GradientRule):
         state = model.init_state(rows, x.device, x.dtype)
         outs: list[torch.Tensor] = []
         taps_t, noise_t = [], []
+        noise = None
         for t in range(steps):
-            if single:
-                noise = [self.draw(layer.pre_shape(batch), x) for layer in model.layers]
-            else:
-                noise = [self.pair_noise(layer.pre_shape(batch), x) for layer in model.layers]
+            noise = self.step_noise(model, batch, x, noise, paired=not single)
             out, state, taps = pair_step(model, x[t], state, noise, batch, paired=not single, copies=copies)
             outs.append(out)
             taps_t.append(taps)
@@ -347,10 +436,11 @@ class PerturbationRule(GradientRule):
             dloss = noisy_minus_clean(loss, batch)
             clean = slice(0, batch)
             eps = [[self.noise_diff(noise_t[t][k], batch) for t in range(steps)] for k in range(nl)]
-            diffs = ([[self._activity_diff(taps_t[t][k], batch) for t in range(steps)] for k in range(nl)]
+            diffs = ([[self._activity_diff(taps_t[t][k], batch, k, nl) for t in range(steps)] for k in range(nl)]
                      if self.kind == "anp" else eps)
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
-        g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps], steps)
+        g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps], steps,
+                             self.noise_span(steps, model.dt))
         beta = trace_beta(model, self.trace_tau)
         record = Record(output=output[:, clean])  # the clean run's inputs: what decorrelation learns from
         for k, layer in enumerate(model.layers):
@@ -367,7 +457,7 @@ class PerturbationRule(GradientRule):
                 add_grad(layer.recurrent_weight, gk.t() @ rec)
         return StepOutput(loss[clean].detach(), pred[clean].detach(), record)
 
-    def _activity_diff(self, taps, batch: int) -> torch.Tensor:
+    def _activity_diff(self, taps, batch: int, layer: int, layers: int) -> torch.Tensor:
         return noisy_minus_clean(taps.pre, batch)
 
     # ---------------------------------------------------------------- weight perturbation
@@ -405,7 +495,7 @@ class PerturbationRule(GradientRule):
             dl = float((objective.loss(model.decode_output(noisy.output), y) - loss).mean())
             diff = xi2 if xi1 is None else [b - a for a, b in zip(xi1, xi2)]
         for (_, _, p), d in zip(params, diff):
-            add_grad(p, d * (dl / self.noise_diff_var))
+            add_grad(p, d * (dl / self.noise_diff_var(self.sigma)))
         return StepOutput(loss.detach(), pred.detach(), rec)
 
 
@@ -426,12 +516,14 @@ class NodePerturbation(PerturbationRule):
     summary = "node perturbation: loss difference x injected node noise / sigma^2 x pre activity"
     requires = Requirements(pre=True, post=True, broadcast_scalar=True)
 
-    def node_signal(self, dloss, diffs, noises, steps):
-        if self.passes == "baseline":
-            var = self.sigma**2
-        else:
-            var = self.noise_diff_var
-        return [e * (dloss.view(1, -1, *([1] * (e.dim() - 2))) / var) for e in noises]
+    def node_signal(self, dloss, diffs, noises, steps, span=1.0):
+        sigmas = self.layer_sigmas(len(noises))
+        if 0.0 in sigmas:
+            raise ConfigError(f"np learns a layer from its own noise only; sigma = 0 for layer "
+                              f"{sigmas.index(0.0)} would leave it untrained: give every layer a positive sigma "
+                              "(anp learns un-noised layers from their measured activity difference)")
+        return [e * (dloss.view(1, -1, *([1] * (e.dim() - 2))) / (self.noise_diff_var(sigma) * span))
+                for e, sigma in zip(noises, sigmas)]
 
 
 class ActivityNodePerturbation(PerturbationRule):
@@ -445,22 +537,25 @@ class ActivityNodePerturbation(PerturbationRule):
     requires = Requirements(pre=True, post=True, broadcast_scalar=True)
 
     def __init__(self, sigma: float = 1e-3, noise: str = "gaussian", passes: str = "clean",
-                 norm: str = "network", scale: str | float = "n", activity: str = "pre",
+                 norm: str = "network", scale: str | float = "n", activity: str | list[str] = "pre",
                  time_domain: bool | None = None, apply: str = "sequence", trace_tau: float | None = None,
-                 baseline_decay: float = 0.99, draws: int = 1) -> None:
-        super().__init__(sigma, noise, passes, baseline_decay, time_domain, apply, trace_tau, draws)
+                 baseline_decay: float = 0.99, draws: int = 1, noise_tau: float | None = None) -> None:
+        super().__init__(sigma, noise, passes, baseline_decay, time_domain, apply, trace_tau, draws, noise_tau)
         if passes == "baseline":
             raise ConfigError("anp needs the clean activity to measure δz: use passes='clean' or 'noisy-noisy' "
                               "(the running-baseline variant exists for np and wp)")
         if norm not in NORMS:
             raise unknown_name("norm", norm, NORMS)
-        if activity not in ACTIVITIES:
-            raise unknown_name("activity", activity, ACTIVITIES)
+        for a in (activity if isinstance(activity, (list, tuple)) else [activity]):
+            if a not in ACTIVITIES:
+                raise unknown_name("activity", a, ACTIVITIES)
+        if isinstance(activity, (list, tuple)) and not activity:
+            raise ConfigError("activity per layer must list one of 'pre'/'mem' for every layer")
         if not (scale in ("n", "sqrt") or (isinstance(scale, (int, float)) and scale > 0)):
             raise ConfigError(f"scale must be 'n', 'sqrt' or a positive number, got {scale!r}")
         self.norm = norm
         self.scale = scale
-        self.activity = activity
+        self.activity: str | tuple[str, ...] = tuple(activity) if isinstance(activity, (list, tuple)) else activity
 
     def scale_for(self, dims: int) -> float:
         """``c`` for a norm over ``dims`` perturbed entries."""
@@ -470,14 +565,24 @@ class ActivityNodePerturbation(PerturbationRule):
             return math.sqrt(dims)
         return float(self.scale)
 
-    def _activity_diff(self, taps, batch: int) -> torch.Tensor:
-        src = taps.mem if (self.activity == "mem" and taps.mem is not None) else taps.pre
+    def layer_activity(self, layer: int, layers: int) -> str:
+        """What layer ``layer`` measures: ``"pre"`` (its input current) or ``"mem"`` (its membrane)."""
+        if isinstance(self.activity, str):
+            return self.activity
+        if len(self.activity) != layers:
+            raise ConfigError(f"rule {self.name!r}: activity has {len(self.activity)} entries but the network has "
+                              f"{layers} layers: give one per layer (or one for all)")
+        return self.activity[layer]
+
+    def _activity_diff(self, taps, batch: int, layer: int, layers: int) -> torch.Tensor:
+        mem = self.layer_activity(layer, layers) == "mem"
+        src = taps.mem if (mem and taps.mem is not None) else taps.pre
         return noisy_minus_clean(src, batch)
 
-    def node_signal(self, dloss, diffs, noises, steps):
+    def node_signal(self, dloss, diffs, noises, steps, span=1.0):
         sq = [torch.linalg.vector_norm(d.reshape(d.shape[0], d.shape[1], -1), dim=(0, 2)).square()
               for d in diffs]  # [B] per layer
-        dims = [d[0, 0].numel() * steps for d in diffs]
+        dims = [d[0, 0].numel() * steps / span for d in diffs]  # independent perturbed directions
         out = []
         if self.norm == "network":
             total = torch.stack(sq).sum(0).clamp_min(1e-30)

@@ -5,7 +5,8 @@ A clean and a noisy copy of the dynamics run side by side (one stacked batch for
 two states for WP, whose noisy copy runs with perturbed weights), or, with
 ``passes="baseline"`` (NP, WP), the noisy copy alone against a running average ``b[t]`` of each
 step's loss (``δL_t = L_t - b[t]``); fresh noise is drawn at
-every step, so noise injected at ``t`` also shapes the noisy trajectory later on. At every
+every step (or noise correlated over ``noise_tau``, see :mod:`neurolearn.rules.perturbation`),
+so noise injected at ``t`` also shapes the noisy trajectory later on. At every
 step ``t`` the per-sample loss difference ``δL_t = L_t(noisy) - L_t(clean)`` is paired with
 that step's post-synaptic term of layer ``l``:
 
@@ -62,13 +63,14 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
     if rule.passes == "baseline":  # one noisy run; δL_t = L_t - b[t], b[t] a running average per step
         params = layer_params(model)
         state = model.init_state(batch, x.device, x.dtype)
+        noise = None
         for t in range(steps):
             if rule.kind == "wp":
                 xi = rule.weight_noise(params)
                 out, state = _perturbed_step(model, params, xi, x[t], state)
                 taps = None
             else:
-                noise = [rule.draw(layer.pre_shape(batch), x) for layer in model.layers]
+                noise = rule.step_noise(model, batch, x, noise, paired=False)
                 out, state, taps = model.step(x[t], state, noise)
             lt = objective.step_loss(out, y[t], t)
             dl = rule.reward_signal(lt, t)
@@ -112,22 +114,24 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
             diff = xi2 if xi1 is None else [b - a for a, b in zip(xi1, xi2)]
             if dl != 0.0:
                 for (_, _, p), d in zip(params, diff):
-                    add_grad(p, d * (dl / rule.noise_diff_var))
+                    add_grad(p, d * (dl / rule.noise_diff_var(rule.sigma)))
             if online:
                 _step(optimizer, model)
     else:
         copies = 1 + rule.draws  # [clean; noisy_1 .. noisy_K], K = draws
         yy = torch.cat([y] * copies, dim=1)
         state = model.init_state(copies * batch, x.device, x.dtype)
+        noise = None
         for t in range(steps):
-            noise = [rule.pair_noise(layer.pre_shape(batch), x) for layer in model.layers]
+            noise = rule.step_noise(model, batch, x, noise)
             out, state, taps = pair_step(model, x[t], state, noise, batch, copies=copies)
             lt = objective.step_loss(out, yy[t], t)
             dl = noisy_minus_clean(lt, batch)
             loss += lt[:batch]
             output = _keep(output, out[:batch], t, steps)
             eps = [rule.noise_diff(n, batch) for n in noise]
-            diffs = [rule._activity_diff(tp, batch) for tp in taps] if rule.kind == "anp" else eps
+            diffs = ([rule._activity_diff(tp, batch, k, len(taps)) for k, tp in enumerate(taps)]
+                     if rule.kind == "anp" else eps)
             # the mean over batch and draws is folded into the per-sample scalar (g is linear in δL)
             g = rule.node_signal(dl / dl.shape[0], [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
             for k, layer in enumerate(model.layers):
