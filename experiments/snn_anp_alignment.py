@@ -18,7 +18,8 @@ The SNN variants: white noise (a fresh draw every step, σ = 0.3 in both layers:
 frozen over the trial (``noise_tau = inf``: 500 directions), no noise in the readout
 (``sigma = [σ, 0]``: the readout's noise no longer drowns the hidden layer's share of the
 loss difference; ANP still learns the readout from the activity difference propagated into
-it), and both (the model file's ANP setting).
+it), both, and both with the readout's membrane as its activity (``activity = ["pre",
+"mem"]``: the model file's ANP setting).
 
     python experiments/snn_anp_alignment.py            # batch 16, draws 16/128/1024 (~minutes)
     python experiments/snn_anp_alignment.py --quick    # batch 8, draws 16/128
@@ -55,7 +56,9 @@ SNN_VARIANTS = {
     "anp-mem": ("anp", {"sigma": 0.3, "activity": "mem"}),
     "anp-frozen": ("anp", {"sigma": 0.3, "noise_tau": INF}),                 # one draw per neuron and trial
     "anp-quiet": ("anp", {"sigma": [0.3, 0.0]}),                              # no noise in the readout
-    "anp-frozen-quiet": ("anp", {"sigma": [0.1, 0.0], "noise_tau": INF}),    # the model file's anp setting
+    "anp-frozen-quiet": ("anp", {"sigma": [0.1, 0.0], "noise_tau": INF}),
+    # the model file's anp setting: as above, the readout's activity is its membrane (what is decoded)
+    "anp-fq-mem": ("anp", {"sigma": [0.1, 0.0], "noise_tau": INF, "activity": ["pre", "mem"]}),
 }
 MLP_VARIANTS = {"np": ("np", {"sigma": 1e-3}), "anp": ("anp", {"sigma": 1e-3})}
 
@@ -144,15 +147,15 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"snn_hidden_cos_bp": pick("snn-mnist", "anp", 0, "cos_bp"),
                "snn_hidden_cos_self": pick("snn-mnist", "anp", 0, "cos_self"),
                "snn_readout_cos_bp": pick("snn-mnist", "anp", 1, "cos_bp"),
-               "snn_frozen_quiet_hidden_cos_bp": pick("snn-mnist", "anp-frozen-quiet", 0, "cos_bp"),
-               "snn_frozen_quiet_readout_cos_bp": pick("snn-mnist", "anp-frozen-quiet", 1, "cos_bp"),
+               "snn_default_hidden_cos_bp": pick("snn-mnist", "anp-fq-mem", 0, "cos_bp"),
+               "snn_default_readout_cos_bp": pick("snn-mnist", "anp-fq-mem", 1, "cos_bp"),
                "mlp_hidden_cos_bp": pick("mlp-mnist", "anp", 0, "cos_bp")}
     write_json(RESULTS / "snn_anp_alignment.json", {"rows": rows, "args": vars(args), **summary})
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3), sharey=True)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 0.55]})
     panels = [("snn-mnist", 0, "spiking hidden layer"), ("snn-mnist", 1, "spiking readout"),
               ("mlp-mnist", 0, "rate MLP, first hidden layer")]
-    for ax, (model, layer, title) in zip(axes, panels):
+    for ax, (model, layer, title) in zip(axes[:3], panels):
         for i, variant in enumerate(SNN_VARIANTS if model == "snn-mnist" else MLP_VARIANTS):
             sel = [r for r in rows if r["model"] == model and r["rule"] == variant and r["layer"] == layer]
             ax.plot([r["draws"] for r in sel], [r["cos_bp"] for r in sel], "o-", color=f"C{i}", label=f"{variant} vs bp")
@@ -160,7 +163,11 @@ def main(argv: list[str] | None = None) -> dict:
                     label=f"{variant} vs itself")
         ax.set(xscale="log", xlabel="noise draws per sample", title=title)
     axes[0].set_ylabel("cosine")
-    axes[0].legend(fontsize=7)
+    for ax in axes[1:3]:
+        ax.sharey(axes[0])
+    handles, labels = axes[0].get_legend_handles_labels()  # the SNN variants (the MLP's are a subset)
+    axes[3].legend(handles, labels, fontsize=7, loc="center left")
+    axes[3].axis("off")
     save_figure(fig, RESULTS / "snn_anp_alignment.png")
     print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
     return summary

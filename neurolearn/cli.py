@@ -18,6 +18,7 @@ SET_HELP = """override any config entry by its dotted path, value parsed as TOML
   train.lr=0.01  train.momentum=0.9  train.lr_decay=0.8 (lr * 0.8**(epoch-1))  train.beta1=0.9 (Adam)
   train.average=0.999 (evaluate and keep the moving average of the weights, decay per step)
   rule.params.sigma=1e-3  rule.params.draws=32 (np/anp: noisy copies per sample)
+  rule.params.sigma=[0.1,0] (np/anp: one per layer)  rule.params.noise_tau=inf (np/anp: noise held over the trial)
   rule.params.conv_target="channel" (drtp/tpsgd)  model.layers.0.size=256
   decor.enabled=true  decor.lr=1e-3  decor.kappa=0.5  (input decorrelation of every layer;
   see neurolearn.decorrelation)  data.options.train_limit=10000
