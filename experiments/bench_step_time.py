@@ -7,7 +7,10 @@ reported. ANP runs a clean and a noisy
 forward pass (one doubled batch) and one outer product per layer; BP runs one forward and a
 backward pass.
 
-    python experiments/bench_step_time.py [--quick] [--steps 300] [--threads 1]
+    python experiments/bench_step_time.py [--quick] [--steps 300] [--threads 1] [--device cuda]
+
+On CUDA every step ends with ``torch.cuda.synchronize()`` inside the timed region (kernels are
+asynchronous); results go to ``bench_step_time_cuda.json`` so the CPU record is kept.
 
 Wall-clock medians give ``anp_over_bp``; the thread CPU time of each step (``time.thread_time``,
 one thread) is reported beside it (``anp_over_bp_cpu``), as it is less disturbed by other jobs on
@@ -96,10 +99,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=300)  # 60 left run-to-run swings of 0.05 in the ratio
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible to torch here")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     steps = 15 if args.quick else args.steps
     torch.set_num_threads(args.threads)
-    cfg = resolve_config(model="mlp-mnist", rule="anp", overrides=["data.options.train_limit=2000"])
+    cfg = resolve_config(model="mlp-mnist", rule="anp", overrides=["data.options.train_limit=2000"],
+                         device=args.device)
     run = build_run(cfg)
     model, objective = run.model, run.objective
     rules = ["bp", "anp", "np", "wp"]
@@ -107,21 +116,22 @@ def main(argv: list[str] | None = None) -> dict:
     for name in rules:  # each rule trains its own copy of the same network
         net = copy.deepcopy(model)
         rule = make_rule(name)
-        rule.setup(net, objective, torch.Generator().manual_seed(0))
+        rule.setup(net, objective, torch.Generator(device=device).manual_seed(0))
         states[name] = (rule, make_optimizer(net.parameters(), {"optimizer": "adam", "lr": 1e-4}), net)
-    xs = run.dataset.x_train
-    ys = run.dataset.y_train
+    xs = run.dataset.x_train.to(device)
+    ys = run.dataset.y_train.to(device)
     gen = torch.Generator().manual_seed(0)
     plain = plain_steps([layer.weight for layer in model.layers], [layer.bias for layer in model.layers])
     names = rules + list(plain)
     times: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}  # thread CPU time: robust to other jobs
     for i in range(steps + 3):
-        idx = torch.randint(0, xs.shape[0], (args.batch,), generator=gen)
+        idx = torch.randint(0, xs.shape[0], (args.batch,), generator=gen).to(device)
         x = model.encode(xs[idx])
         y = ys[idx]
         flat = x[0].flatten(1)  # the plain steps' input [B, 784]
         for name in names:
+            sync()
             if name in plain:
                 t0, c0 = time.perf_counter(), time.thread_time()
                 plain[name](flat, y)
@@ -129,6 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
                 rule, opt, net = states[name]
                 t0, c0 = time.perf_counter(), time.thread_time()
                 rule.train_step(net, x, y, objective, opt)
+            sync()
             dt, dc = time.perf_counter() - t0, time.thread_time() - c0
             if i >= 3:  # warm-up
                 times[name].append(dt)
@@ -142,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"anp_over_bp": med["anp"] / med["bp"], "np_over_bp": med["np"] / med["bp"],
               "wp_over_bp": med["wp"] / med["bp"], "anp_over_bp_cpu": med_cpu["anp"] / med_cpu["bp"],
               "anp_plain_over_bp_plain": med["anp_plain"] / med["bp_plain"]}
-    write_json(RESULTS / "bench_step_time.json", {"ms_per_step": med, "cpu_ms_per_step": med_cpu, "batch": args.batch, "steps": steps,
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    write_json(RESULTS / f"bench_step_time{suffix}.json", {"device": str(device),"ms_per_step": med, "cpu_ms_per_step": med_cpu, "batch": args.batch, "steps": steps,
          "threads": args.threads, **result})
     plt = pyplot()
 
@@ -151,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_ylabel("ms per training step")
     ax.set_title(f"mlp-mnist, batch {args.batch}")
-    save_figure(fig, RESULTS / "bench_step_time.png", dpi=120)
+    save_figure(fig, RESULTS / f"bench_step_time{suffix}.png", dpi=120)
     print(json.dumps(result))
     return result
 

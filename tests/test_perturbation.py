@@ -142,13 +142,14 @@ def test_sign_flip_is_detected():
     assert cos(-est, true) < -0.5
 
 
-def test_time_domain_anp_aligns_with_bptt_on_an_rnn():
+@pytest.mark.parametrize("noise_tau", [None, 3e-3])  # white noise; OU noise over 3 steps of 1 ms
+def test_time_domain_anp_aligns_with_bptt_on_an_rnn(noise_tau):
     model = rnn()
     g = torch.Generator().manual_seed(3)
     x = torch.randn(6, 4, 3, generator=g)
     y = torch.randn(6, 4, 2, generator=g) * 0.5
     true = true_gradient(model, x, y, SEQ)
-    rule = make_rule("anp", apply="sequence")
+    rule = make_rule("anp", apply="sequence", noise_tau=noise_tau)
     rule.setup(model, SEQ, torch.Generator().manual_seed(0))
     opt = GradSum(model)
     with torch.no_grad():

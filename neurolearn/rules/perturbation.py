@@ -44,9 +44,8 @@ Networks with state over time (recurrent, spiking) are handled in two ways:
   of a spiking net); the runs' taps are kept over the ``T`` steps (activity only, no graph)
   and ``δL`` of the sequence multiplies ``Σ_t g[t] x̃[t]ᵀ``; the ANP norm runs over space
   and time. For spiking layers ``activity="mem"`` (or a list, one entry per layer) uses the
-  membrane difference instead of
-  the current, and ``trace_tau`` (seconds) filters the pre-synaptic spikes into a trace
-  ``x̄[t] = β x̄[t-1] + x̃[t]``, ``β = 1 - dt/τ``.
+  membrane difference instead of the current, and ``trace_tau`` (seconds) filters the
+  pre-synaptic spikes into a trace ``x̄[t] = β x̄[t-1] + x̃[t]``, ``β = 1 - dt/τ``.
 - *time-domain* (:mod:`neurolearn.rules.perturbation_time`): with a target at every step,
   per-step loss differences ``δL_t`` are paired with per-step activity differences and
   applied online (memory independent of ``T``) or accumulated over the sequence.
@@ -68,10 +67,11 @@ the noise over the sequence (one draw per neuron and trial). In a spiking or lea
 membrane low-pass filters its input current: white noise of standard deviation ``σ`` moves the
 membrane by only about ``σ √(dt/2τ_mem)``, noise slower than ``τ_mem`` by about ``σ``, so slow
 noise perturbs the neuron's rate (what a rate-decoded loss reads) rather than single spike
-times. With slow noise the estimate points along ``(Σ_t ∂L/∂z[t]) x̄ᵀ`` (frozen; ``x̄`` the mean
-input over the sequence) rather than ``Σ_t ∂L/∂z[t] x̃[t]ᵀ``: the rate-level gradient, the true one when the drive is stationary
-over the sequence. Each draw spans ``m`` steps (:meth:`PerturbationRule.noise_span`), which NP's
-``1/σ²`` and ANP's ``c`` account for. (In the time domain the per-step pairing is left as it is.)
+times. With slow noise the estimate points along ``(Σ_t ∂L/∂z[t]) x̄ᵀ`` (frozen; ``x̄`` the
+mean input over the sequence) rather than ``Σ_t ∂L/∂z[t] x̃[t]ᵀ``: the rate-level gradient,
+the true one when the drive is stationary over the sequence. Each draw spans ``m`` steps
+(:meth:`PerturbationRule.noise_span`), which NP's ``1/σ²`` and ANP's ``c`` account for. (In
+the time domain the per-step pairing is left as it is.)
 
 ``draws = K`` (NP and ANP, feed-forward and in time) runs ``K`` independent noisy copies of
 each sample beside one clean copy (the stacked batch ``[clean; noisy_1 .. noisy_K]``) and
@@ -217,7 +217,7 @@ class PerturbationRule(GradientRule):
 
     kind: ClassVar[str] = ""
 
-    def __init__(self, sigma: float = 1e-3, noise: str = "gaussian", passes: str = "clean",
+    def __init__(self, sigma: float | list[float] = 1e-3, noise: str = "gaussian", passes: str = "clean",
                  baseline_decay: float = 0.99, time_domain: bool | None = None, apply: str = "sequence",
                  trace_tau: float | None = None, draws: int = 1, noise_tau: float | None = None) -> None:
         super().__init__()
@@ -439,8 +439,8 @@ class PerturbationRule(GradientRule):
             diffs = ([[self._activity_diff(taps_t[t][k], batch, k, nl) for t in range(steps)] for k in range(nl)]
                      if self.kind == "anp" else eps)
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
-        g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps], steps,
-                             self.noise_span(steps, model.dt))
+        g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps],
+                             steps, self.noise_span(steps, model.dt))
         beta = trace_beta(model, self.trace_tau)
         record = Record(output=output[:, clean])  # the clean run's inputs: what decorrelation learns from
         for k, layer in enumerate(model.layers):
@@ -536,7 +536,7 @@ class ActivityNodePerturbation(PerturbationRule):
     summary = "activity-based node perturbation: c * loss difference x activity difference / |da|^2 x pre"
     requires = Requirements(pre=True, post=True, broadcast_scalar=True)
 
-    def __init__(self, sigma: float = 1e-3, noise: str = "gaussian", passes: str = "clean",
+    def __init__(self, sigma: float | list[float] = 1e-3, noise: str = "gaussian", passes: str = "clean",
                  norm: str = "network", scale: str | float = "n", activity: str | list[str] = "pre",
                  time_domain: bool | None = None, apply: str = "sequence", trace_tau: float | None = None,
                  baseline_decay: float = 0.99, draws: int = 1, noise_tau: float | None = None) -> None:
