@@ -6,8 +6,19 @@ Each measurement runs in a fresh child process (so peaks do not mix). The child 
 input and target sequences, then reads its resident set (``VmRSS``), resets the kernel's
 peak counter (``/proc/self/clear_refs``), builds the network and the optimizer and runs one
 training step; the figure is the peak resident set during that (``VmHWM``) minus the RSS
-before it (after a warm-up step on a tiny network has loaded torch's kernels): the memory the training step needs (network, optimizer state, activations,
-autograd graph), without the interpreter and the data.
+before it (after a warm-up step on a tiny network has loaded torch's kernels): the memory the
+training step needs (network, optimizer state, activations, autograd graph), without the
+interpreter and the data.
+
+The children run with glibc's allocator made literal (``MALLOC_ARENA_MAX=1``,
+``MALLOC_MMAP_THRESHOLD_=16384``, ``MALLOC_TRIM_THRESHOLD_=0``: blocks of 16 KiB and more are
+mapped and unmapped, freed heap is returned). With the default allocator, freed blocks stay
+resident by chance and ANP's peak at T = 2000 varied from 7.2 to 14 MiB over six identical
+processes (T = 100: 6.3-8.4), so the ratio swung between 0.9 and 1.9; with these settings the
+same six processes agree to within 0.2 MiB. They showed ANP growing by 1 MiB from T = 100 to
+2000: the time-domain step concatenated the targets of all its copies, ``[T, (K+1)B, C]``, up
+front (now per step). What still grows with T is the clean output the step returns (``[T, B,
+C]``, for reporting), not learning state.
 
     python experiments/bench_memory_in_time.py [--quick] [--hidden 512]
 
@@ -18,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +37,8 @@ from neurolearn.io import write_json
 from neurolearn.plotting import pyplot, save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# glibc: return freed memory at once, so that the resident peak is the live peak (see above)
+LITERAL_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
 def _status(key: str) -> float:
@@ -84,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
             for _ in range(args.repeats):  # the smallest of a few fresh processes: allocator noise is one-sided
                 res = subprocess.run([sys.executable, __file__, "--child", rule, str(steps), "--hidden",
                                       str(args.hidden), "--batch", str(args.batch)],
-                                     capture_output=True, text=True, check=True)
+                                     capture_output=True, text=True, check=True,
+                                     env={**os.environ, **LITERAL_MALLOC})
                 runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
             rows.append(min(runs, key=lambda r: r["peak_mb"]))
     peak = {(r["rule"], r["T"]): r["peak_mb"] for r in rows}

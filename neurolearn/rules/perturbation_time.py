@@ -119,13 +119,12 @@ def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
                 _step(optimizer, model)
     else:
         copies = 1 + rule.draws  # [clean; noisy_1 .. noisy_K], K = draws
-        yy = torch.cat([y] * copies, dim=1)
         state = model.init_state(copies * batch, x.device, x.dtype)
         noise = None
         for t in range(steps):
             noise = rule.step_noise(model, batch, x, noise)
             out, state, taps = pair_step(model, x[t], state, noise, batch, copies=copies)
-            lt = objective.step_loss(out, yy[t], t)
+            lt = objective.step_loss(out, torch.cat([y[t]] * copies), t)  # per step: no [T, copies·B] copy of y
             dl = noisy_minus_clean(lt, batch)
             loss += lt[:batch]
             output = _keep(output, out[:batch], t, steps)
