@@ -64,10 +64,11 @@ Ornstein-Uhlenbeck recursion ``ε[t] = a ε[t-1] + √(1-a²) η[t]``, Bernoulli
 with probability ``1-a`` at each step (a telegraph process), ``a = exp(-dt/τ)``; both keep
 the variance ``σ²`` and have autocorrelation ``exp(-|Δt|/τ)``. ``noise_tau = inf`` freezes
 the noise over the sequence (one draw per neuron and trial). In a spiking or leaky layer the
-membrane low-pass filters its input current: white noise of standard deviation ``σ`` moves the
-membrane by only about ``σ √(dt/2τ_mem)``, noise slower than ``τ_mem`` by about ``σ``, so slow
-noise perturbs the neuron's rate (what a rate-decoded loss reads) rather than single spike
-times. With slow noise the estimate points along ``(Σ_t ∂L/∂z[t]) x̄ᵀ`` (frozen; ``x̄`` the
+membrane low-pass filters its input current (``v[t] = β v[t-1] + I[t]``, ``β = 1 - dt/τ_mem``):
+white noise of standard deviation ``σ`` gives the membrane a standard deviation of about
+``σ √(τ_mem/2dt)``, noise slower than ``τ_mem`` shifts it by up to ``σ τ_mem/dt``, ``√(2τ_mem/dt)``
+times more (6.3x at 20 ms and 1 ms). Slow noise perturbs the neuron's rate (what a
+rate-decoded loss reads) rather than single spike times. With slow noise the estimate points along ``(Σ_t ∂L/∂z[t]) x̄ᵀ`` (frozen; ``x̄`` the
 mean input over the sequence) rather than ``Σ_t ∂L/∂z[t] x̃[t]ᵀ``: the rate-level gradient,
 the true one when the drive is stationary over the sequence. Each draw spans ``m`` steps
 (:meth:`PerturbationRule.noise_span`), which NP's ``1/σ²`` and ANP's ``c`` account for. (In
