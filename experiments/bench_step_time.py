@@ -21,6 +21,10 @@ The control: ``bp_plain`` and ``anp_plain`` are the same two steps written direc
 timed in the same loop. ``anp_plain_over_bp_plain`` is the floor of the ratio on this
 machine; the framework's own overhead is the difference between the two ratios.
 
+Then the work inside the steps, each piece timed alone (``breakdown_ms``): BP's and ANP's
+matrix products (equal multiply-adds: ANP's doubled layer-2 drive replaces BP's layer-2
+forward and input gradient) and ANP's Gaussian noise draws.
+
 Last stdout line: {"anp_over_bp": ..., "np_over_bp": ..., "wp_over_bp": ..., "anp_over_bp_cpu": ...,
 "anp_plain_over_bp_plain": ...}.
 """
@@ -93,6 +97,45 @@ def plain_steps(weights: list[torch.Tensor], biases: list[torch.Tensor], sigma: 
     return {"bp_plain": bp, "anp_plain": anp}
 
 
+def op_breakdown(weights: list[torch.Tensor], batch: int, sync, repeats: int = 200) -> dict[str, float]:
+    """Median ms of each piece of work the two steps do, timed in isolation (a 784-500-500-10 MLP):
+    BP's forward, weight gradients and layer-2 input gradient against ANP's shared layer-1 drive,
+    doubled layer-2 drive and outer products, plus ANP's Gaussian noise draws."""
+    w1, w2 = weights[0], weights[1]
+    x = torch.rand(batch, w1.shape[1], device=w1.device)
+    h = torch.randn(batch, w2.shape[1], device=w1.device)
+    h2 = torch.cat([h, h])
+    g1 = torch.randn(batch, w1.shape[0], device=w1.device)
+    g2 = torch.randn(batch, w2.shape[0], device=w1.device)
+    noise = torch.empty(batch, w1.shape[0] + w2.shape[0] + weights[2].shape[0], device=w1.device)
+    ops = {
+        "layer1_drive": lambda: F.linear(x, w1),
+        "layer2_drive": lambda: F.linear(h, w2),
+        "layer2_drive_doubled": lambda: F.linear(h2, w2),
+        "layer1_weight_grad": lambda: g1.t() @ x,
+        "layer2_weight_grad": lambda: g2.t() @ h,
+        "layer2_input_grad": lambda: g2 @ w2,
+        "noise_draws": lambda: noise.normal_(),
+    }
+    out = {}
+    for name, op in ops.items():
+        for _ in range(10):
+            op()
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            op()
+            sync()
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times) * 1e3
+    out["bp_matmuls"] = (out["layer1_drive"] + out["layer2_drive"] + out["layer1_weight_grad"]
+                         + out["layer2_weight_grad"] + out["layer2_input_grad"])
+    out["anp_matmuls"] = (out["layer1_drive"] + out["layer2_drive_doubled"] + out["layer1_weight_grad"]
+                          + out["layer2_weight_grad"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps")
@@ -150,12 +193,17 @@ def main(argv: list[str] | None = None) -> dict:
     for n in names:
         ref = "bp_plain" if n in plain else "bp"
         print(f"{n:9s} {med[n]:10.2f} {med[n] / med[ref]:12.2f} {med_cpu[n]:12.2f} {med_cpu[n] / med_cpu[ref]:12.2f}")
+    parts = op_breakdown([layer.weight.detach() for layer in model.layers], args.batch, sync)
+    print("\nwork of one step, timed in isolation (median ms):")
+    for name, ms in parts.items():
+        print(f"  {name:22s} {ms:7.2f}")
     result = {"anp_over_bp": med["anp"] / med["bp"], "np_over_bp": med["np"] / med["bp"],
               "wp_over_bp": med["wp"] / med["bp"], "anp_over_bp_cpu": med_cpu["anp"] / med_cpu["bp"],
               "anp_plain_over_bp_plain": med["anp_plain"] / med["bp_plain"]}
     suffix = "" if device.type == "cpu" else f"_{device.type}"
-    write_json(RESULTS / f"bench_step_time{suffix}.json", {"device": str(device),"ms_per_step": med, "cpu_ms_per_step": med_cpu, "batch": args.batch, "steps": steps,
-         "threads": args.threads, **result})
+    write_json(RESULTS / f"bench_step_time{suffix}.json",
+               {"device": str(device), "ms_per_step": med, "cpu_ms_per_step": med_cpu, "breakdown_ms": parts,
+                "batch": args.batch, "steps": steps, "threads": args.threads, **result})
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4, 3))

@@ -68,9 +68,10 @@ membrane low-pass filters its input current (``v[t] = β v[t-1] + I[t]``, ``β =
 white noise of standard deviation ``σ`` gives the membrane a standard deviation of about
 ``σ √(τ_mem/2dt)``, noise slower than ``τ_mem`` shifts it by up to ``σ τ_mem/dt``, ``√(2τ_mem/dt)``
 times more (6.3x at 20 ms and 1 ms). Slow noise perturbs the neuron's rate (what a
-rate-decoded loss reads) rather than single spike times. With slow noise the estimate points along ``(Σ_t ∂L/∂z[t]) x̄ᵀ`` (frozen; ``x̄`` the
-mean input over the sequence) rather than ``Σ_t ∂L/∂z[t] x̃[t]ᵀ``: the rate-level gradient,
-the true one when the drive is stationary over the sequence. Each draw spans ``m`` steps
+rate-decoded loss reads) rather than single spike times. With slow noise the estimate points
+along ``(Σ_t ∂L/∂z[t]) x̄ᵀ`` (frozen; ``x̄`` the mean input over the sequence) rather than
+``Σ_t ∂L/∂z[t] x̃[t]ᵀ``: the rate-level gradient, the true one when the drive is stationary
+over the sequence. Each draw spans ``m`` steps
 (:meth:`PerturbationRule.noise_span`), which NP's ``1/σ²`` and ANP's ``c`` account for. (In
 the time domain the per-step pairing is left as it is.)
 
@@ -237,6 +238,10 @@ class PerturbationRule(GradientRule):
                     for v in sigma) or not any(v > 0 for v in sigma):
                 raise ConfigError(f"sigma per layer (np, anp) must be a list of numbers >= 0, one per layer, at least "
                                   f"one positive; got {sigma!r} for rule {self.name!r} (wp takes one number)")
+            if self.kind == "np" and 0 in sigma:
+                raise ConfigError(f"np learns a layer from its own noise only; sigma = 0 for layer "
+                                  f"{list(sigma).index(0)} would leave it untrained: give every layer a positive sigma "
+                                  "(anp learns un-noised layers from their measured activity difference)")
         elif not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0
                   and math.isfinite(sigma)):
             raise ConfigError(f"sigma must be a positive number (np, anp: or a list, one per layer), got {sigma!r}")
@@ -289,7 +294,9 @@ class PerturbationRule(GradientRule):
         sigma = self.sigma if sigma is None else sigma
         half = shape[0]
         noisy_shape = (self.draws * half, *shape[1:])
-        if self.noise != "gaussian" or sigma == 0.0:
+        if sigma == 0.0:
+            return torch.zeros(((1 + self.draws) * half, *shape[1:]), device=like.device, dtype=like.dtype)
+        if self.noise != "gaussian":
             second = self.draw(noisy_shape, like, sigma)
             first = self.draw(shape, like, sigma) if self.passes == "noisy-noisy" else torch.zeros(
                 shape, device=like.device, dtype=like.dtype)
@@ -311,20 +318,23 @@ class PerturbationRule(GradientRule):
         noisy run against a baseline: ``σ²``)."""
         return (2.0 if self.passes == "noisy-noisy" else 1.0) * sigma**2
 
+    def noise_memory(self, dt: float) -> float:
+        """``a = exp(-dt/τ)``: the share of a step's node noise carried into the next (0 white, 1 frozen)."""
+        return 0.0 if self.noise_tau is None else math.exp(-dt / self.noise_tau)
+
     def step_noise(self, model: Network, batch: int, like: torch.Tensor, prev: list[torch.Tensor] | None,
                    paired: bool = True) -> list[torch.Tensor]:
         """Every layer's node noise for one time step: for the stacked batch ``[clean; noisy_1 ..
         noisy_K]`` (``paired``, see :meth:`pair_noise`) or one noisy copy. ``prev`` is the previous
         step's noise (``None`` at the first step); with ``noise_tau`` set the new noise is
         correlated with it (module docstring), else it is a fresh draw."""
-        if prev is not None and self.noise_tau is not None:
-            keep = math.exp(-model.dt / self.noise_tau)
-            if keep == 1.0:  # frozen over the sequence
-                return prev
+        keep = self.noise_memory(model.dt)
+        if prev is not None and keep == 1.0:  # frozen over the sequence
+            return prev
         sigmas = self.layer_sigmas(len(model.layers))
         fresh = [self.pair_noise(layer.pre_shape(batch), like, sigma) if paired
                  else self.draw(layer.pre_shape(batch), like, sigma) for layer, sigma in zip(model.layers, sigmas)]
-        if prev is None or self.noise_tau is None:
+        if prev is None or keep == 0.0:
             return fresh
         if self.noise == "gaussian":  # Ornstein-Uhlenbeck: a ε[t-1] + √(1-a²) η[t]
             return [p.mul(keep).add_(f, alpha=math.sqrt(1.0 - keep * keep)) for p, f in zip(prev, fresh)]
@@ -398,9 +408,9 @@ class PerturbationRule(GradientRule):
         A sequence-level estimate sums ``g[t] x̃[t]ᵀ`` over the steps; with noise correlated over
         ``m`` steps each draw is counted ``m`` times, so NP divides by ``m`` and ANP's ``c``
         counts ``N·T/m`` independent directions: unbiased again for a stationary drive."""
-        if self.noise_tau is None or steps == 1:
+        a = self.noise_memory(dt)
+        if a == 0.0 or steps == 1:
             return 1.0
-        a = math.exp(-dt / self.noise_tau)
         if a == 1.0:
             return float(steps)
         k = torch.arange(1, steps, dtype=torch.float64)
@@ -457,9 +467,6 @@ class PerturbationRule(GradientRule):
                 rec = stack_steps([taps_t[t][k].rec[clean] for t in range(steps)]).reshape(steps * batch, -1)
                 add_grad(layer.recurrent_weight, gk.t() @ rec)
         return StepOutput(loss[clean].detach(), pred[clean].detach(), record)
-
-    def _activity_diff(self, taps, batch: int, layer: int, layers: int) -> torch.Tensor:
-        return noisy_minus_clean(taps.pre, batch)
 
     # ---------------------------------------------------------------- weight perturbation
     def weight_noise(self, params: list[tuple[int, str, torch.nn.Parameter]]) -> list[torch.Tensor]:
@@ -519,10 +526,6 @@ class NodePerturbation(PerturbationRule):
 
     def node_signal(self, dloss, diffs, noises, steps, span=1.0):
         sigmas = self.layer_sigmas(len(noises))
-        if 0.0 in sigmas:
-            raise ConfigError(f"np learns a layer from its own noise only; sigma = 0 for layer "
-                              f"{sigmas.index(0.0)} would leave it untrained: give every layer a positive sigma "
-                              "(anp learns un-noised layers from their measured activity difference)")
         return [e * (dloss.view(1, -1, *([1] * (e.dim() - 2))) / (self.noise_diff_var(sigma) * span))
                 for e, sigma in zip(noises, sigmas)]
 
