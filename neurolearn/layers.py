@@ -13,7 +13,13 @@ the layer's explicit state and returns the activity, the new state and the layer
   layers this is the input current ``I``; node noise is injected here;
 - ``act``: the activity ``h`` (rate), the spikes ``s`` (LIF) or the membrane ``v`` (leaky readout);
 - ``mem``: the membrane before reset (spiking layers) or the integrator state;
-- ``rec``: the recurrent input ``h[t-1]`` (recurrent layers).
+- ``rec``: the recurrent input ``h[t-1]`` (recurrent layers);
+- ``state``: the neuron state after the step (the model's own ``NamedTuple``: e.g. an adaptive
+  neuron's threshold variable, for rules such as e-prop that read it; not stacked by
+  :meth:`~neurolearn.network.Network.run`).
+
+The neurons are asked, never inspected: a layer holds ``(neuron_state, recurrent_prev)`` and calls
+``neuron.init_state`` and ``neuron.step`` (the contract of :mod:`neurolearn.neurons.base`).
 
 Parameters: ``weight`` (out x in), ``bias`` (out), ``recurrent_weight`` (out x out, recurrent
 layers only); convolutions keep torch's ``(out_ch, in_ch, kh, kw)`` kernel. Rate layers also
@@ -24,25 +30,14 @@ hold two scalar buffers, ``act_scale`` and ``act_shift`` (``h = act_scale * f(z)
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from neurolearn.errors import ConfigError, ShapeError, unknown_name
-from neurolearn.neurons import (
-    LIFParams,
-    LIFState,
-    LIParams,
-    NeuronParams,
-    RateParams,
-    li_step,
-    lif_init,
-    lif_step,
-    rate_step,
-    surrogate_spike,
-)
+from neurolearn.neurons import Neuron
 
 
 class Taps(NamedTuple):
@@ -53,13 +48,14 @@ class Taps(NamedTuple):
     act: torch.Tensor
     mem: torch.Tensor | None = None
     rec: torch.Tensor | None = None
+    state: Any = None
 
 
 class LayerState(NamedTuple):
-    """Explicit state of a layer: membrane/integrator ``v``, synaptic current ``i``, last activity."""
+    """Explicit state of a layer: its neurons' state (the model's own type, ``None`` for a linear
+    layer) and its last activity ``prev`` (recurrent layers)."""
 
-    v: torch.Tensor | None = None
-    i: torch.Tensor | None = None
+    neuron: Any = None
     prev: torch.Tensor | None = None
 
 
@@ -89,7 +85,7 @@ def init_weight(w: torch.Tensor, scheme: str, gain: float = 1.0, std: float = 0.
 class Layer(nn.Module):
     """Base class: synapses + neurons, advanced one time step at a time."""
 
-    neuron: NeuronParams | None
+    neuron: Neuron | None
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     recurrent: bool = False
@@ -102,7 +98,12 @@ class Layer(nn.Module):
 
     @property
     def spiking(self) -> bool:
-        return isinstance(self.neuron, LIFParams)
+        return self.neuron is not None and self.neuron.spiking
+
+    @property
+    def has_memory(self) -> bool:
+        """Whether the layer carries state across time steps (recurrence or neuron dynamics)."""
+        return self.recurrent or (self.neuron is not None and self.neuron.has_memory)
 
     def pre_shape(self, batch: int) -> tuple[int, ...]:
         """Shape of ``pre`` (and of node noise) for a batch."""
@@ -113,31 +114,18 @@ class Layer(nn.Module):
         return self.out_shape
 
     def init_state(self, batch: int, device=None, dtype=None) -> LayerState:
-        shape = self.pre_shape(batch)
-        v = i = prev = None
-        if isinstance(self.neuron, LIFParams):
-            v, i = lif_init(shape, self.neuron, device, dtype)
-        if self.recurrent:
-            prev = torch.zeros((batch, *self.out_shape), device=device, dtype=dtype)
-        return LayerState(v, i, prev)
+        neuron = None if self.neuron is None else self.neuron.init_state(self.pre_shape(batch), device, dtype)
+        prev = torch.zeros((batch, *self.out_shape), device=device, dtype=dtype) if self.recurrent else None
+        return LayerState(neuron, prev)
 
-    def _neurons(self, z: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState, torch.Tensor | None]:
-        """Run the neuron population on pre-activation ``z``: ``(act, state, mem)``."""
-        p = self.neuron
-        if p is None:
-            return z, state, None
-        if isinstance(p, RateParams):
-            h, v = rate_step(z, state.v, p)
-            if self.rescaled:  # skip two elementwise passes for the identity
-                h = h * self.act_scale + self.act_shift
-            return h, LayerState(v, None, h if self.recurrent else None), v
-        if isinstance(p, LIFParams):
-            s, lif, mem = lif_step(z, LIFState(state.v, state.i), p, self._spike_fn)
-            return s, LayerState(lif.v, lif.i, s if self.recurrent else None), mem
-        if isinstance(p, LIParams):
-            v = li_step(z, state.v, p)
-            return v, LayerState(v, None, v if self.recurrent else None), v
-        raise ConfigError(f"unsupported neuron parameters {type(p).__name__}")
+    def _neurons(self, z: torch.Tensor, state: LayerState) -> tuple[torch.Tensor, LayerState, Any]:
+        """Run the neuron population on pre-activation ``z``: ``(act, layer state, neuron state)``."""
+        if self.neuron is None:
+            return z, LayerState(None, z if self.recurrent else None), None
+        act, ns = self.neuron.step(z, state.neuron, self._spike_fn)
+        if self.rescaled:  # skip two elementwise passes for the identity
+            act = act * self.act_scale + self.act_shift
+        return act, LayerState(ns, act if self.recurrent else None), ns
 
     @torch.no_grad()
     def set_output_rescaling(self, scale: float, shift: float) -> None:
@@ -148,20 +136,21 @@ class Layer(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        if isinstance(self.neuron, RateParams):
+        if self.neuron is not None and self.neuron.output_rescaling:
             self.rescaled = bool(self.act_scale != 1.0) or bool(self.act_shift != 0.0)
 
-    def _setup_neuron(self, neuron: NeuronParams | None) -> None:
+    def _setup_neuron(self, neuron: Neuron | None) -> None:
+        if neuron is not None and not isinstance(neuron, Neuron):
+            raise ConfigError(f"a layer's neuron must be a neuron model (neurolearn.neurons: LIFParams, ALIFParams, "
+                              f"...) or None for a linear layer, got {type(neuron).__name__}")
         self.neuron = neuron
-        if isinstance(neuron, RateParams):
+        if neuron is not None and neuron.output_rescaling:
             # Affine output rescaling h = act_scale * f(z) + act_shift (identity by default);
             # a buffer, so it is saved in the state dict. ZORB stores its range relaxation here.
             self.register_buffer("act_scale", torch.tensor(1.0))
             self.register_buffer("act_shift", torch.tensor(0.0))
         self.rescaled = False  # whether act_scale/act_shift differ from 1/0 (kept in step with the buffers)
-        self._spike_fn: Callable | None = (
-            surrogate_spike(neuron.surrogate, neuron.surrogate_slope) if isinstance(neuron, LIFParams) else None
-        )
+        self._spike_fn: Callable | None = None if neuron is None else neuron.spike_function()
 
     def decorrelate(self, x: torch.Tensor) -> torch.Tensor:
         """``x̃ = R x − μ̃`` if the layer decorrelates its input, else ``x``."""
@@ -205,7 +194,7 @@ class Dense(Layer):
         self,
         in_features: int,
         out_features: int,
-        neuron: NeuronParams | None = None,
+        neuron: Neuron | None = None,
         *,
         bias: bool = True,
         recurrent: bool = False,
@@ -247,8 +236,8 @@ class Dense(Layer):
             z = z + F.linear(rec, self.recurrent_weight)
         if noise is not None:
             z = z + noise
-        act, new_state, mem = self._neurons(z, state)
-        return act, new_state, Taps(x, z, act, mem, rec)
+        act, new_state, ns = self._neurons(z, state)
+        return act, new_state, Taps(x, z, act, None if ns is None else ns.mem, rec, ns)
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
         """The feed-forward drive ``W x̃ + b`` of ``x`` (``[N, in]``). With decorrelation,
@@ -280,7 +269,7 @@ class Conv2d(Layer):
         in_shape: tuple[int, int, int],
         out_channels: int,
         kernel_size: int,
-        neuron: NeuronParams | None = None,
+        neuron: Neuron | None = None,
         *,
         stride: int = 1,
         padding: int = 0,
@@ -330,9 +319,9 @@ class Conv2d(Layer):
         z = F.conv2d(x, w, b, stride=self.stride, padding=self.padding)
         if noise is not None:
             z = z + noise
-        act, new_state, mem = self._neurons(z, state)
+        act, new_state, ns = self._neurons(z, state)
         out = F.max_pool2d(act, self.pool) if self.pool > 1 else act
-        return out, new_state, Taps(x, z, act, mem, None)
+        return out, new_state, Taps(x, z, act, None if ns is None else ns.mem, None, ns)
 
     def weight_gradient(self, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         post = post.reshape(-1, *self._conv_shape)

@@ -99,7 +99,7 @@ class Network(nn.Module):
     @property
     def temporal(self) -> bool:
         """True if the network has state across time steps (BP becomes BPTT)."""
-        return any(layer.recurrent or layer.spiking or getattr(layer.neuron, "tau", None) for layer in self.layers)
+        return any(layer.has_memory for layer in self.layers)
 
     @property
     def units(self) -> int:
@@ -153,10 +153,11 @@ class Network(nn.Module):
         that a training step which needs one tap does not hold the rest of the activity alive
         through the backward pass.
         """
-        fields = Taps._fields if record is True else tuple(record or ())
-        unknown = set(fields) - set(Taps._fields)
+        taps_known = LayerRecord.__dataclass_fields__
+        fields = tuple(taps_known) if record is True else tuple(record or ())
+        unknown = set(fields) - set(taps_known)
         if unknown:
-            raise ConfigError(f"record: unknown taps {sorted(unknown)}; known: {list(Taps._fields)}")
+            raise ConfigError(f"record: unknown taps {sorted(unknown)}; known: {list(taps_known)}")
         self.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
         state = state if state is not None else self.init_state(batch, x.device, x.dtype)
@@ -175,7 +176,7 @@ class Network(nn.Module):
             for k in range(len(self.layers)):
                 per_layer = [taps[k] for taps in taps_t]
                 rec.layers.append(LayerRecord(*(stack_steps([getattr(tp, f) for tp in per_layer]) if f in fields else None
-                                                for f in Taps._fields)))
+                                                for f in taps_known)))
         return rec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

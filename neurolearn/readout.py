@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from neurolearn.errors import ConfigError, ShapeError
 from neurolearn.layers import Dense
 from neurolearn.network import Network
-from neurolearn.neurons import LIParams
 
 DTYPE = torch.float64
 
@@ -111,7 +110,7 @@ def _check_readout(model: Network) -> Dense:
     readout = model.layers[-1]
     if not isinstance(readout, Dense) or readout.recurrent or readout.decorrelation is not None:
         raise ConfigError("fit_readout needs a plain (non-recurrent, non-decorrelated) Dense readout as last layer")
-    if readout.neuron is not None and not isinstance(readout.neuron, LIParams):
+    if readout.neuron is not None and readout.neuron.linear_response() is None:
         raise ConfigError(
             f"fit_readout needs a linear readout (neuron None or a leaky integrator 'li'), got {readout.neuron}; "
             "a spiking or non-linear readout is not linear in its weights"
@@ -123,15 +122,17 @@ def _check_readout(model: Network) -> Dense:
 
 def _filter_decode(drive: torch.Tensor, readout: Dense, decode: str) -> torch.Tensor:
     """The readout's linear filter over time, then the decode: ``[T, B, F] -> [B, F]``."""
-    p = readout.neuron
-    if isinstance(p, LIParams):
-        gain = (1.0 - p.beta) * p.r
+    response = None if readout.neuron is None else readout.neuron.linear_response()
+    if response is not None and response[0] != 0.0:
+        beta, gain, _ = response
         v = torch.zeros_like(drive[0])
         out = []
         for t in range(drive.shape[0]):
-            v = p.beta * v + gain * drive[t]
+            v = beta * v + gain * drive[t]
             out.append(v)
         drive = torch.stack(out)
+    elif response is not None and response[1] != 1.0:
+        drive = response[1] * drive
     if decode == "last":
         return drive[-1]
     if decode == "mean":
@@ -159,9 +160,9 @@ def readout_features(model: Network, x: torch.Tensor) -> tuple[torch.Tensor, tor
     ones = torch.ones(steps, batch, 1, dtype=DTYPE, device=x.device)
     phi = _filter_decode(torch.cat([drive, ones], -1), readout, model.decode)
     offset = torch.zeros(batch, readout.out_shape[0], dtype=DTYPE, device=x.device)
-    p = readout.neuron
-    if isinstance(p, LIParams) and p.v_leak != 0.0:  # the membrane starts and rests at v_leak
-        offset = offset + p.v_leak * (steps if model.decode == "sum" else 1.0)
+    response = None if readout.neuron is None else readout.neuron.linear_response()
+    if response is not None and response[2] != 0.0:  # the membrane starts and rests at v_rest
+        offset = offset + response[2] * (steps if model.decode == "sum" else 1.0)
     return phi, offset
 
 

@@ -14,20 +14,16 @@ from neurolearn.neurons import (
     RateParams,
     activation,
     activation_derivative,
-    li_step,
-    lif_init,
-    lif_step,
     neuron_from_config,
-    rate_step,
 )
 
 
 def run_lif(p: LIFParams, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Spikes and post-reset membrane over time for an input current [T, N]."""
-    state = lif_init(current.shape[1:], p)
+    state = p.init_state(current.shape[1:])
     spikes, mems = [], []
     for t in range(current.shape[0]):
-        s, state, _ = lif_step(current[t], state, p)
+        s, state = p.step(current[t], state)
         spikes.append(s)
         mems.append(state.v)
     return torch.stack(spikes), torch.stack(mems)
@@ -69,9 +65,9 @@ def test_subthreshold_lif_matches_the_leaky_integrator():
     li = LIParams(tau=15e-3, dt=1e-3)
     x = torch.rand(30, 4)
     _, v = run_lif(p, x)
-    vi = None
+    state = li.init_state((4,))
     for t in range(30):
-        vi = li_step(x[t], vi, li)
+        vi, state = li.step(x[t], state)
         assert torch.allclose(vi, v[t])
 
 
@@ -112,7 +108,7 @@ def test_current_based_lif_equals_snntorch_synaptic():
 def test_surrogate_gradient_flows_through_spikes():
     p = LIFParams()
     x = torch.full((3,), 0.9, requires_grad=True)
-    s, _, _ = lif_step(x, LIFState(torch.full((3,), 0.5), None), p)
+    s, _ = p.step(x, LIFState(torch.full((3,), 0.5), None))
     s.sum().backward()
     assert (x.grad > 0).all()
 
@@ -123,10 +119,10 @@ def test_rate_units_and_derivatives():
         (g,) = torch.autograd.grad(activation(name, z).sum(), z)
         assert torch.allclose(activation_derivative(name, z.detach()), g), name
     p = RateParams("tanh", tau=4e-3, dt=1e-3)
-    v = None
+    state = p.init_state((2,))
     for _ in range(200):
-        h, v = rate_step(torch.full((2,), 0.5), v, p)
-    assert torch.allclose(v, torch.full((2,), 0.5), atol=1e-6)  # leaky integrator: steady state v = z
+        h, state = p.step(torch.full((2,), 0.5), state)
+    assert torch.allclose(state.v, torch.full((2,), 0.5), atol=1e-6)  # leaky integrator: steady state v = z
 
 
 @pytest.mark.parametrize(
@@ -148,9 +144,11 @@ def test_invalid_lif_parameters_are_refused(kwargs, match):
 def test_neuron_config_errors():
     with pytest.raises(ConfigError, match="unknown activation"):
         RateParams("softplus")
-    with pytest.raises(ConfigError, match="unknown neuron model"):
-        neuron_from_config({"model": "izhikevich"}, 1e-3)
-    with pytest.raises(ConfigError, match="bad parameters"):
+    with pytest.raises(ConfigError, match="unknown neuron model 'izhikevic'.*did you mean 'izhikevich'"):
+        neuron_from_config({"model": "izhikevic"}, 1e-3)
+    with pytest.raises(ConfigError, match="unknown key 'tau'.*did you mean 'tau_"):
         neuron_from_config({"model": "lif", "tau": 1e-3}, 1e-3)
+    with pytest.raises(ConfigError, match="threshold must be a number"):
+        neuron_from_config({"model": "lif", "threshold": True}, 1e-3)
     assert isinstance(neuron_from_config("tanh", 1e-3), RateParams)
     assert neuron_from_config({"model": "cuba_lif"}, 1e-3).current_based

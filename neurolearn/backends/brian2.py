@@ -70,7 +70,7 @@ import torch
 from neurolearn.errors import ConfigError, NeurolearnError, ShapeError, unknown_name
 from neurolearn.layers import Dense
 from neurolearn.network import LayerRecord, Network, Record
-from neurolearn.neurons import ACTIVATIONS, LIFParams, LIParams, RateParams
+from neurolearn.neurons import Brian2Neuron, Neuron, NotTranslatable, rate_expression  # noqa: F401 (re-exported)
 
 TARGETS = ("numpy", "cython")
 CUBA_UPDATES = ("neurolearn", "brian2")
@@ -102,21 +102,6 @@ def codegen_target(target: str) -> Iterator[Any]:
         b2.prefs.codegen.target = old
 
 
-def rate_expression(name: str, var: str, negative_slope: float = 0.01) -> str:
-    """The Brian2 expression of neurolearn's rate non-linearity ``f(var)``."""
-    if name == "identity":
-        return var
-    if name == "tanh":
-        return f"tanh({var})"
-    if name == "relu":
-        return f"{var}*int({var} > 0)"
-    if name == "leaky_relu":
-        return f"{var}*int({var} > 0) + {negative_slope!r}*{var}*int({var} <= 0)"
-    if name == "sigmoid":
-        return f"1.0/(1.0 + exp(-{var}))"
-    raise unknown_name("activation", name, ACTIVATIONS)
-
-
 def check_supported(network: Network) -> None:
     """Raise a :class:`ConfigError` unless every layer can be translated (see module docstring)."""
     for k, layer in enumerate(network.layers):
@@ -131,8 +116,11 @@ def check_supported(network: Network) -> None:
                 "before translating to Brian2"
             )
         p = layer.neuron
-        if p is not None and not isinstance(p, (RateParams, LIFParams, LIParams)):
-            raise ConfigError(f"layer {k}: neuron {type(p).__name__} has no Brian2 translation")
+        if p is not None:
+            try:
+                p.brian2()
+            except NotTranslatable as exc:
+                raise ConfigError(f"layer {k}: {exc}") from None
         dt = getattr(p, "dt", network.dt)
         if p is not None and abs(dt - network.dt) > 1e-15:
             raise ConfigError(
@@ -229,38 +217,18 @@ class Brian2Net:
         return out
 
 
-def _neuron_equations(p: Any, recurrent: bool) -> tuple[str, str, dict[str, Any]]:
-    """Equations, activity variable name and namespace of one layer's neurons."""
-    b2 = import_brian2()
+def _neuron_equations(p: Neuron | None, recurrent: bool) -> tuple[str, Brian2Neuron]:
+    """The layer's equations (its pre-activation ``z`` and the neuron model's own) and the model's spec."""
     base = ["I_ff : 1", "b : 1 (constant)", "noise : 1"]
     z = "I_ff + b + noise"
     if recurrent:
         base.append("I_rec : 1")
         z = "I_ff + I_rec + b + noise"
     base.append(f"z = {z} : 1")
-    ns: dict[str, Any] = {}
-    if p is None:
-        return "\n".join(base), "z", ns
-    if isinstance(p, RateParams):
-        if p.tau is None:
-            base.append(f"h = {rate_expression(p.activation, 'z', p.negative_slope)} : 1")
-        else:
-            ns["tau"] = p.tau * b2.second
-            base += ["dv/dt = (z - v)/tau : 1", f"h = {rate_expression(p.activation, 'v', p.negative_slope)} : 1"]
-        return "\n".join(base), "h", ns
-    if isinstance(p, LIParams):
-        ns.update(tau=p.tau * b2.second, v_leak=p.v_leak, r=p.r)
-        base.append("dv/dt = (v_leak - v + r*z)/tau : 1")
-        return "\n".join(base), "v", ns
-    # LIF / CubaLIF
-    ns.update(tau_mem=p.tau_mem * b2.second, v_leak=p.v_leak, r=p.r, threshold=p.threshold, v_reset=p.v_reset)
-    base.append("s : 1")
-    if p.current_based:
-        ns.update(tau_syn=p.tau_syn * b2.second, w_in=p.w_in)
-        base.append("dv/dt = (v_leak - v + r*i_syn)/tau_mem : 1")
-    else:
-        base.append("dv/dt = (v_leak - v + r*z)/tau_mem : 1")
-    return "\n".join(base), "s", ns
+    spec = Brian2Neuron("", "z") if p is None else p.brian2()
+    if spec.equations:
+        base.append(spec.equations)
+    return "\n".join(base), spec
 
 
 def build_brian2(
@@ -303,25 +271,27 @@ def build_brian2(
     for k, layer in enumerate(network.layers):
         p = layer.neuron
         units = layer.units
-        eqs, act, ns = _neuron_equations(p, layer.recurrent)
+        eqs, nspec = _neuron_equations(p, layer.recurrent)
+        act, ns = nspec.activity, dict(nspec.namespace)
         if plastic:
             eqs = eqs.replace("b : 1 (constant)", "b : 1")
         if extra_equations is not None and extra_equations[k]:
             eqs = eqs + "\n" + extra_equations[k]
-        cuba = isinstance(p, LIFParams) and p.current_based
-        if cuba and cuba_update == "brian2":
-            eqs = eqs + "\ndi_syn/dt = (w_in*z - i_syn)/tau_syn : 1"
-        elif cuba:
-            eqs = eqs + "\ni_syn : 1"
+        before_update = list(nspec.before_update)
+        if before_update and cuba_update == "brian2" and "i_syn : 1" in eqs:
+            # CubaLIF integrated jointly by Brian2's Euler (v sees the old i_syn: one more step of delay)
+            eqs = eqs.replace("i_syn : 1", "di_syn/dt = (w_in*z - i_syn)/tau_syn : 1")
+            before_update = []
         kwargs: dict[str, Any] = {}
-        spiking = isinstance(p, LIFParams)
+        spiking = nspec.threshold is not None
         if spiking:
-            kwargs["threshold"] = "v > threshold"
-            reset = "v -= threshold" if p.reset == "subtract" else "v = v_reset"
-            kwargs["reset"] = reset + "\ns = 1"
+            kwargs["threshold"] = nspec.threshold
+            kwargs["reset"] = nspec.reset
+            if nspec.refractory is not None:
+                kwargs["refractory"] = nspec.refractory
         g = b2.NeuronGroup(B * units, eqs, method="euler", clock=clock, namespace=ns, name=f"nl_layer{k}", **kwargs)
-        if isinstance(p, (LIFParams, LIParams)):
-            g.v = p.v_leak
+        for var, value in nspec.initial.items():
+            setattr(g, var, value)
         with torch.no_grad():
             if layer.bias is not None:
                 g.b = np.tile(layer.bias.detach().cpu().double().numpy(), B)
@@ -346,21 +316,21 @@ def build_brian2(
         spec.ff = ff
         objects.append(ff)
         spec.noise_order = orders()  # slot for node noise (plasticity module)
-        # (4) CubaLIF synaptic current, neurolearn's order
-        if cuba and cuba_update == "neurolearn":
-            objects.append(g.run_regularly("i_syn += dt*(w_in*z - i_syn)/tau_syn", when="groups",
-                                           order=orders(), name=f"nl_isyn{k}"))
-        # (5) membrane update, (6) threshold
+        # (4) the model's operations before its state update (CubaLIF: the synaptic current, neurolearn's order)
+        for j, code in enumerate(before_update):
+            objects.append(g.run_regularly(code, when="groups", order=orders(), name=f"nl_pre{k}_{j}"))
+        # (5) membrane update, (6) threshold, then the model's operations between threshold and reset
         _schedule(g.state_updater, orders())
         if spiking:
             _schedule(g.thresholder["spike"], orders())
+        for j, code in enumerate(nspec.after_threshold):
+            objects.append(g.run_regularly(code, when="groups", order=orders(), name=f"nl_post{k}_{j}"))
         # (7) monitors see the pre-reset membrane
         mon_order = orders()
         if record:
-            variables = ["z"] + (["v"] if isinstance(p, (LIFParams, LIParams)) or (
-                isinstance(p, RateParams) and p.tau is not None) else [])
-            if act == "h":
-                variables.append("h")
+            variables = ["z"] + ([nspec.membrane] if nspec.membrane else [])
+            if act not in ("z", "s") and act not in variables:
+                variables.append(act)
             sm = b2.StateMonitor(g, variables, record=True, clock=clock, when="groups", order=mon_order,
                                  name=f"nl_state{k}")
             spec.monitors["state"] = sm

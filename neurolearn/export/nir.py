@@ -54,7 +54,7 @@ from neurolearn.encoders import Encoder
 from neurolearn.errors import ConfigError, NeurolearnError, ShapeError
 from neurolearn.layers import Dense
 from neurolearn.network import DECODES, Network
-from neurolearn.neurons import LIFParams, LIParams, RateParams
+from neurolearn.neurons import LIFParams, LIParams, NotTranslatable
 
 NIR_DT = 1e-4
 """Default step the graph is written for: snnTorch's hard-coded ``dt`` (seconds)."""
@@ -99,35 +99,6 @@ def merged(net: Network) -> Network:
     return merge_decorrelation(net)
 
 
-def _per_neuron(value: float, n: int) -> np.ndarray:
-    return np.full(n, float(value), dtype=np.float64)
-
-
-def _neuron_node(nir, p: LIFParams | LIParams, n: int, scale: float, k: int, subtract: str):
-    """The NIR node of a population of ``n`` neurons, time constants multiplied by ``scale``."""
-    if isinstance(p, LIParams):
-        return f"li{k}", nir.LI(tau=_per_neuron(p.tau * scale, n), r=_per_neuron(p.r, n),
-                                v_leak=_per_neuron(p.v_leak, n))
-    if p.reset == "subtract":
-        if subtract != "as_value":
-            raise NIRError(
-                f"layer {k} resets by subtraction (v -= threshold), which NIR cannot express: NIR's v_reset "
-                "means reset to a value, so every reader would produce different spikes. Train the model with "
-                "reset = \"value\" (neuron = { model = \"lif\", reset = \"value\", v_reset = 0.0 }), or pass "
-                "subtract=\"as_value\" (CLI: --subtract-as-value) to export it as reset-to-v_reset knowingly"
-            )
-        warnings.warn(
-            f"layer {k} resets by subtraction but is exported as reset to v_reset = {p.v_reset}: "
-            "its spikes on hardware will differ from neurolearn's", stacklevel=3)
-    common = dict(v_leak=_per_neuron(p.v_leak, n), v_threshold=_per_neuron(p.threshold, n),
-                  v_reset=_per_neuron(p.v_reset, n), r=_per_neuron(p.r, n))
-    if p.current_based:
-        return f"cubalif{k}", nir.CubaLIF(tau_mem=_per_neuron(p.tau_mem * scale, n),
-                                          tau_syn=_per_neuron(p.tau_syn * scale, n),
-                                          w_in=_per_neuron(p.w_in, n), **common)
-    return f"lif{k}", nir.LIF(tau=_per_neuron(p.tau_mem * scale, n), **common)
-
-
 def _check_exportable(net: Network) -> None:
     for k, layer in enumerate(net.layers):
         if not isinstance(layer, Dense):
@@ -136,14 +107,15 @@ def _check_exportable(net: Network) -> None:
                 "(convolutions are not exported yet)"
             )
         p = layer.neuron
-        if isinstance(p, RateParams):
-            raise NIRError(
-                f"layer {k} has rate units ({p.activation}); NIR describes spiking and leaky-integrator neurons, "
-                "not rate non-linearities. Only spiking networks can be exported: use neuron models "
-                "lif / cuba_lif / li (e.g. models/snn-mnist.toml)"
-            )
-        if layer.recurrent and not isinstance(p, LIFParams):
-            raise NIRError(f"layer {k} is recurrent without spiking neurons; only recurrent LIF/CubaLIF layers "
+        if p is not None:
+            try:  # the neuron model says whether NIR has a node for it (the reset is checked at export)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    p.to_nir(_nir(), 1, 1.0, k, subtract="as_value")
+            except NotTranslatable as exc:
+                raise NIRError(str(exc)) from None
+        if layer.recurrent and not layer.spiking:
+            raise NIRError(f"layer {k} is recurrent without spiking neurons; only recurrent spiking layers "
                            "are exported")
     if not net.spiking:
         raise NIRError("the network has no spiking layer; NIR export is for spiking networks")
@@ -182,7 +154,10 @@ def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
         if abs(p.dt - net.dt) > 1e-12 * net.dt:
             raise NIRError(f"layer {k} has its own dt = {p.dt:g} s, different from the network's {net.dt:g} s; "
                            "NIR graphs have one time step")
-        name, node = _neuron_node(nir, p, layer.units, scale, k, subtract)
+        try:
+            name, node = p.to_nir(nir, layer.units, scale, k, subtract)
+        except NotTranslatable as exc:
+            raise NIRError(str(exc)) from None
         nodes[name] = node
         edges.append((prev, name))
         if layer.recurrent:

@@ -40,7 +40,7 @@ from neurolearn.encoders import Encoder
 from neurolearn.errors import ConfigError, ShapeError
 from neurolearn.layers import Dense
 from neurolearn.network import Network
-from neurolearn.neurons import LIFParams, LIParams, RateParams
+from neurolearn.neurons import LIFParams, LIParams, NotTranslatable
 
 _PASSTHROUGH = (nn.Flatten, nn.Identity)
 
@@ -291,46 +291,21 @@ def to_snntorch(net: Network) -> SNNTorchNet:
             if layer.bias is not None:
                 lin.bias.copy_(layer.bias.detach())
         p = layer.neuron
-        if isinstance(p, RateParams):
-            raise ConfigError(f"layer {k} has rate units ({p.activation}); snnTorch models are spiking: use lif / "
-                              "cuba_lif / li neurons")
         if p is None:
             if layer.recurrent:
                 raise ConfigError(f"layer {k} is recurrent without neurons; not convertible")
             linears.append(lin), neurons.append(None), readouts.append("linear")
             continue
-        if p.v_leak != 0:
-            raise ConfigError(f"layer {k}: v_leak = {p.v_leak} != 0 cannot be expressed in snnTorch neurons")
-        gain = (1.0 - p.beta) * p.r
-        if not math.isclose(gain, 1.0, rel_tol=1e-6):
-            raise ConfigError(f"layer {k}: input gain r (1 - beta) = {gain:g} != 1 (r differs from tau/dt); "
-                              "snnTorch neurons add their input 1:1")
-        if isinstance(p, LIParams):
-            if layer.recurrent:
-                raise ConfigError(f"layer {k}: a recurrent leaky readout is not convertible")
-            neu = snn.Leaky(beta=p.beta, reset_mechanism="none", reset_delay=False)
-            readouts.append("mem")
-        else:
-            if p.reset == "value" and p.v_reset != 0:
-                raise ConfigError(f"layer {k}: reset to v_reset = {p.v_reset} != 0; snnTorch resets to zero only")
-            mech = "subtract" if p.reset == "subtract" else "zero"
-            kw = dict(threshold=p.threshold, reset_mechanism=mech, reset_delay=False)
-            if p.current_based:
-                if not math.isclose((1.0 - p.alpha) * p.w_in, 1.0, rel_tol=1e-6):
-                    raise ConfigError(f"layer {k}: w_in (1 - alpha) != 1; snnTorch's Synaptic adds its input 1:1")
-                if layer.recurrent:
-                    raise ConfigError(f"layer {k}: recurrent CubaLIF (RSynaptic) is not converted yet")
-                neu = snn.Synaptic(alpha=p.alpha, beta=p.beta, **kw)
-            elif layer.recurrent:
-                n = layer.units
-                neu = snn.RLeaky(beta=p.beta, linear_features=n, all_to_all=True, **kw)
-                with torch.no_grad():
-                    neu.recurrent.weight.copy_(layer.recurrent_weight.detach())
-                    if neu.recurrent.bias is not None:
-                        neu.recurrent.bias.zero_()
-            else:
-                neu = snn.Leaky(beta=p.beta, **kw)
-            readouts.append("spikes")
+        try:
+            neu, kind = p.to_snntorch(snn, k, layer.recurrent, layer.units)
+        except NotTranslatable as exc:
+            raise ConfigError(str(exc)) from None
+        if layer.recurrent:
+            with torch.no_grad():
+                neu.recurrent.weight.copy_(layer.recurrent_weight.detach())
+                if neu.recurrent.bias is not None:
+                    neu.recurrent.bias.zero_()
+        readouts.append(kind)
         linears.append(lin)
         neurons.append(neu)
     return SNNTorchNet(linears, neurons, readouts)
