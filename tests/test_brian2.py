@@ -185,3 +185,33 @@ def test_decorrelation_plasticity_equals_the_matrix_rule():
             Rm = Rm - 0.02 * (c - np.diag(np.diag(c))) @ Rm
     assert np.abs(R - Rm).max() < 1e-12
     assert losses[-1] < 0.5 * decorrelation_loss(xd)
+
+
+def new_model_net(neuron, gain: float, positive: bool, dt: float) -> Network:
+    torch.manual_seed(3)
+    net = Network([Dense(20, 24, neuron, recurrent=True), Dense(24, 4, LIParams(tau=20e-3, dt=dt))], dt=dt)
+    with torch.no_grad():
+        net.layers[0].weight.mul_(gain)
+        net.layers[0].recurrent_weight.mul_(gain * 0.2)
+        if positive:
+            net.layers[0].weight.abs_()
+    return net.double()
+
+
+@pytest.mark.parametrize("name", ["alif", "izhikevich", "adex"])
+def test_new_neuron_models_spike_for_spike_in_brian2(name):
+    from neurolearn.neurons import AdExParams, ALIFParams, IzhikevichParams
+
+    neuron, gain, positive, dt = {
+        "alif": (ALIFParams(tau_adapt=0.1, adapt_scale=0.3, refractory=3e-3), 2.0, False, 1e-3),
+        "izhikevich": (IzhikevichParams(dt=0.5e-3, regime="CH"), 8.0, True, 0.5e-3),
+        "adex": (AdExParams(), 0.01, True, 1e-4),
+    }[name]
+    net = new_model_net(neuron, gain, positive, dt)
+    x = (torch.rand(150, 2, 20, generator=torch.Generator().manual_seed(4)) < 0.3).double()
+    ref, ours = net.run(x), run_brian2(net, x)
+    spikes = ref.layers[0].act
+    assert spikes.sum() > 100 and (spikes.sum(0) > 0).float().mean() > 0.3  # the input makes most neurons fire
+    assert torch.equal(ours.layers[0].act, spikes)
+    assert max_rel_err(ours.layers[0].mem, ref.layers[0].mem) < 1e-6
+    assert max_rel_err(ours.output, ref.output) < 1e-6

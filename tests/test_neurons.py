@@ -152,3 +152,123 @@ def test_neuron_config_errors():
         neuron_from_config({"model": "lif", "threshold": True}, 1e-3)
     assert isinstance(neuron_from_config("tanh", 1e-3), RateParams)
     assert neuron_from_config({"model": "cuba_lif"}, 1e-3).current_based
+
+
+# ------------------------------------------------------------------ the new models (PLASTICITY.md section 1)
+from neurolearn.neurons import AdExParams, ALIFParams, IzhikevichParams, NotTranslatable  # noqa: E402
+
+
+def run_model(p, current: torch.Tensor) -> tuple[torch.Tensor, list]:
+    state = p.init_state(current.shape[1:], dtype=current.dtype)
+    spikes, states = [], []
+    for t in range(current.shape[0]):
+        s, state = p.step(current[t], state)
+        spikes.append(s)
+        states.append(state)
+    return torch.stack(spikes), states
+
+
+def spike_steps(spikes: torch.Tensor) -> list[int]:
+    return torch.nonzero(spikes.flatten()).flatten().tolist()
+
+
+def test_alif_without_adaptation_is_lif():
+    x = torch.rand(80, 6) * 0.4
+    lif, _ = run_lif(LIFParams(tau_mem=20e-3, threshold=0.8), x)
+    alif, _ = run_model(ALIFParams(tau_mem=20e-3, threshold=0.8, adapt_scale=0.0), x)
+    assert lif.sum() > 10 and torch.equal(lif, alif)
+
+
+def test_alif_threshold_follows_the_euler_recursion():
+    # a[t] = rho a[t-1] + z[t]; A[t] = theta0 + adapt_scale a[t-1]: check against a hand-written loop
+    p = ALIFParams(tau_mem=10e-3, tau_adapt=50e-3, adapt_scale=0.5, threshold=1.0)
+    x = torch.full((120, 1), 0.25, dtype=torch.float64)
+    spikes, states = run_model(p, x)
+    v, a, expected = 0.0, 0.0, []
+    for t in range(120):
+        v = p.beta * v + 0.25
+        z = float(v > 1.0 + 0.5 * a)
+        v -= z * 1.0
+        a = p.rho * a + z
+        expected.append(z)
+        assert states[t].a.item() == pytest.approx(a, abs=1e-12)
+    assert spikes.flatten().tolist() == expected
+    isi = [b - a for a, b in zip(spike_steps(spikes), spike_steps(spikes)[1:])]
+    assert len(isi) >= 3 and isi[-1] > isi[0]  # adaptation lengthens the intervals
+
+
+def test_alif_refractory_period_silences_n_ref_minus_1_steps():
+    p = ALIFParams(tau_mem=2e-3, threshold=1.0, adapt_scale=0.0, refractory=3e-3)
+    spikes, _ = run_model(p, torch.full((12, 1), 5.0))
+    assert spike_steps(spikes) == [0, 3, 6, 9]
+
+
+def izhikevich_isis(regime: str, current: float = 10.0, ms: int = 500) -> list[float]:
+    p = IzhikevichParams(regime=regime, dt=0.25e-3)
+    steps = int(ms * 1e-3 / p.dt)
+    spikes, _ = run_model(p, torch.full((steps, 1), current * p.h, dtype=torch.float64))
+    times = [t * p.dt * 1e3 for t in spike_steps(spikes)]
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def test_izhikevich_regimes_fire_as_in_the_2003_figure():
+    rs, fs, ch = izhikevich_isis("RS"), izhikevich_isis("FS"), izhikevich_isis("CH")
+    assert len(fs) > len(rs) > 3  # fast spiking fires faster than regular spiking
+    assert rs[-1] > 1.5 * rs[0]  # regular spiking adapts
+    assert max(fs[5:]) <= 1.1 * min(fs[5:]) and rs[-1] / rs[0] > fs[-1] / fs[0]  # FS: little adaptation
+    assert min(ch) < 8.0 and max(ch) > 3 * min(ch)  # chattering: bursts of close spikes, then a pause
+
+
+def test_adex_regular_spiking_adapts_and_keeps_v_t_apart_from_v_peak():
+    p = AdExParams()  # the paper's set, 1 nA
+    assert p.V_peak == pytest.approx(p.V_T + 5 * p.Delta_T) and p.tau_m == pytest.approx(281 / 30 * 1e-3)
+    steps = int(0.3 / p.dt)
+    x = torch.full((steps, 1), 1e-9 * p.dt / p.C, dtype=torch.float64)  # I dt / C per step
+    spikes, states = run_model(p, x)
+    isi = [b - a for a, b in zip(spike_steps(spikes), spike_steps(spikes)[1:])]
+    assert len(isi) >= 4 and isi[-1] > 1.5 * isi[0]
+    assert max(float(s.v) for s in states) <= p.V_peak  # the reset happens in the step that crosses V_peak
+    assert torch.isfinite(torch.stack([s.mem for s in states])).all()
+
+
+@pytest.mark.parametrize("make", [lambda: ALIFParams(), lambda: IzhikevichParams(), lambda: AdExParams()])
+def test_new_models_pass_surrogate_gradients(make):
+    p = make()
+    scale = {"alif": 1.0, "izhikevich": 40.0, "adex": 0.05}[p.model]
+    x = (torch.ones(60, 3, dtype=torch.float64) * scale).requires_grad_(True)
+    spikes, _ = run_model(p, x)
+    spikes.sum().backward()
+    assert spikes.sum() > 0 and x.grad.abs().sum() > 0
+
+
+def test_new_models_refuse_nir_and_snntorch_with_what_is_missing():
+    import nir
+    import snntorch
+
+    for p in (ALIFParams(), IzhikevichParams(), AdExParams()):
+        with pytest.raises(NotTranslatable, match="NIR has no node"):
+            p.to_nir(nir, 4, 1.0, 0)
+        with pytest.raises(NotTranslatable, match="snnTorch has no"):
+            p.to_snntorch(snntorch, 0, False, 4)
+
+
+@pytest.mark.parametrize("cfg,match", [
+    ({"model": "alif", "tau_adapt": -1.0}, "tau_adapt must be a positive"),
+    ({"model": "alif", "adapt_scal": 0.1}, "did you mean 'adapt_scale'"),
+    ({"model": "alif", "refractory": True}, "refractory must be a number"),
+    ({"model": "izhikevich", "regime": "XX"}, "unknown Izhikevich regime"),
+    ({"model": "izhikevich", "dt": 2e-3}, "overshoots"),
+    ({"model": "izhikevich", "c": 40.0}, "below the peak"),
+    ({"model": "adex", "dt": 1e-1}, "larger than tau_m"),
+    ({"model": "adex", "V_r": 0.0}, "below V_peak"),
+])
+def test_new_model_config_errors(cfg, match):
+    with pytest.raises(ConfigError, match=match):
+        neuron_from_config(cfg, 1e-4)
+
+
+def test_new_models_from_config():
+    p = neuron_from_config({"model": "izhikevich", "regime": "FS", "d": 3.0}, 0.5e-3)
+    assert (p.a, p.b, p.c, p.d, p.dt) == (0.1, 0.2, -65.0, 3.0, 0.5e-3)
+    assert neuron_from_config("alif", 1e-3).tau_adapt == 0.2
+    assert neuron_from_config({"model": "adex"}, 1e-4).dt == 1e-4

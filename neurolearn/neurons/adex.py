@@ -19,8 +19,8 @@ Defaults: the paper's regular-spiking set (C 281 pF, g_L 30 nS, E_L −70.6 mV, 
 the exponential) and ``V_peak`` (spike detection) are distinct. For BPTT the surrogate sees
 ``(Ṽ − V_peak)/surrogate_scale``.
 
-Translations: Brian2 ``dv/dt = (E_L − v + Δ_T exp((min(v, V_peak) − V_T)/Δ_T))/τ_m − w/C + z/dt``,
-``dw/dt = (a (v − E_L) − w)/τ_w``; NIR and snnTorch have no AdEx (refused).
+Translations: Brian2 ``dv/dt = (E_L − v + Δ_T exp((min(v, V_peak) − V_T)/Δ_T))/τ_m − w_ad/C + z/dt``,
+``dw_ad/dt = (a (v − E_L) − w_ad)/τ_w`` (``w_ad``: Brian2 reserves ``w`` for synaptic weights); NIR and snnTorch have no AdEx (refused).
 """
 
 from __future__ import annotations
@@ -122,10 +122,11 @@ class AdExParams(Neuron):
         ns = dict(tau_m=self.tau_m * second, tau_w=self.tau_w * second, C_s=self.C * second, E_L=self.E_L,
                   V_T=self.V_T, DeltaT=self.Delta_T, V_peak=self.V_peak, V_r=self.V_r, a_w=self.a, b_w=self.b)
         eqs = ("s : 1\n"
-               "dv/dt = (E_L - v + DeltaT*exp((clip(v, -1e9, V_peak) - V_T)/DeltaT))/tau_m - w/C_s + z/dt : 1\n"
-               "dw/dt = (a_w*(v - E_L) - w)/tau_w : 1")
-        return Brian2Neuron(eqs, "s", ns, membrane="v", threshold="v > V_peak", reset="v = V_r\nw += b_w\ns = 1",
-                            initial={"v": self.E_L, "w": 0.0})
+               "dv/dt = (E_L - v + DeltaT*exp((clip(v, -1e9, V_peak) - V_T)/DeltaT))/tau_m - w_ad/C_s + z/dt : 1\n"
+               "dw_ad/dt = (a_w*(v - E_L) - w_ad)/tau_w : 1")
+        # w_ad: the adaptation current (Brian2 reserves w for the synaptic weight)
+        return Brian2Neuron(eqs, "s", ns, membrane="v", threshold="v > V_peak",
+                            reset="v = V_r\nw_ad += b_w\ns = 1", initial={"v": self.E_L, "w_ad": 0.0})
 
     def to_nir(self, nir, n, scale, index, subtract="refuse"):
         raise NotTranslatable(f"layer {index} is an AdEx neuron: NIR has no node for it (exponential onset, "

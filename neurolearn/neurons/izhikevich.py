@@ -126,11 +126,13 @@ class IzhikevichParams(Neuron):
     def brian2(self) -> Brian2Neuron:
         from brian2 import second
 
-        ns = dict(tau=self.tau * second, a=self.a, b=self.b, c=self.c, d=self.d, v_peak=self.v_peak)
+        # iz_*: the layer already has a bias variable b
+        ns = dict(tau=self.tau * second, iz_a=self.a, iz_b=self.b, iz_c=self.c, iz_d=self.d, v_peak=self.v_peak)
         eqs = ("s : 1\n"
                "dv/dt = (0.04*v**2 + 5*v + 140 - u)/tau + z/dt : 1\n"
-               "du/dt = a*(b*v - u)/tau : 1")
-        return Brian2Neuron(eqs, "s", ns, membrane="v", threshold="v > v_peak", reset="v = c\nu += d\ns = 1",
+               "du/dt = iz_a*(iz_b*v - u)/tau : 1")
+        return Brian2Neuron(eqs, "s", ns, membrane="v", threshold="v > v_peak",
+                            reset="v = iz_c\nu += iz_d\ns = 1",
                             initial={"v": self.v_init, "u": self.b * self.v_init})
 
     def to_nir(self, nir, n, scale, index, subtract="refuse"):
