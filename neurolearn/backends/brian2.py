@@ -4,44 +4,40 @@ Brian2 is imported lazily (only when a function here runs): ``import neurolearn`
 imports it.
 
 **What is translated.** A :class:`~neurolearn.network.Network` of :class:`~neurolearn.layers.Dense`
-layers (feed-forward or recurrent) whose neurons are rate units (static or leaky), LIF,
-current-based LIF, a leaky-integrator readout (LI) or none (linear readout), with the
-network's trained weights and biases. Convolutions and decorrelated layers are refused with
-a :class:`~neurolearn.errors.ConfigError` (fold ``R`` into ``W`` first).
+layers (feed-forward or recurrent) whose neurons are any model that declares its Brian2 equations
+(:meth:`neurolearn.neurons.Neuron.brian2`: rate units, LIF, CubaLIF, LI, ALIF, Izhikevich, AdEx)
+or none (a linear readout), with the network's trained weights and biases. Convolutions and
+decorrelated layers are refused with a :class:`~neurolearn.errors.ConfigError` (fold ``R`` into
+``W`` first), and so is a neuron model without a translation (its refusal says why).
 
-**Equations** (units checked by Brian2: the membrane scale is dimensionless, as in
-neurolearn, time constants are in seconds). Every layer is a ``NeuronGroup`` with the
-pre-activation
+**Equations** (units checked by Brian2: the membrane is in the model's own scale, time constants
+are in seconds). Every layer is a ``NeuronGroup`` with the pre-activation
 
 .. math::  z = I_{ff} + I_{rec} + b + \eta ,\qquad I_{ff} = \sum_i w_{ij}\, a^{pre}_i ,\quad
            I_{rec} = \sum_i w^{rec}_{ij}\, a_i[t-1]
 
 delivered through ``(summed)`` synaptic variables (``noise``, eta, is the node-noise parameter the
-plasticity module writes; 0 otherwise), and
-
-- static rate unit: ``h = f(z)`` (a subexpression);
-- leaky rate unit: ``dv/dt = (z - v)/tau``, ``h = f(v)``;
-- LIF: ``dv/dt = (v_leak - v + r z)/tau_mem``, threshold ``v > threshold``, reset
-  ``v -= threshold`` (or ``v = v_reset``), the spike written into a variable ``s``;
-- current-based LIF: ``i_syn += dt (w_in z - i_syn)/tau_syn`` (the Euler step of
-  ``tau_syn di/dt = -i + w_in z``, run as a ``run_regularly`` operation just before the
-  membrane update) and ``dv/dt = (v_leak - v + r i_syn)/tau_mem``;
-- LI readout: ``dv/dt = (v_leak - v + r z)/tau``, activity ``v``.
+plasticity module writes; 0 otherwise), followed by the neuron model's own equations in ``z``
+(each model's file writes them down: e.g. LIF ``dv/dt = (v_leak - v + r z)/tau_mem``, threshold
+``v > threshold``, reset ``v -= threshold`` or ``v = v_reset``, the spike written into ``s``).
 
 The state updaters use ``method='euler'`` with the network's ``dt``, which is exactly
 neurolearn's discretisation (``beta = 1 - dt/tau``, ``r = tau/dt``: one step of input adds
-to ``v`` one to one).
+to ``v`` one to one). Operations a model needs outside its differential equations (CubaLIF's
+synaptic current before the membrane; ALIF's adaptation decay between threshold and reset) are
+``run_regularly`` operations placed in the schedule below.
 
 **Schedule.** Brian2's default order (all state updates, then all thresholds, then synaptic
 propagation, then resets) delays every layer by one step and leaks its input once; the
 torch engine runs layer after layer inside one step. Here every operation of one time step
 is put in the ``groups`` slot with an explicit ``order``, layer by layer:
 recurrent input (reads ``a[t-1]``) -> clear ``s`` -> feed-forward input (reads the layer
-below at step ``t``) -> ``i_syn`` (CubaLIF) -> membrane update -> threshold -> monitors
-(pre-reset membrane) -> reset (``s = 1``) -> next layer. With this schedule a layer sees
+below at step ``t``) -> the model's operations before its update (CubaLIF's ``i_syn``) -> state
+update -> threshold -> the model's operations after the threshold (ALIF's ``a = rho a``) ->
+monitors (pre-reset membrane) -> reset (``s = 1``) -> next layer. With this schedule a layer sees
 the same numbers at the same step as in the torch engine, so rate networks agree to
-floating-point rounding and LIF spike trains are identical (tested in
-``tests/test_brian2.py``; the only possible difference is a membrane within ~1e-15 of the
+floating-point rounding and the spike trains of LIF, CubaLIF, ALIF, Izhikevich and AdEx are
+identical (tested in ``tests/test_brian2.py``; the only possible difference is a membrane within ~1e-15 of the
 threshold, where Brian2's ``v + dt*(...)/tau`` and torch's ``beta*v + (1-beta)*(...)``
 round differently).
 
