@@ -12,7 +12,7 @@ import torch
 from neurolearn.build import build_network, resolve_device
 from neurolearn.data import Dataset, load_dataset
 from neurolearn.errors import CheckpointError, NeurolearnError
-from neurolearn.io import load_checkpoint
+from neurolearn.io import load_checkpoint, read_json
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules import Rule, make_rule
@@ -60,8 +60,8 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     metrics = run_dir / METRICS_NAME
     if metrics.exists():
         try:
-            return json.loads(metrics.read_text())["config"]
-        except (json.JSONDecodeError, KeyError) as exc:
+            return read_json(metrics)["config"]
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{metrics} is damaged ({exc}); rerun the training") from None
     if (run_dir / CHECKPOINT_NAME).exists():
         return load_checkpoint(run_dir / CHECKPOINT_NAME)["config"]
