@@ -117,7 +117,7 @@ def state_checksum(state: dict[str, Any]) -> str:
         t = state[name]
         if not isinstance(t, torch.Tensor):
             continue
-        t = t.detach().cpu().contiguous()
+        t = t.detach().cpu().contiguous().reshape(-1)
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
