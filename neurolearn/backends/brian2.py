@@ -66,7 +66,7 @@ import torch
 from neurolearn.errors import ConfigError, NeurolearnError, ShapeError, unknown_name
 from neurolearn.layers import Dense
 from neurolearn.network import LayerRecord, Network, Record
-from neurolearn.neurons import Brian2Neuron, Neuron, NotTranslatable, rate_expression  # noqa: F401 (re-exported)
+from neurolearn.neurons import Brian2Neuron, Neuron, NotTranslatable
 
 TARGETS = ("numpy", "cython")
 CUBA_UPDATES = ("neurolearn", "brian2")

@@ -54,7 +54,7 @@ from neurolearn.backends.brian2 import Brian2Net, build_brian2, codegen_target, 
 from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.layers import Dense
 from neurolearn.network import Network
-from neurolearn.neurons import ACTIVATIONS, RateParams
+from neurolearn.neurons import ACTIVATIONS
 
 
 def rate_derivative_expression(name: str, var: str, negative_slope: float = 0.01) -> str:
@@ -82,7 +82,7 @@ def check_plastic_network(network: Network) -> None:
         p = layer.neuron
         if last and p is not None:
             raise ConfigError("the last layer must be a linear readout (neuron = none) for the Brian2 plasticity rules")
-        if not last and not (isinstance(p, RateParams) and p.tau is None):
+        if not last and (p is None or p.static_activation is None):
             raise ConfigError(f"layer {k}: hidden layers must be static rate units for the Brian2 plasticity rules")
         if layer.bias is None:
             raise ConfigError(f"layer {k} has no bias; the plasticity rules learn biases")

@@ -30,7 +30,6 @@ wrapped network is neurolearn's (atan), which only matters for BPTT.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -204,7 +203,7 @@ def wrap_snntorch(
                 )
             layer.recurrent_weight = rec.weight
         layers.append(layer)
-    if readout == "mem" and not isinstance(layers[-1].neuron, LIParams):
+    if readout == "mem" and (layers[-1].neuron is None or layers[-1].neuron.spiking):
         raise ConfigError("readout='mem' needs the model to end with a snn.Leaky(reset_mechanism='none')")
     return Network(layers, encoder=encoder, decode=decode, dt=dt)
 

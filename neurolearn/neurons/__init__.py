@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from neurolearn.errors import ConfigError, unknown_key, unknown_name
+from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.neurons.adex import AdExParams, AdExState
 from neurolearn.neurons.alif import ALIFParams, ALIFState
 from neurolearn.neurons.base import (SPIKE_DERIVATIVES, SURROGATES, Brian2Neuron, Neuron, NotTranslatable,

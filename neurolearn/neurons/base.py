@@ -23,6 +23,7 @@ switches on its type:
 ``trace_filter()``           ``(β, g)`` of the pre-synaptic trace ``x̄ = β x̄ + g x`` that equals
                              ``∂v/∂W`` without reset (target projection, e-prop)
 ``local_derivative(...)``    the surrogate-free post-synaptic factor ``ψ`` of target projection
+``static_activation``        the name of ``f`` of a static rate unit ``h = f(z)`` (solvers), else ``None``
 ``linear_response()``        ``(β, g, v_rest)`` if the output is a linear filter of the input
                              (closed-form readout solvers), else ``None``
 ``brian2()``                 its Brian2 equations (:class:`Brian2Neuron`) or a refusal
@@ -169,6 +170,12 @@ class Neuron:
         the rule's own running free membrane (for ``lif_rate``). Returns ``(ψ, free)``.
         """
         return torch.ones_like(pre), free
+
+    @property
+    def static_activation(self) -> str | None:
+        """The name of ``f`` when the unit is a static rate unit ``h = f(z)`` (what layer-wise solvers such
+        as ZORB and semi-implicit BP invert or differentiate), else ``None``."""
+        return None
 
     def linear_response(self) -> tuple[float, float, float] | None:
         """``(β, g, v_rest)`` when the output is a linear filter of the input,

@@ -153,6 +153,10 @@ class RateParams(Neuron):
         arg = pre if self.tau is None else state.v
         return activation_derivative(self.activation, arg, self.negative_slope), free
 
+    @property
+    def static_activation(self) -> str | None:
+        return self.activation if self.tau is None else None
+
     def linear_response(self) -> tuple[float, float, float] | None:
         if self.activation != "identity":
             return None
