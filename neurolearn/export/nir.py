@@ -121,13 +121,28 @@ def _check_exportable(net: Network) -> None:
         raise NIRError("the network has no spiking layer; NIR export is for spiking networks")
 
 
-def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
+def to_nir(net: Network, *, dt: float | None = None, subtract: str = "refuse", reader: str = "neurolearn"):
     """A ``nir.NIRGraph`` of a spiking network (see the module docstring for the convention).
 
-    ``dt``: the step the graph is written for (time constants rescaled by ``dt/net.dt``).
+    ``reader``: the library the graph is written for (:data:`~neurolearn.export.readers.READERS`):
+    ``"neurolearn"`` (default, the most portable form: also exact in snnTorch and SpikingJelly for
+    what they can represent) or a library whose conventions the graph is rewritten to
+    (:mod:`neurolearn.export.readers`); what it cannot represent raises :class:`NIRError`.
+    ``dt``: the step the graph is written for (default: the reader's own, 1e-4 s; Norse 1e-3 s);
+    time constants are rescaled by ``dt/net.dt``.
     ``subtract``: ``"refuse"`` (default) or ``"as_value"`` for layers that reset by subtraction.
     """
+    from neurolearn.export.readers import adapt
+    from neurolearn.export.readers import reader as reader_of
+
     nir = _nir()
+    rd = reader_of(reader)
+    if dt is None:
+        dt = rd.dt
+    elif dt != rd.dt and rd.name != "neurolearn":
+        from dataclasses import replace
+
+        rd = replace(rd, dt=float(dt))
     if subtract not in ("refuse", "as_value"):
         raise ConfigError(f"subtract must be 'refuse' or 'as_value', got {subtract!r}")
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
@@ -167,6 +182,7 @@ def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
         prev = name
     nodes["output"] = nir.Output(output_type=np.array([net.output_size]))
     edges.append((prev, "output"))
+    nodes, reader_meta = adapt(nodes, edges, rd, nir, net.dt)
     enc = net.encoder
     metadata = {
         "format": FORMAT,
@@ -177,22 +193,28 @@ def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
         "neurolearn.time_scale": float(scale),
         "neurolearn.decode": net.decode,
         "neurolearn.encoder": json.dumps({f: getattr(enc, f) for f in ("kind", "steps", "gain", "threshold")}),
+        "neurolearn.reader": rd.name,
+        **reader_meta,
     }
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
 def write(path: str | Path, net: Network, **kwargs: Any) -> None:
     """Export ``net`` (see :func:`to_nir` for the options) to a ``.nir`` (HDF5) file."""
+    write_graph(path, to_nir(net, **kwargs))
+
+
+def write_graph(path: str | Path, graph: Any) -> None:
+    """Write a ``nir.NIRGraph`` to ``path`` atomically (beside the target, then rename)."""
     import os
     import tempfile
 
-    graph = to_nir(net, **kwargs)
     nir = _nir()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
-    try:  # write beside the target, then rename: never a half-written .nir
+    try:  # never a half-written .nir
         nir.write(tmp, graph)
         os.replace(tmp, path)
     finally:
@@ -268,11 +290,17 @@ def _uniform(node_name: str, field: str, value: Any, n: int) -> float:
     return float(arr[0])
 
 
-def _neuron_from_node(nir, name: str, node: Any, n: int, dt: float, scale: float) -> LIFParams | LIParams:
-    """neurolearn neuron parameters of a NIR neuron node, discretised at ``dt`` (model time: / scale)."""
+def _neuron_from_node(nir, name: str, node: Any, n: int, dt: float, scale: float,
+                      readout: bool = False) -> LIFParams | LIParams:
+    """neurolearn neuron parameters of a NIR neuron node, discretised at ``dt`` (model time: / scale).
+
+    ``readout``: the node is an LI readout written as a never-firing LIF (metadata ``neurolearn.readout``).
+    """
     u = lambda f: _uniform(name, f, getattr(node, f), n)  # noqa: E731
     dt_model = dt / scale
     try:
+        if readout and isinstance(node, nir.LIF):
+            return LIParams(tau=u("tau") / scale, dt=dt_model, v_leak=u("v_leak"), r=u("r"))
         if isinstance(node, nir.LI):
             return LIParams(tau=u("tau") / scale, dt=dt_model, v_leak=u("v_leak"), r=u("r"))
         common = dict(dt=dt_model, threshold=u("v_threshold"), v_reset=u("v_reset"), v_leak=u("v_leak"),
@@ -379,6 +407,7 @@ def from_nir(
     if unreached:
         raise NIRError(f"nodes {sorted(unreached)} are not on the path from Input to Output")
 
+    readout_node = json.loads(meta["neurolearn.readout"])["node"] if "neurolearn.readout" in meta else None
     step = float(dt if dt is not None else meta.get("dt", NIR_DT))
     scale = float(meta.get("neurolearn.time_scale", 1.0)) if dt is None else 1.0
     size = _size_of(nodes[inputs[0]].input_type)
@@ -414,7 +443,7 @@ def from_nir(
         rec_w = None
         if i < len(body) and isinstance(nodes[body[i]], neuron_types):
             nname = body[i]
-            neuron = _neuron_from_node(nir, nname, nodes[nname], n_out, step, scale)
+            neuron = _neuron_from_node(nir, nname, nodes[nname], n_out, step, scale, readout=nname == readout_node)
             if nname in recurrent:
                 rnode = nodes[recurrent[nname]]
                 rec_w = np.asarray(rnode.weight, dtype=np.float32)
