@@ -151,6 +151,31 @@ def export_cell(name: str, net: Network, reader: str, x: torch.Tensor, workdir: 
     return compare(net, x, run_reader(reader, path, x, readout, workdir))
 
 
+WRITERS = {"snntorch": ("ff", "cuba"), "spikingjelly": ("ff", "cuba")}
+WRITER_REFUSED = ("norse", "sinabs", "rockpool")
+
+
+def import_cell(writer: str, variant: str, x: torch.Tensor, workdir: Path) -> dict:
+    """The writer's library builds, exports and runs a network; neurolearn imports the file and runs it."""
+    path, xin, res = workdir / f"w-{writer}-{variant}.nir", workdir / "xw.npy", workdir / f"w-{writer}-{variant}.npz"
+    np.save(xin, x.numpy().astype(np.float32))
+    p = subprocess.run([READER_ENVS[writer], drive_module.__file__, "write", writer, str(path), str(xin), str(res),
+                        variant], capture_output=True, text=True, timeout=600, env={**os.environ, "PIP_NO_INDEX": "1"})
+    if not res.exists():
+        return {"status": "wrong", "detail": f"the writer crashed: {(p.stderr.strip().splitlines() or ['?'])[-1][:200]}"}
+    data = np.load(res)
+    if "error" in data.files:
+        return {"status": "wrong", "detail": f"the writer failed: {data['error']}"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = from_nir(path, writer=writer)
+    with torch.no_grad():
+        ours = net.run(x).output.numpy()
+    theirs = data["output"].reshape(ours.shape)
+    match = float((theirs == ours).mean())
+    return {"status": "exact" if match == 1.0 else "wrong", "match": match, "spikes": int(theirs.sum())}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps and samples")
@@ -168,6 +193,15 @@ def main() -> int:
                 continue
             for name, net in variants().items():
                 cells[f"export {reader} | {name}"] = export_cell(name, net, reader, x, work)
+            for variant in WRITERS.get(reader, ()):
+                cells[f"import {reader} | {'CubaLIF' if variant == 'cuba' else 'ff LIF'}"] = import_cell(
+                    reader, variant, x, work)
+            if reader in WRITER_REFUSED:
+                try:
+                    from_nir(to_nir(variants()["ff LIF"]), writer=reader)
+                    cells[f"import {reader} | any"] = {"status": "wrong", "detail": "accepted without a check"}
+                except NeurolearnError as exc:
+                    cells[f"import {reader} | any"] = {"status": "refused", "detail": str(exc)}
     counts = {s: sum(1 for c in cells.values() if c["status"] == s) for s in ("exact", "refused", "wrong")}
     print(f"{'cell':55s} {'result':8s} detail")
     for k, c in cells.items():

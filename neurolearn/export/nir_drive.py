@@ -100,7 +100,67 @@ def drive(reader: str, path: str, x: np.ndarray, readout: str | None, dt: float 
     raise SystemExit(f"unknown reader {reader!r}")
 
 
+def write(writer: str, path: str, x: np.ndarray, variant: str):
+    """Build a small network in ``writer``'s library (seeded), export it with the library's own NIR
+    export to ``path`` and run it on ``x``: returns (output spikes, version)."""
+    import torch
+
+    torch.manual_seed(0)
+    n_in = x.shape[-1]
+    xt = torch.from_numpy(x)
+    fc1, fc2 = torch.nn.Linear(n_in, 16), torch.nn.Linear(16, 5)
+    with torch.no_grad():
+        fc1.weight.mul_(3.0), fc2.weight.mul_(3.0)
+    if writer == "snntorch":
+        import snntorch as snn
+        from snntorch.export_nir import export_to_nir
+
+        import nir
+
+        mech = "subtract" if variant == "subtract" else "zero"
+        lif1 = snn.Leaky(beta=torch.full((16,), 0.9), threshold=torch.ones(16), reset_mechanism=mech,
+                         reset_delay=False, init_hidden=True)
+        if variant == "cuba":
+            lif2 = snn.Synaptic(alpha=torch.full((5,), 0.6), beta=torch.full((5,), 0.8), threshold=torch.ones(5),
+                                reset_mechanism=mech, reset_delay=False, init_hidden=True, output=True)
+        else:
+            lif2 = snn.Leaky(beta=torch.full((5,), 0.8), threshold=torch.ones(5), reset_mechanism=mech,
+                             reset_delay=False, init_hidden=True, output=True)
+        model = torch.nn.Sequential(fc1, lif1, fc2, lif2)
+        nir.write(path, export_to_nir(model, torch.zeros(1, n_in), ignore_dims=[0]))
+        with torch.no_grad():
+            lif1.reset_mem(), lif2.reset_mem()
+            if variant == "cuba":
+                lif2.syn = torch.zeros(0)
+            out = torch.stack([model(xt[t])[0] for t in range(x.shape[0])])
+        return out.float().numpy(), _version("snntorch")
+    if writer == "spikingjelly":
+        from spikingjelly.activation_based import functional, neuron
+        from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+        if variant == "cuba":
+            n2 = neuron.CUBALIFNode(c_decay=0.6, v_decay=0.8, v_threshold=1.0, v_reset=0.0)
+        else:
+            n2 = neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=0.5, v_reset=0.0)
+        model = torch.nn.Sequential(fc1, neuron.LIFNode(tau=20.0, decay_input=False, v_reset=0.0), fc2, n2)
+        export_to_nir(model, torch.zeros(1, n_in), save_path=path)
+        functional.reset_net(model)
+        with torch.no_grad():
+            out = torch.stack([model(xt[t]) for t in range(x.shape[0])])
+        return out.float().numpy(), _version("spikingjelly")
+    raise SystemExit(f"no writer for {writer!r} here")
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "write":  # write WRITER out.nir input.npy result.npz VARIANT
+        _, _, writer, path, xin, result, variant = sys.argv
+        try:
+            out, version = write(writer, path, np.load(xin).astype(np.float32), variant)
+        except Exception as exc:
+            np.savez(result, error=np.array(f"{type(exc).__name__}: {str(exc).strip()[:300]}"))
+            return 3
+        np.savez(result, output=out, version=np.array(version))
+        return 0
     ap = argparse.ArgumentParser()
     ap.add_argument("reader")
     ap.add_argument("graph")
