@@ -36,19 +36,11 @@ import torch
 import neurolearn.export.nir_drive as drive_module
 from neurolearn.errors import NeurolearnError
 from neurolearn.export.nir import from_nir, to_nir, write_graph
+from neurolearn.export.readers import READER_ENVS, reader_installed, run_reader
 from neurolearn.layers import Dense
 from neurolearn.network import Network
 from neurolearn.neurons import ALIFParams, IzhikevichParams, LIFParams, LIParams
 
-READER_ENVS = {
-    "snntorch": sys.executable,
-    "norse": os.environ.get("NEUROLEARN_READERS_PY", "/work/venv-readers/bin/python"),
-    "spikingjelly": os.environ.get("NEUROLEARN_READERS_PY", "/work/venv-readers/bin/python"),
-    "sinabs": os.environ.get("NEUROLEARN_READERS_OLD_PY", "/work/venv-readers-old/bin/python"),
-    "rockpool": os.environ.get("NEUROLEARN_READERS_OLD_PY", "/work/venv-readers-old/bin/python"),
-}
-READER_PACKAGES = {"snntorch": "snntorch", "norse": "norse", "spikingjelly": "spikingjelly", "sinabs": "sinabs",
-                   "rockpool": "rockpool"}
 DT = 1e-3
 N_IN, N_HID, N_OUT = 12, 16, 5
 
@@ -89,29 +81,6 @@ def variants() -> dict[str, Network | str]:
 def inputs(steps: int, batch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
     return (torch.rand(steps, batch, N_IN, generator=g) < 0.3).float()
-
-
-def reader_installed(reader: str) -> bool:
-    py = READER_ENVS[reader]
-    if not Path(py).exists():
-        return False
-    r = subprocess.run([py, "-c", f"import {READER_PACKAGES[reader]}"], capture_output=True, timeout=300,
-                       env={**os.environ, "PIP_NO_INDEX": "1"})
-    return r.returncode == 0
-
-
-def run_reader(reader: str, graph_path: Path, x: torch.Tensor, readout: str | None, workdir: Path) -> dict:
-    """Run ``graph_path`` in ``reader`` (its environment) on ``x``: {'output', 'readout'} or {'error'}."""
-    xin, res = workdir / "x.npy", workdir / f"res-{reader}.npz"
-    np.save(xin, x.numpy().astype(np.float32))
-    cmd = [READER_ENVS[reader], drive_module.__file__, reader, str(graph_path), str(xin), str(res)]
-    if readout:
-        cmd += ["--readout", readout]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PIP_NO_INDEX": "1"})
-    if not res.exists():
-        return {"error": f"the reader crashed: {(p.stderr.strip().splitlines() or ['?'])[-1][:200]}"}
-    data = np.load(res)
-    return {k: data[k] for k in data.files}
 
 
 def compare(net: Network, x: torch.Tensor, result: dict) -> dict:

@@ -25,8 +25,13 @@ was measured, and why).
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -181,3 +186,49 @@ def _scaled(nir: Any, node: Any, fold: np.ndarray):
         b = (np.asarray(node.bias, dtype=np.float64) * f[:, 0]).astype(np.float32)
         return nir.Affine(weight=w, bias=b)
     return nir.Linear(weight=w)
+
+
+# ------------------------------------------------------------------ running a file in a reader
+
+READER_ENVS = {
+    "snntorch": sys.executable,
+    "norse": os.environ.get("NEUROLEARN_READERS_PY", "/work/venv-readers/bin/python"),
+    "spikingjelly": os.environ.get("NEUROLEARN_READERS_PY", "/work/venv-readers/bin/python"),
+    "sinabs": os.environ.get("NEUROLEARN_READERS_OLD_PY", "/work/venv-readers-old/bin/python"),
+    "rockpool": os.environ.get("NEUROLEARN_READERS_OLD_PY", "/work/venv-readers-old/bin/python"),
+}
+"""The python of each reader's environment (docs/nir.md); override with ``NEUROLEARN_READERS_PY``
+(Norse, SpikingJelly: nir 1.0.8) and ``NEUROLEARN_READERS_OLD_PY`` (Sinabs, Rockpool: nir 1.0.4)."""
+
+_ENV = {"PIP_NO_INDEX": "1"}  # Rockpool tries to pip-install samna when imported: never reach a network
+
+
+@functools.lru_cache(maxsize=None)
+def reader_installed(name: str) -> bool:
+    """Whether ``name`` imports in its environment (:data:`READER_ENVS`)."""
+    py = READER_ENVS[name]
+    if not Path(py).exists():
+        return False
+    r = subprocess.run([py, "-c", f"import {name}"], capture_output=True, timeout=300, env={**os.environ, **_ENV})
+    return r.returncode == 0
+
+
+def run_reader(name: str, graph_path: Path, x: Any, readout: str | None, workdir: Path) -> dict[str, Any]:
+    """Run the file in ``name`` (its own ``from_nir``, its own environment) on spikes ``x`` (steps, batch, n).
+
+    Returns ``{'output': (steps, batch, n_out), 'readout': membrane or absent, 'version'}`` or ``{'error'}``.
+    """
+    from neurolearn.export import nir_drive
+
+    xin, res = Path(workdir) / "x.npy", Path(workdir) / f"res-{name}.npz"
+    np.save(xin, np.asarray(x, dtype=np.float32))
+    cmd = [READER_ENVS[name], nir_drive.__file__, name, str(graph_path), str(xin), str(res)]
+    if readout:
+        cmd += ["--readout", readout]
+    if res.exists():
+        res.unlink()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **_ENV})
+    if not res.exists():
+        return {"error": f"the reader crashed: {(p.stderr.strip().splitlines() or ['?'])[-1][:200]}"}
+    data = np.load(res)
+    return {k: data[k] for k in data.files}
