@@ -143,11 +143,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolearn.export.nir import NIR_DT, read, write
+    from neurolearn.export.nir import read, write
     from neurolearn.runs import load_trained
 
     run = load_trained(args.run_dir)
-    write(args.nir, run.model, dt=args.dt if args.dt is not None else NIR_DT,
+    write(args.nir, run.model, dt=args.dt, reader=args.reader,
           subtract="as_value" if args.subtract_as_value else "refuse")
     # read it back and compare spike for spike on a few test samples
     back = read(args.nir)
@@ -219,7 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--nir", required=True, metavar="OUT.nir", help="the NIR (HDF5) file to write")
     p.add_argument("--dt", type=float, default=None,
-                   help="step the graph is written for (default 1e-4 s, snnTorch's; time constants rescaled)")
+                   help="step the graph is written for (default: the reader's, 1e-4 s; Norse 1e-3 s)")
+    p.add_argument("--for", dest="reader", default="neurolearn",
+                   choices=["neurolearn", "snntorch", "norse", "spikingjelly", "sinabs", "rockpool"],
+                   help="the library that will read the file: written in its conventions (docs/nir.md)")
     p.add_argument("--subtract-as-value", action="store_true",
                    help="export reset-by-subtraction layers as reset-to-value (spikes will differ; warns)")
     p.add_argument("--check-samples", type=int, default=64, help="test samples compared after re-import")

@@ -73,12 +73,41 @@ class NIRError(NeurolearnError, ValueError):
     """A network NIR cannot express, or a NIR graph/file neurolearn cannot read."""
 
 
+WRITERS = ("auto", "neurolearn", "snntorch", "spikingjelly", "norse", "sinabs", "rockpool")
+"""Libraries whose NIR files :func:`from_nir` knows the conventions of (``writer=``)."""
+
+
 def _nir():
     try:
         import nir
     except ImportError as exc:  # pragma: no cover - nir is a declared dependency
         raise NIRError("NIR export needs the `nir` package: pip install nir") from exc
+    check_nir_version(nir)
     return nir
+
+
+def check_nir_version(nir: Any) -> None:
+    """Refuse, in one line, a ``nir`` package whose LIF has no ``v_reset`` (nir 1.0.4 and older).
+
+    Those versions mean reset by subtraction and cannot hold reset-to-value graphs: neurolearn can
+    neither write nor read with them (it used to fail with a raw TypeError about ``v_reset``).
+    """
+    import dataclasses
+
+    lif = getattr(nir, "LIF", None)
+    names = {f.name for f in dataclasses.fields(lif)} if lif is not None and dataclasses.is_dataclass(lif) else set()
+    if "v_reset" not in names:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("nir")
+        except PackageNotFoundError:  # pragma: no cover
+            v = "unknown"
+        raise NIRError(
+            f"the installed nir {v} has no v_reset in its LIF node (NIR up to 1.0.4 resets by subtraction), so "
+            "neurolearn can neither write nor read its graphs with it: install nir >= 1.0.5 (tested: 1.0.8, "
+            "pip install 'nir==1.0.8'); readers that pin nir <= 1.0.4 (Sinabs, Rockpool) belong in a second "
+            "environment (docs/nir.md)")
 
 
 # ======================================================================================
@@ -121,13 +150,28 @@ def _check_exportable(net: Network) -> None:
         raise NIRError("the network has no spiking layer; NIR export is for spiking networks")
 
 
-def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
+def to_nir(net: Network, *, dt: float | None = None, subtract: str = "refuse", reader: str = "neurolearn"):
     """A ``nir.NIRGraph`` of a spiking network (see the module docstring for the convention).
 
-    ``dt``: the step the graph is written for (time constants rescaled by ``dt/net.dt``).
+    ``reader``: the library the graph is written for (:data:`~neurolearn.export.readers.READERS`):
+    ``"neurolearn"`` (default, the most portable form: also exact in snnTorch and SpikingJelly for
+    what they can represent) or a library whose conventions the graph is rewritten to
+    (:mod:`neurolearn.export.readers`); what it cannot represent raises :class:`NIRError`.
+    ``dt``: the step the graph is written for (default: the reader's own, 1e-4 s; Norse 1e-3 s);
+    time constants are rescaled by ``dt/net.dt``.
     ``subtract``: ``"refuse"`` (default) or ``"as_value"`` for layers that reset by subtraction.
     """
+    from neurolearn.export.readers import adapt
+    from neurolearn.export.readers import reader as reader_of
+
     nir = _nir()
+    rd = reader_of(reader)
+    if dt is None:
+        dt = rd.dt
+    elif dt != rd.dt and rd.name != "neurolearn":
+        from dataclasses import replace
+
+        rd = replace(rd, dt=float(dt))
     if subtract not in ("refuse", "as_value"):
         raise ConfigError(f"subtract must be 'refuse' or 'as_value', got {subtract!r}")
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
@@ -167,6 +211,7 @@ def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
         prev = name
     nodes["output"] = nir.Output(output_type=np.array([net.output_size]))
     edges.append((prev, "output"))
+    nodes, reader_meta = adapt(nodes, edges, rd, nir, net.dt)
     enc = net.encoder
     metadata = {
         "format": FORMAT,
@@ -177,22 +222,28 @@ def to_nir(net: Network, *, dt: float = NIR_DT, subtract: str = "refuse"):
         "neurolearn.time_scale": float(scale),
         "neurolearn.decode": net.decode,
         "neurolearn.encoder": json.dumps({f: getattr(enc, f) for f in ("kind", "steps", "gain", "threshold")}),
+        "neurolearn.reader": rd.name,
+        **reader_meta,
     }
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
 def write(path: str | Path, net: Network, **kwargs: Any) -> None:
     """Export ``net`` (see :func:`to_nir` for the options) to a ``.nir`` (HDF5) file."""
+    write_graph(path, to_nir(net, **kwargs))
+
+
+def write_graph(path: str | Path, graph: Any) -> None:
+    """Write a ``nir.NIRGraph`` to ``path`` atomically (beside the target, then rename)."""
     import os
     import tempfile
 
-    graph = to_nir(net, **kwargs)
     nir = _nir()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
-    try:  # write beside the target, then rename: never a half-written .nir
+    try:  # never a half-written .nir
         nir.write(tmp, graph)
         os.replace(tmp, path)
     finally:
@@ -219,6 +270,16 @@ def read_graph(path: str | Path):
     try:
         return nir.read(path)
     except Exception as exc:  # h5py and nir raise many kinds for damaged files
+        msg = str(exc)
+        if "type mismatch" in msg.lower() or "type check" in msg.lower():
+            raise NIRError(
+                f"{path} fails NIR's type check ({msg.strip().splitlines()[0][:200]}): a node's parameters do not "
+                "have the shapes its neighbours expect (e.g. 0-d scalars instead of per-neuron arrays, as Sinabs "
+                "writes); re-export it with 1-d parameter arrays") from None
+        if isinstance(exc, TypeError) and "unexpected keyword" in msg:
+            raise NIRError(
+                f"{path} was written by a different NIR version than the installed one ({msg.strip()[:150]}); "
+                "read it with the nir version that wrote it (neurolearn needs nir >= 1.0.5)") from None
         raise NIRError(
             f"{path} is not a readable NIR graph: the file is corrupt, truncated or not NIR "
             f"({type(exc).__name__}: {str(exc)[:200]}); export it again"
@@ -268,11 +329,17 @@ def _uniform(node_name: str, field: str, value: Any, n: int) -> float:
     return float(arr[0])
 
 
-def _neuron_from_node(nir, name: str, node: Any, n: int, dt: float, scale: float) -> LIFParams | LIParams:
-    """neurolearn neuron parameters of a NIR neuron node, discretised at ``dt`` (model time: / scale)."""
+def _neuron_from_node(nir, name: str, node: Any, n: int, dt: float, scale: float,
+                      readout: bool = False) -> LIFParams | LIParams:
+    """neurolearn neuron parameters of a NIR neuron node, discretised at ``dt`` (model time: / scale).
+
+    ``readout``: the node is an LI readout written as a never-firing LIF (metadata ``neurolearn.readout``).
+    """
     u = lambda f: _uniform(name, f, getattr(node, f), n)  # noqa: E731
     dt_model = dt / scale
     try:
+        if readout and isinstance(node, nir.LIF):
+            return LIParams(tau=u("tau") / scale, dt=dt_model, v_leak=u("v_leak"), r=u("r"))
         if isinstance(node, nir.LI):
             return LIParams(tau=u("tau") / scale, dt=dt_model, v_leak=u("v_leak"), r=u("r"))
         common = dict(dt=dt_model, threshold=u("v_threshold"), v_reset=u("v_reset"), v_leak=u("v_leak"),
@@ -293,14 +360,57 @@ def _size_of(type_dict: Any) -> int | None:
     return int(np.prod(shape)) if shape.size else None
 
 
+WRITER_REFUSED = {
+    "norse": "Norse 1.1's export writes tau = dt * tau (measured, issue 16) and no w_in, so the file does not "
+             "determine the dynamics; rebuild the network in neurolearn, or export it from Norse "
+             "and pass writer='neurolearn' with dt= the step you simulated it with, knowingly",
+    "sinabs": "Sinabs writes taus in time steps without a dt and 0-d (scalar) parameters that fail nir 1.0.8's type "
+              "check; its multi-spike, subtract-reset neurons have no NIR meaning",
+    "rockpool": "Rockpool writes no w_in, r from an exponential decay and no dt: the file does not determine the "
+                "dynamics",
+}
+
+
+def _writer_conventions(writer: str, meta: dict[str, Any], dt: float | None) -> None:
+    """Check ``writer`` and warn where its files cannot determine the dynamics (updates ``meta['dt']``)."""
+    from neurolearn.errors import unknown_name
+
+    if writer not in WRITERS:
+        raise unknown_name("NIR writer", writer, WRITERS)
+    if writer in WRITER_REFUSED:
+        raise NIRError(f"cannot import a file written by {writer}: {WRITER_REFUSED[writer]}")
+    ours = meta.get("format") == FORMAT
+    if writer == "neurolearn" and not ours:
+        raise NIRError("the graph has no neurolearn metadata (format = neurolearn-nir-1): it was not written by "
+                       "neurolearn; pass writer='auto' or the library that wrote it")
+    if writer in ("snntorch", "spikingjelly") or (writer == "auto" and not ours):
+        if writer == "auto" and dt is None:
+            warnings.warn("the NIR graph does not say which library wrote it: simulating it at dt = 1e-4 s "
+                          "(snnTorch's and SpikingJelly's convention); pass writer= or dt=", stacklevel=3)
+        meta.pop("neurolearn.time_scale", None)
+        meta["dt"] = NIR_DT
+    if writer == "snntorch":
+        warnings.warn("snnTorch writes every neuron as reset to v_reset = 0, whatever its reset_mechanism: if the "
+                      "model reset by subtraction (snnTorch's default), the imported spikes differ. Export it from "
+                      "snnTorch with reset_mechanism='zero' to be exact", stacklevel=3)
+
+
 def from_nir(
     graph: Any,
     *,
     dt: float | None = None,
     encoder: Encoder | None = None,
     decode: str | None = None,
+    writer: str = "auto",
 ) -> Network:
     """A neurolearn :class:`Network` from a NIR graph (or the path of a ``.nir`` file).
+
+    ``writer``: the library that wrote the file (:data:`WRITERS`), whose conventions decide the step:
+    ``"neurolearn"`` (the metadata's ``dt``), ``"snntorch"`` and ``"spikingjelly"`` (1e-4 s, their
+    export default; snnTorch writes every reset as ``v_reset = 0``, also its default subtract
+    reset: a ``UserWarning`` says so), ``"auto"`` (neurolearn's metadata if present, else 1e-4 s
+    with a warning). Norse, Sinabs and Rockpool files are refused (they do not determine the
+    dynamics: see docs/nir.md). ``dt`` overrides the writer's step.
 
     The graph must be a chain ``Input -> (Affine|Linear) -> [LIF|CubaLIF|LI] -> ... -> Output``
     (a neuron node without weights before it gets identity weights), where a neuron node may
@@ -313,7 +423,8 @@ def from_nir(
         graph = read_graph(graph)
     if not isinstance(graph, nir.NIRGraph):
         raise NIRError(f"expected a nir.NIRGraph or a .nir path, got {type(graph).__name__}")
-    meta = dict(graph.metadata or {})
+    meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in dict(graph.metadata or {}).items()}
+    _writer_conventions(writer, meta, dt)
     nodes, edges = _flatten_subgraphs(graph.nodes, graph.edges)
     for name, node in nodes.items():
         if type(node).__name__ not in SUPPORTED_NODES:
@@ -379,6 +490,7 @@ def from_nir(
     if unreached:
         raise NIRError(f"nodes {sorted(unreached)} are not on the path from Input to Output")
 
+    readout_node = json.loads(meta["neurolearn.readout"])["node"] if "neurolearn.readout" in meta else None
     step = float(dt if dt is not None else meta.get("dt", NIR_DT))
     scale = float(meta.get("neurolearn.time_scale", 1.0)) if dt is None else 1.0
     size = _size_of(nodes[inputs[0]].input_type)
@@ -414,7 +526,7 @@ def from_nir(
         rec_w = None
         if i < len(body) and isinstance(nodes[body[i]], neuron_types):
             nname = body[i]
-            neuron = _neuron_from_node(nir, nname, nodes[nname], n_out, step, scale)
+            neuron = _neuron_from_node(nir, nname, nodes[nname], n_out, step, scale, readout=nname == readout_node)
             if nname in recurrent:
                 rnode = nodes[recurrent[nname]]
                 rec_w = np.asarray(rnode.weight, dtype=np.float32)

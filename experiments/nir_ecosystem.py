@@ -1,0 +1,188 @@
+"""NIR across the ecosystem: every installed reader on every network variant, both directions.
+
+Export: neurolearn writes each variant with ``to_nir(net, reader=R)``; the reader loads the file
+with its own ``from_nir`` / ``import_from_nir`` (in its own environment, through a subprocess
+running ``neurolearn/export/nir_drive.py``) and runs it on the same Bernoulli input spikes.
+Import: the reader's library builds and exports a network (``export_to_nir`` / ``to_nir``), runs
+it, and neurolearn imports the file with ``from_nir(graph, writer=R)``.
+
+A cell is ``exact`` (100 % identical output spikes; an LI readout's membrane equal to 1e-5),
+``refused`` (a message saying why) or ``wrong`` (anything else: the fraction of identical
+spikes is printed). Readers' environments (docs/nir.md: how to install them):
+``NEUROLEARN_READERS_PY`` (Norse, SpikingJelly; default /work/venv-readers/bin/python) and
+``NEUROLEARN_READERS_OLD_PY`` (Sinabs, Rockpool, nir 1.0.4; default
+/work/venv-readers-old/bin/python). snnTorch runs in this environment.
+
+    python experiments/nir_ecosystem.py [--quick]
+
+Prints the matrix, then the JSON ``{"cells", "exact", "refused", "wrong", ...}`` as the last line,
+and writes ``experiments/results/nir_ecosystem.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import neurolearn.export.nir_drive as drive_module
+from neurolearn.errors import NeurolearnError
+from neurolearn.export.nir import from_nir, to_nir, write_graph
+from neurolearn.export.readers import READER_ENVS, reader_installed, run_reader
+from neurolearn.layers import Dense
+from neurolearn.network import Network
+from neurolearn.neurons import ALIFParams, IzhikevichParams, LIFParams, LIParams
+
+DT = 1e-3
+N_IN, N_HID, N_OUT = 12, 16, 5
+
+
+def lif(**kw) -> LIFParams:
+    return LIFParams(**{"tau_mem": 20e-3, "dt": DT, "reset": "value", **kw})
+
+
+def variants() -> dict[str, Network | str]:
+    """Tiny networks (12 - 16 - 5), one per NIR feature; weights scaled so that every layer spikes."""
+    def net(*layers, decode="mean"):
+        return Network(list(layers), decode=decode, dt=DT)
+
+    torch.manual_seed(0)
+    out = {
+        "ff LIF": lambda: net(Dense(N_IN, N_HID, lif(), init_gain=3.0), Dense(N_HID, N_OUT, lif(), init_gain=3.0)),
+        "v_reset != 0": lambda: net(Dense(N_IN, N_HID, lif(v_reset=-0.2), init_gain=3.0),
+                                    Dense(N_HID, N_OUT, lif(v_reset=-0.2), init_gain=3.0)),
+        "v_leak = v_reset != 0": lambda: net(Dense(N_IN, N_HID, lif(v_reset=-0.2, v_leak=-0.2), init_gain=3.0),
+                                             Dense(N_HID, N_OUT, lif(v_reset=-0.2, v_leak=-0.2), init_gain=3.0)),
+        "CubaLIF": lambda: net(Dense(N_IN, N_HID, lif(), init_gain=3.0),
+                               Dense(N_HID, N_OUT, lif(tau_syn=5e-3, threshold=0.8), init_gain=3.0)),
+        "recurrent": lambda: net(Dense(N_IN, N_HID, lif(), init_gain=3.0, recurrent=True, recurrent_gain=0.5),
+                                 Dense(N_HID, N_OUT, lif(), init_gain=3.0)),
+        "LI readout": lambda: net(Dense(N_IN, N_HID, lif(), init_gain=3.0),
+                                  Dense(N_HID, N_OUT, LIParams(tau=10e-3, dt=DT), init_gain=3.0)),
+        "ALIF": lambda: net(Dense(N_IN, N_HID, ALIFParams(dt=DT), init_gain=3.0), Dense(N_HID, N_OUT, lif())),
+        "Izhikevich": lambda: net(Dense(N_IN, N_HID, IzhikevichParams(dt=DT), init_gain=3.0),
+                                  Dense(N_HID, N_OUT, lif())),
+    }
+    built = {}
+    for k, f in out.items():
+        torch.manual_seed(0)
+        built[k] = f()
+    return built
+
+
+def inputs(steps: int, batch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return (torch.rand(steps, batch, N_IN, generator=g) < 0.3).float()
+
+
+def compare(net: Network, x: torch.Tensor, result: dict) -> dict:
+    with torch.no_grad():
+        ours = net.run(x).output.numpy()
+    if "error" in result:
+        return {"status": "wrong", "detail": f"reader failed: {result['error']}"}
+    if not net.layers[-1].spiking:
+        theirs = result.get("readout")
+        if theirs is None:
+            return {"status": "wrong", "detail": "no readout membrane"}
+        theirs = theirs.reshape(ours.shape)
+        ok = np.allclose(theirs, ours, rtol=1e-5, atol=1e-5)
+        return {"status": "exact" if ok else "wrong", "match": 1.0 if ok else float(np.isclose(theirs, ours, 1e-5, 1e-5).mean()),
+                "max_abs_diff": float(np.abs(theirs - ours).max())}
+    theirs = result["output"].reshape(ours.shape)
+    match = float((theirs == ours).mean())
+    return {"status": "exact" if match == 1.0 else "wrong", "match": match, "spikes": int(ours.sum())}
+
+
+def export_cell(name: str, net: Network, reader: str, x: torch.Tensor, workdir: Path) -> dict:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = to_nir(net, reader=reader)
+    except NeurolearnError as exc:
+        return {"status": "refused", "detail": str(exc)}
+    path = workdir / f"{reader}-{name.replace(' ', '_').replace('!', 'n').replace('=', 'eq')}.nir"
+    write_graph(path, graph)
+    readout = json.loads(graph.metadata["neurolearn.readout"])["node"] if "neurolearn.readout" in graph.metadata else None
+    if reader == "neurolearn":
+        with torch.no_grad():
+            back = from_nir(path)
+            ours, theirs = net.run(x).output, back.run(x).output
+        ok = torch.equal(ours, theirs) if net.layers[-1].spiking else torch.allclose(ours, theirs, 1e-5, 1e-5)
+        return {"status": "exact" if ok else "wrong", "match": 1.0 if ok else 0.0}
+    return compare(net, x, run_reader(reader, path, x, readout, workdir))
+
+
+WRITERS = {"snntorch": ("ff", "cuba"), "spikingjelly": ("ff", "cuba")}
+WRITER_REFUSED = ("norse", "sinabs", "rockpool")
+
+
+def import_cell(writer: str, variant: str, x: torch.Tensor, workdir: Path) -> dict:
+    """The writer's library builds, exports and runs a network; neurolearn imports the file and runs it."""
+    path, xin, res = workdir / f"w-{writer}-{variant}.nir", workdir / "xw.npy", workdir / f"w-{writer}-{variant}.npz"
+    np.save(xin, x.numpy().astype(np.float32))
+    p = subprocess.run([READER_ENVS[writer], drive_module.__file__, "write", writer, str(path), str(xin), str(res),
+                        variant], capture_output=True, text=True, timeout=600, env={**os.environ, "PIP_NO_INDEX": "1"})
+    if not res.exists():
+        return {"status": "wrong", "detail": f"the writer crashed: {(p.stderr.strip().splitlines() or ['?'])[-1][:200]}"}
+    data = np.load(res)
+    if "error" in data.files:
+        return {"status": "wrong", "detail": f"the writer failed: {data['error']}"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = from_nir(path, writer=writer)
+    with torch.no_grad():
+        ours = net.run(x).output.numpy()
+    theirs = data["output"].reshape(ours.shape)
+    match = float((theirs == ours).mean())
+    return {"status": "exact" if match == 1.0 else "wrong", "match": match, "spikes": int(theirs.sum())}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps and samples")
+    ap.add_argument("--readers", default="neurolearn,snntorch,norse,spikingjelly,sinabs,rockpool")
+    args = ap.parse_args()
+    steps, batch = (20, 4) if args.quick else (50, 16)
+    x = inputs(steps, batch)
+    readers = [r for r in args.readers.split(",") if r]
+    versions, cells = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for reader in readers:
+            if reader != "neurolearn" and not reader_installed(reader):
+                versions[reader] = "not installed"
+                continue
+            for name, net in variants().items():
+                cells[f"export {reader} | {name}"] = export_cell(name, net, reader, x, work)
+            for variant in WRITERS.get(reader, ()):
+                cells[f"import {reader} | {'CubaLIF' if variant == 'cuba' else 'ff LIF'}"] = import_cell(
+                    reader, variant, x, work)
+            if reader in WRITER_REFUSED:
+                try:
+                    from_nir(to_nir(variants()["ff LIF"]), writer=reader)
+                    cells[f"import {reader} | any"] = {"status": "wrong", "detail": "accepted without a check"}
+                except NeurolearnError as exc:
+                    cells[f"import {reader} | any"] = {"status": "refused", "detail": str(exc)}
+    counts = {s: sum(1 for c in cells.values() if c["status"] == s) for s in ("exact", "refused", "wrong")}
+    print(f"{'cell':55s} {'result':8s} detail")
+    for k, c in cells.items():
+        detail = c.get("detail", f"{c.get('match', 1.0) * 100:.1f} % identical")
+        print(f"{k:55s} {c['status']:8s} {detail[:150]}")
+    summary = {"cells": len(cells), **counts, "versions": versions, "matrix": cells}
+    out = Path(__file__).parent / "results" / "nir_ecosystem.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    print(json.dumps({"cells": len(cells), **counts, "versions": versions}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
