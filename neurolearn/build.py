@@ -41,7 +41,7 @@ def build_network(model_cfg: dict[str, Any], input_shape: tuple[int, ...]) -> Ne
 
     ``model_cfg`` is checked and completed by :func:`neurolearn.config.check_model` (the one home
     of the defaults of ``dt``, ``decode``, ``[encoder]`` and the layers)."""
-    model_cfg = check_model(model_cfg)
+    model_cfg = check_model(model_cfg, file=True)  # a model file as read is accepted too
     declared = model_cfg.get("input")
     if declared is not None and math.prod(declared) != math.prod(input_shape):
         raise ShapeError(
