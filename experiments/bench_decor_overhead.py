@@ -17,29 +17,24 @@ step time / median BP step time).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from neurolearn.build import build_network, make_optimizer  # noqa: E402
-from neurolearn.config import TRAIN_KEYS, load_model_file  # noqa: E402
-from neurolearn.decorrelation import add_decorrelation  # noqa: E402
-from neurolearn.objectives import Objective  # noqa: E402
-from neurolearn.rules import make_rule  # noqa: E402
-from neurolearn.io import write_json
-from dbp_speedup import share_or_rows  # noqa: E402
+from neurolearn import harness
+from neurolearn.build import build_network, make_optimizer
+from neurolearn.config import TRAIN_KEYS, load_model_file
+from neurolearn.decorrelation import add_decorrelation
+from neurolearn.objectives import Objective
+from neurolearn.rules import make_rule
+from dbp_speedup import share_or_rows
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = HERE / "results"
 
 CASES = {
     "ratio_mlp": ("mlp-mnist", dict(layers="all", subsample=0.5)),
@@ -77,14 +72,13 @@ def bench(model_name: str, decor: dict, batch: int, steps: int, warmup: int = 3)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true")
     p.add_argument("--cnn-subsample", type=share_or_rows, default=None,
                    help="decor.subsample of the cnn-mnist case: a share of the batch (default 0.03) or a row count")
-    args = p.parse_args()
+    args = harness.start(p)
     cases = {k: (m, dict(d)) for k, (m, d) in CASES.items()}
     if args.cnn_subsample is not None:
         cases["ratio_cnn"][1]["subsample"] = args.cnn_subsample
@@ -95,7 +89,7 @@ def main() -> None:
     print(f"{'case':16s} {'model':10s} {'BP ms':>8s} {'DBP ms':>8s} {'ratio':>6s}")
     for k, r in res.items():
         print(f"{k:16s} {cases[k][0]:10s} {r['bp_ms']:8.2f} {r['dbp_ms']:8.2f} {r['ratio']:6.2f}")
-    write_json(RESULTS / "bench_decor_overhead.json", dict(res, args=vars(args)))
+    harness.write_results(args, "bench_decor_overhead", dict(res, args=vars(args)))
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -105,7 +99,7 @@ def main() -> None:
     ax.set_xticks(range(len(ks)), [k.replace("ratio_", "") for k in ks])
     ax.set(ylabel=f"ms per step (batch {args.batch_size})", title="decorrelation overhead")
     ax.legend()
-    save_figure(fig, RESULTS / "bench_decor_overhead.png", dpi=100)
+    save_figure(fig, harness.results_path(args, "bench_decor_overhead.png"), dpi=100)
     print(json.dumps({k: round(r["ratio"], 3) for k, r in res.items()}))
 
 

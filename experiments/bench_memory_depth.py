@@ -25,10 +25,9 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
-from neurolearn.io import write_json
+from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def worker(method: str, depth: int, width: int, batch: int, steps: int, device: str) -> dict:
@@ -74,15 +73,14 @@ def worker(method: str, depth: int, width: int, batch: int, steps: int, device: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="depth 4, width 512, batch 1024")
     ap.add_argument("--depth", type=int, default=8, help="hidden layers")
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--quick", action="store_true", help="depth 4, width 512, batch 1024")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = harness.start(ap)
     if args.quick:
         args.depth, args.width, args.batch = 4, 512, 1024
     if args.worker:
@@ -104,7 +102,7 @@ def main() -> None:
         print(f"{r['method']:8s} {r['setup_mb']:10.1f} {r['peak_mb']:10.1f} {r['training_mb']:12.1f}")
     print(f"tpSGD / BP: peak {ratio:.3f}, training part {train_ratio:.3f}")
     result = {"config": vars(args), "rows": rows, "tpsgd_over_bp": ratio, "training_tpsgd_over_bp": train_ratio}
-    write_json(RESULTS / "bench_memory_depth.json", result)
+    harness.write_results(args, "bench_memory_depth", result)
     try:
         plt = pyplot()
 
@@ -115,7 +113,7 @@ def main() -> None:
         ax.set_ylabel("peak memory (MB)")
         ax.set_title(f"{args.depth} hidden layers x {args.width}, batch {args.batch}")
         ax.legend()
-        save_figure(fig, RESULTS / "bench_memory_depth.png", dpi=120)
+        save_figure(fig, harness.results_path(args, "bench_memory_depth.png"), dpi=120)
     except ImportError:
         pass
     print(json.dumps({"tpsgd_over_bp": round(ratio, 4), "training_tpsgd_over_bp": round(train_ratio, 4)}))

@@ -33,10 +33,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from neurolearn.io import write_json
+from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # glibc: return freed memory at once, so that the resident peak is the live peak (see above)
 LITERAL_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
 
@@ -80,13 +79,12 @@ def child(rule_name: str, steps: int, hidden: int, batch: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="T = 50 and 500 instead of 100 and 2000")
+    ap = harness.parser(__doc__, quick="T = 50 and 500 instead of 100 and 2000")
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per cell (the smallest peak is kept)")
     ap.add_argument("--child", nargs=2, metavar=("RULE", "T"), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = harness.start(ap, argv)
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.hidden, args.batch)))
         return {}
@@ -109,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{'anp' if r['rule'] == 'anp' else 'bptt':8s} {r['T']:6d} {r['peak_mb']:22.1f}")
     result = {"anp_ratio": peak[("anp", long)] / peak[("anp", short)],
               "bptt_ratio": peak[("bp", long)] / peak[("bp", short)]}
-    write_json(RESULTS / "bench_memory_in_time.json", {"rows": rows, "hidden": args.hidden, "batch": args.batch, **result})
+    harness.write_results(args, "bench_memory_in_time", {"rows": rows, "hidden": args.hidden, "batch": args.batch, **result})
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4, 3))
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("peak MiB of one training step")
     ax.legend()
-    save_figure(fig, RESULTS / "bench_memory_in_time.png", dpi=120)
+    save_figure(fig, harness.results_path(args, "bench_memory_in_time.png"), dpi=120)
     print(json.dumps(result))
     return result
 

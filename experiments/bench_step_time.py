@@ -31,7 +31,6 @@ Last stdout line: {"anp_over_bp": ..., "np_over_bp": ..., "wp_over_bp": ..., "an
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import statistics
@@ -42,14 +41,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from neurolearn import harness
 from neurolearn.build import make_optimizer
-from neurolearn.config import resolve_config
 from neurolearn.runs import build_run
 from neurolearn.rules import make_rule
-from neurolearn.io import write_json
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def plain_steps(weights: list[torch.Tensor], biases: list[torch.Tensor], sigma: float = 1e-3):
@@ -137,20 +134,19 @@ def op_breakdown(weights: list[torch.Tensor], batch: int, sync, repeats: int = 2
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps")
+    ap = harness.parser(__doc__, quick="fewer steps")
     ap.add_argument("--steps", type=int, default=300)  # 60 left run-to-run swings of 0.05 in the ratio
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = ap.parse_args(argv)
+    args = harness.start(ap, argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible to torch here")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     steps = 15 if args.quick else args.steps
     torch.set_num_threads(args.threads)
-    cfg = resolve_config(model="mlp-mnist", rule="anp", overrides=["data.options.train_limit=2000"],
+    cfg = harness.resolve(model="mlp-mnist", rule="anp", overrides=["data.options.train_limit=2000"],
                          device=args.device)
     run = build_run(cfg)
     model, objective = run.model, run.objective
@@ -201,8 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
               "wp_over_bp": med["wp"] / med["bp"], "anp_over_bp_cpu": med_cpu["anp"] / med_cpu["bp"],
               "anp_plain_over_bp_plain": med["anp_plain"] / med["bp_plain"]}
     suffix = "" if device.type == "cpu" else f"_{device.type}"
-    write_json(RESULTS / f"bench_step_time{suffix}.json",
-               {"device": str(device), "ms_per_step": med, "cpu_ms_per_step": med_cpu, "breakdown_ms": parts,
+    harness.write_results(args, f"bench_step_time{suffix}", {"device": str(device), "ms_per_step": med, "cpu_ms_per_step": med_cpu, "breakdown_ms": parts,
                 "batch": args.batch, "steps": steps, "threads": args.threads, **result})
     plt = pyplot()
 
@@ -211,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_ylabel("ms per training step")
     ax.set_title(f"mlp-mnist, batch {args.batch}")
-    save_figure(fig, RESULTS / f"bench_step_time{suffix}.png", dpi=120)
+    save_figure(fig, harness.results_path(args, f"bench_step_time{suffix}.png"), dpi=120)
     print(json.dumps(result))
     return result
 

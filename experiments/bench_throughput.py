@@ -26,22 +26,18 @@ Last stdout line: {"torch_over_brian2_cython": ..., "torch_over_brian2_numpy": .
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from neurolearn import Dense, LIFParams, LIParams, Network  # noqa: E402
-from neurolearn.backends.brian2 import build_brian2, codegen_target  # noqa: E402
-from neurolearn.io import write_json
+from neurolearn import harness
+from neurolearn import Dense, LIFParams, LIParams, Network
+from neurolearn.backends.brian2 import build_brian2, codegen_target
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def make_net() -> Network:
@@ -89,13 +85,12 @@ def bench_brian2(net: Network, x: torch.Tensor, target: str) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="T = 20, B = 2")
+    ap = harness.parser(__doc__, quick="T = 20, B = 2")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: Brian2's numpy/cython targets run on one core)")
-    args = ap.parse_args()
+    args = harness.start(ap)
     torch.set_num_threads(args.threads)
     steps = args.steps or (20 if args.quick else 100)
     batch = args.batch or (2 if args.quick else 8)
@@ -113,8 +108,8 @@ def main() -> None:
     result = dict(steps=steps, batch=batch, rows=rows, torch_over_brian2_numpy=rows[0]["events_per_s"] / rows[1]["events_per_s"],
                   torch_over_brian2_cython=rows[0]["events_per_s"] / rows[2]["events_per_s"],
                   note="Brian2 rates exclude the warm-up run (code generation; cython compilation on a cold cache)")
-    write_json(RESULTS / "bench_throughput.json", result)
-    plot(rows, RESULTS / "bench_throughput.png")
+    harness.write_results(args, "bench_throughput", result)
+    plot(rows, harness.results_path(args, "bench_throughput.png"))
     print(json.dumps({"torch_over_brian2_cython": round(result["torch_over_brian2_cython"], 2),
                       "torch_over_brian2_numpy": round(result["torch_over_brian2_numpy"], 2)}))
 

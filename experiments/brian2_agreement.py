@@ -19,22 +19,18 @@ CubaLIF networks (1.0 = identical spike trains).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from neurolearn import Dense, LIFParams, LIParams, Network, RateParams  # noqa: E402
-from neurolearn.backends.brian2 import run_brian2  # noqa: E402
-from neurolearn.data import load_dataset  # noqa: E402
-from neurolearn.io import write_json
+from neurolearn import harness
+from neurolearn import Dense, LIFParams, LIParams, Network, RateParams
+from neurolearn.backends.brian2 import run_brian2
+from neurolearn.data import load_dataset
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -65,9 +61,8 @@ def compare_spiking(name: str, net: Network, x: torch.Tensor, **kw) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="4 samples instead of 16")
-    args = ap.parse_args()
+    ap = harness.parser(__doc__, quick="4 samples instead of 16")
+    args = harness.start(ap)
     batch = 4 if args.quick else 16
     data = load_dataset("digits")
     x_static = data.x_test[:batch].double()
@@ -106,8 +101,8 @@ def main() -> None:
               f"{str(r['identical']):>9s} {r['mem_max_rel_err']:11.2e}")
     result = dict(batch=batch, rate_errors=rate_errs, rate_max_rel_err=rate_max, spiking=rows,
                   lif_spike_match=spike_match)
-    write_json(RESULTS / "brian2_agreement.json", result)
-    plot(rate, xs, rows, RESULTS / "brian2_agreement.png")
+    harness.write_results(args, "brian2_agreement", result)
+    plot(rate, xs, rows, harness.results_path(args, "brian2_agreement.png"))
     print(json.dumps({"rate_max_rel_err": rate_max, "lif_spike_match": spike_match}))
 
 

@@ -22,18 +22,16 @@ Last stdout line: {"brian2_acc": ..., "torch_acc": ...} (ANP test accuracies).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
-import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from neurolearn import harness
 from neurolearn import Dense, Network, RateParams
 from neurolearn.backends.brian2 import run_brian2
 from neurolearn.backends.brian2_plasticity import (
@@ -44,11 +42,9 @@ from neurolearn.backends.brian2_plasticity import (
     drtp_in_brian2,
     epoch_orders,
 )
-from neurolearn.data import load_dataset  # noqa: E402
-from neurolearn.io import write_json
+from neurolearn.data import load_dataset
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).parent / "results"
 
 
 def make_net(seed: int, hidden: int) -> Network:
@@ -117,8 +113,7 @@ def brian2_accuracy(net: Network, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2 epochs instead of 8")
+    ap = harness.parser(__doc__, quick="2 epochs instead of 8")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
@@ -126,7 +121,7 @@ def main() -> None:
     ap.add_argument("--anp-lr", type=float, default=0.002)
     ap.add_argument("--drtp-lr", type=float, default=0.01)
     ap.add_argument("--sigma", type=float, default=1e-3)
-    args = ap.parse_args()
+    args = harness.start(ap)
     epochs = args.epochs or (2 if args.quick else 8)
     data = load_dataset("digits")
     xtr, ytr = data.x_train.double(), data.y_train
@@ -190,8 +185,8 @@ def main() -> None:
     result = dict(task="digits", hidden=args.hidden, epochs=epochs, target=args.target, seed=args.seed,
                   anp_lr=args.anp_lr, drtp_lr=args.drtp_lr, sigma=args.sigma, rules=rows, decorrelation=decor,
                   brian2_acc=rows[0]["brian2_acc"], torch_acc=rows[0]["torch_acc"])
-    write_json(RESULTS / "brian2_plasticity.json", result)
-    plot(rows, RESULTS / "brian2_plasticity.png")
+    harness.write_results(args, "brian2_plasticity", result)
+    plot(rows, harness.results_path(args, "brian2_plasticity.png"))
     print(json.dumps({"brian2_acc": round(rows[0]["brian2_acc"], 4), "torch_acc": round(rows[0]["torch_acc"], 4)}))
 
 

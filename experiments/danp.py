@@ -18,24 +18,18 @@ as its last line the JSON ``{"digits_anp", "digits_danp", "mnist_anp", "mnist_da
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from neurolearn.config import resolve_config  # noqa: E402
-from neurolearn.runs import build_run  # noqa: E402
-from neurolearn.training import Trainer  # noqa: E402
-from neurolearn.io import write_json
+from neurolearn import harness
+from neurolearn.runs import build_run
+from neurolearn.training import Trainer
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = HERE / "results"
 
 
 def train(model: str, decor: bool, args, epochs: int | None, train_limit: int, dataset=None):
@@ -44,7 +38,7 @@ def train(model: str, decor: bool, args, epochs: int | None, train_limit: int, d
         sets += ["decor.enabled=true"]
         sets += [f"decor.lr={args.decor_lr}"] if args.decor_lr is not None else []
         sets += [f"decor.kappa={args.kappa}"] if args.kappa is not None else []
-    cfg = resolve_config(model=model, rule="anp", overrides=sets, epochs=epochs, seed=args.seed)
+    cfg = harness.resolve(model=model, rule="anp", overrides=sets, epochs=epochs, seed=args.seed)
     run = build_run(cfg, dataset)
     tag = ("DANP " if decor else "ANP  ") + model
     hist = Trainer(run, None, progress=False, log=lambda m: print(f"{tag}: {m}", flush=True)).fit()["epochs"]
@@ -52,7 +46,7 @@ def train(model: str, decor: bool, args, epochs: int | None, train_limit: int, d
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, quick="digits 20 epochs, MNIST 10k images for 3 epochs")
     p.add_argument("--digits-epochs", type=int, default=None, help="default: mlp-digits' [rules.anp] epochs")
     p.add_argument("--mnist-epochs", type=int, default=None, help="default: mlp-mnist's [rules.anp] epochs")
     p.add_argument("--mnist-train-limit", type=int, default=0, help="0 = all 60k")
@@ -61,11 +55,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-mnist", action="store_true")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="digits 20 epochs, MNIST 10k images for 3 epochs")
-    args = p.parse_args()
+    args = harness.start(p)
     if args.quick:
         args.digits_epochs, args.mnist_epochs, args.mnist_train_limit = 20, 3, 10000
-    os.environ.setdefault("NEUROLEARN_DATA", str(HERE.parent.parent / "shared" / "data"))
     torch.set_num_threads(args.threads)
 
     hist: dict[str, list[dict]] = {}
@@ -82,8 +74,8 @@ def main() -> None:
     for k, v in hist.items():
         print(f"{k:12s} {len(v):6d} {v[-1]['train_loss']:10.4f} {v[-1]['test_accuracy']:8.4f} {v[-1]['wall_time_s']:7.1f}")
     name = "danp" + ("_quick" if args.quick else "") + ("_digits" if args.skip_mnist else "")
-    write_json(RESULTS / f"{name}.json", dict(result, args=vars(args), history=hist))
-    plot(hist, RESULTS / f"{name}.png")
+    harness.write_results(args, f"{name}", dict(result, args=vars(args), history=hist))
+    plot(hist, harness.results_path(args, f"{name}.png"))
     print(json.dumps(result))
 
 

@@ -16,12 +16,12 @@ Writes ``experiments/results/dbp_conv.json`` and ``.png``; last line
 
 from __future__ import annotations
 
-import sys
+from neurolearn import harness
+
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dbp_speedup import main  # noqa: E402
+from dbp_speedup import main
 
 if __name__ == "__main__":
     main("dbp_conv", __doc__, model="cnn-mnist", hidden=[], epochs=5, train_limit=10000, subsample=0.03)

@@ -24,26 +24,20 @@ end of training, like bp_acc).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from neurolearn.config import resolve_config  # noqa: E402
-from neurolearn.decorrelation import input_correlation  # noqa: E402
-from neurolearn.runs import build_run  # noqa: E402
-from neurolearn.training import Trainer  # noqa: E402
-from neurolearn.io import write_json
+from neurolearn import harness
+from neurolearn.decorrelation import input_correlation
+from neurolearn.runs import build_run
+from neurolearn.training import Trainer
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = HERE / "results"
 
 
 def share_or_rows(text: str) -> float | int:
@@ -59,7 +53,7 @@ def train(args, decor: bool, dataset=None):
         sets += ["decor.enabled=true", f"decor.lr={args.decor_lr}", f"decor.kappa={args.kappa}",
                  f"decor.subsample={args.subsample}", f"decor.layers={args.layers}"]
         sets += [f"decor.{kv}" for kv in args.decor]
-    cfg = resolve_config(model=args.model, rule="bp", overrides=sets, epochs=args.epochs,
+    cfg = harness.resolve(model=args.model, rule="bp", overrides=sets, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, optimizer="sgd", seed=args.seed)
     run = build_run(cfg, dataset)
     trainer = Trainer(run, None, progress=False, log=lambda m: print(("DBP " if decor else "BP  ") + m, flush=True))
@@ -95,7 +89,7 @@ def interpolated(history, target: float, key: str) -> float:
 
 
 def main(name: str = "dbp_speedup", doc: str = __doc__, **defaults) -> None:
-    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p = harness.parser(doc, quick="10k training images, 4 epochs")
     p.add_argument("--model", default="mlp-mnist")
     p.add_argument("--hidden", type=int, nargs="*", default=[500, 500])
     p.add_argument("--epochs", type=int, default=10)
@@ -111,12 +105,10 @@ def main(name: str = "dbp_speedup", doc: str = __doc__, **defaults) -> None:
                    help="more decor.* settings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
-    p.add_argument("--quick", action="store_true", help="10k training images, 4 epochs")
     p.set_defaults(**defaults)
-    args = p.parse_args()
+    args = harness.start(p)
     if args.quick:
         args.train_limit, args.epochs = 10000, 4
-    os.environ.setdefault("NEUROLEARN_DATA", str(HERE.parent.parent / "shared" / "data"))
     torch.set_num_threads(args.threads)
 
     bp_run, bp, _ = train(args, decor=False)
@@ -146,8 +138,8 @@ def main(name: str = "dbp_speedup", doc: str = __doc__, **defaults) -> None:
     full = dict(result, args=vars(args), bp=bp, dbp=dbp, dbp_acc_at_match=dbp[i]["test_accuracy"] if i is not None else None,
                 epoch_time_ratio=step_ratio, interpolated_epochs_ratio=interpolated(dbp, target, "epoch") / bp[-1]["epoch"])
     name = name + ("_quick" if args.quick else "")
-    write_json(RESULTS / f"{name}.json", full)
-    plot(bp, dbp, corr0, corr1, RESULTS / f"{name}.png")
+    harness.write_results(args, f"{name}", full)
+    plot(bp, dbp, corr0, corr1, harness.results_path(args, f"{name}.png"))
     print(json.dumps(result))
 
 

@@ -12,21 +12,19 @@ metrics) and a figure of the test curves. ``--quick`` runs only the two small mo
 MNIST comes from ``$NEUROLEARN_DATA``. Each run uses one torch thread (``--threads 1``):
 on a shared machine, oversubscribed threads made runs about ten times slower.
 
-Usage: ``python experiments/foundation_baselines.py [--quick] [--out DIR]``
+Usage: ``python experiments/foundation_baselines.py [--quick] [--runs-dir DIR] [--out RESULTS_DIR]``
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from neurolearn.io import write_json
+from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 CHECKS = [
     ("mlp-digits", [], "test_accuracy", ">=", 0.97),
@@ -44,11 +42,10 @@ def train(args: list[str], out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="only mlp-digits and rnn-copy")
-    parser.add_argument("--out", default=None, help="folder for the run directories (default: a temporary one)")
-    args = parser.parse_args()
-    root = Path(args.out or tempfile.mkdtemp(prefix="neurolearn-baselines-"))
+    parser = harness.parser(__doc__, quick="only mlp-digits and rnn-copy")
+    parser.add_argument("--runs-dir", default=None, help="folder for the run directories (default: a temporary one)")
+    args = harness.start(parser)
+    root = Path(args.runs_dir or tempfile.mkdtemp(prefix="neurolearn-baselines-"))
     checks = CHECKS[:2] if args.quick else CHECKS
     rows, runs = [], {}
     for name, flags, key, op, target in checks:
@@ -62,8 +59,8 @@ def main() -> None:
     for r in rows:
         print(f"{r['model']:12s} {r['metric']:14s} {r['value']:8.4f} {r['target']:>9s} {str(r['met']):>4s} "
               f"{r['epochs']:6d} {r['wall_time_s']:8.1f}")
-    write_json(RESULTS / "foundation_baselines.json", {"rows": rows, "epochs": runs})
-    plot(runs, RESULTS / "foundation_baselines.png")
+    harness.write_results(args, "foundation_baselines", {"rows": rows, "epochs": runs})
+    plot(runs, harness.results_path(args, "foundation_baselines.png"))
     print(json.dumps({r["model"]: r["value"] for r in rows}))
 
 

@@ -13,7 +13,6 @@ the JSON ``{"neurolearn_roundtrip_equal", "snntorch_import_equal", "snntorch_exp
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import warnings
@@ -21,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from neurolearn.io import write_json
+from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def inputs(n: int, steps: int, seed: int = 0) -> torch.Tensor:
@@ -121,9 +119,8 @@ def case_snntorch_export(x: torch.Tensor) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="16 inputs of 20 steps instead of 64 of 50")
-    args = ap.parse_args()
+    ap = harness.parser(__doc__, quick="16 inputs of 20 steps instead of 64 of 50")
+    args = harness.start(ap)
     n, steps = (16, 20) if args.quick else (64, 50)
     x = inputs(n, steps)
     with tempfile.TemporaryDirectory() as d:
@@ -141,7 +138,7 @@ def main() -> None:
     summary = {"neurolearn_roundtrip_equal": res["neurolearn -> NIR -> neurolearn"]["equal"],
                "snntorch_import_equal": res["neurolearn -> NIR -> snnTorch import_from_nir"]["equal"],
                "snntorch_export_equal": res["snnTorch export_to_nir -> neurolearn"]["equal"]}
-    write_json(RESULTS / "nir_roundtrip.json", {"inputs": n, "steps": steps, "cases": res, **summary})
+    harness.write_results(args, "nir_roundtrip", {"inputs": n, "steps": steps, "cases": res, **summary})
     try:
         plt = pyplot()
 
@@ -149,7 +146,7 @@ def main() -> None:
         t, i = np.nonzero(trace)
         ax.scatter(t, i, s=3, c="k")
         ax.set(xlabel="step", ylabel="neuron", title="CubaLIF layer spikes (identical after the NIR round trip)")
-        save_figure(fig, RESULTS / "nir_roundtrip.png", dpi=120)
+        save_figure(fig, harness.results_path(args, "nir_roundtrip.png"), dpi=120)
     except Exception as exc:  # the figure is a by-product
         print(f"(no figure: {exc})")
     print(json.dumps(summary))

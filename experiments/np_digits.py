@@ -20,25 +20,19 @@ accuracies, mean over seeds 0, 1, 2).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from neurolearn.config import resolve_config  # noqa: E402
-from neurolearn.runs import build_run  # noqa: E402
-from neurolearn.training import Trainer  # noqa: E402
-from neurolearn.io import write_json
+from neurolearn import harness
+from neurolearn.runs import build_run
+from neurolearn.training import Trainer
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = HERE / "results"
 RULES = ("bp", "np", "anp", "wp")
 DEFAULT_LR = {"bp": 1e-3, "np": 1e-3, "anp": 1e-3, "wp": 3e-3}  # wp: 1e-4 0.06, 1e-3 0.67, 3e-3 0.82, 1e-2 0.57
 
@@ -50,7 +44,7 @@ def train(rule: str, args, dataset=None):
     if args.init:
         sets += [f"model.layers.{i}.init={args.init}" for i in range(3)]
     lr = getattr(args, f"lr_{rule}")
-    cfg = resolve_config(model="mlp-digits", rule=rule, overrides=sets, epochs=args.epochs, seed=args.seed,
+    cfg = harness.resolve(model="mlp-digits", rule=rule, overrides=sets, epochs=args.epochs, seed=args.seed,
                          lr=lr, optimizer="adam", batch_size=64)
     run = build_run(cfg, dataset)
     log = (lambda m: print(f"{rule:4s}: {m}", flush=True)) if args.verbose else (lambda m: None)
@@ -63,7 +57,7 @@ def train(rule: str, args, dataset=None):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, quick="15 epochs")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--rules", default=",".join(RULES), help="comma-separated subset of bp,np,anp,wp")
     for r in RULES:
@@ -73,10 +67,9 @@ def main() -> None:
                    help="initialiser of all three layers, the same for every rule (\"\" = the model file's)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated; the table gives mean/min/max")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="15 epochs")
     p.add_argument("--verbose", action="store_true", help="print every epoch")
     p.add_argument("--tag", default="", help="suffix of the result files")
-    args = p.parse_args()
+    args = harness.start(p)
     if args.quick:
         args.epochs, args.seeds = 15, "0"
     torch.set_num_threads(args.threads)
@@ -104,9 +97,9 @@ def main() -> None:
         print(f"{k:5s} {getattr(args, 'lr_' + k):7.0e} {loss:10.4f} {result[k]:8.4f} {min(v):6.4f} {max(v):6.4f} "
               f"{cpu[k]:9.1f}")
     name = "np_digits" + ("_quick" if args.quick else "") + args.tag
-    write_json(RESULTS / f"{name}.json", dict(result, per_seed=finals, cpu_s=cpu, args=vars(args),
+    harness.write_results(args, f"{name}", dict(result, per_seed=finals, cpu_s=cpu, args=vars(args),
                                                           history={str(s): h for s, h in hists.items()}))
-    plot(hist, RESULTS / f"{name}.png")
+    plot(hist, harness.results_path(args, f"{name}.png"))
     print(json.dumps(result))
 
 

@@ -22,32 +22,25 @@ final test accuracies ``{"bp", "anp", "np", "wp"}``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
-from neurolearn.config import resolve_config  # noqa: E402
-from neurolearn.io import write_json  # noqa: E402
-from np_digits import plot  # noqa: E402  (same figure: accuracy and loss per epoch)
-from neurolearn.runs import build_run  # noqa: E402
-from neurolearn.training import Trainer  # noqa: E402
+from neurolearn import harness
+from np_digits import plot  # same figure: accuracy and loss per epoch
+from neurolearn.runs import build_run
+from neurolearn.training import Trainer
 
-RESULTS = HERE / "results"
 RULES = ("bp", "anp", "np", "wp")
 
 
 def train(rule: str, args, dataset=None):
     sets = [f"data.options.train_limit={args.train_limit}"] if args.train_limit else []
-    cfg = resolve_config(model="mlp-mnist", rule=rule, overrides=sets, epochs=args.epochs, seed=args.seed)
+    cfg = harness.resolve(model="mlp-mnist", rule=rule, overrides=sets, epochs=args.epochs, seed=args.seed)
     run = build_run(cfg, dataset)
     t0 = time.process_time()
     log = lambda m: print(f"{rule:4s}: {m}", flush=True)  # noqa: E731
@@ -59,18 +52,16 @@ def train(rule: str, args, dataset=None):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, quick="10k training images, 2 epochs")
     p.add_argument("--rules", default=",".join(RULES), help="comma-separated subset of bp,anp,np,wp")
     p.add_argument("--epochs", type=int, default=None, help="override every rule's epochs")
     p.add_argument("--train-limit", type=int, default=0, help="0 = all 60k training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="10k training images, 2 epochs")
     p.add_argument("--tag", default="", help="suffix of the result files")
-    args = p.parse_args()
+    args = harness.start(p)
     if args.quick:
         args.train_limit, args.epochs = 10000, 2
-    os.environ.setdefault("NEUROLEARN_DATA", str(HERE.parent.parent / "shared" / "data"))
     torch.set_num_threads(args.threads)
 
     hists, cpu, settings, dataset = {}, {}, {}, None
@@ -86,8 +77,8 @@ def main() -> None:
         print(f"{k:5s} {s['epochs']:6d} {s['batch']:5d} {s['lr']:7.0e} {s['lr_decay']:5.2f} {s.get('draws', 1):5d} "
               f"{h[-1]['train_loss']:10.4f} {result[k]:8.4f} {max(e['test_accuracy'] for e in h):6.4f} {cpu[k]:7.0f}")
     name = "np_mnist" + ("_quick" if args.quick else "") + args.tag
-    write_json(RESULTS / f"{name}.json", dict(result, settings=settings, cpu_s=cpu, args=vars(args), history=hists))
-    plot(hists, RESULTS / f"{name}.png", title="MNIST 784-500-500-10", ylim=(0.8, 1.0))
+    harness.write_results(args, f"{name}", dict(result, settings=settings, cpu_s=cpu, args=vars(args), history=hists))
+    plot(hists, harness.results_path(args, f"{name}.png"), title="MNIST 784-500-500-10", ylim=(0.8, 1.0))
     print(json.dumps(result))
 
 

@@ -21,31 +21,25 @@ is the JSON ``{"copy_bits": {rule: final bits}, "mg_nmse": {rule: final NMSE},
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from neurolearn.config import resolve_config  # noqa: E402
-from neurolearn.runs import build_run  # noqa: E402
-from neurolearn.training import Trainer  # noqa: E402
-from neurolearn.io import write_json
+from neurolearn import harness
+from neurolearn.runs import build_run
+from neurolearn.training import Trainer
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = HERE / "results"
 TASKS = {"copy": ("rnn-copy", "test_error_bits", ("bp", "anp", "np", "wp")),
          "mg": ("rnn-mackey-glass", "test_nmse", ("bp", "anp"))}
 
 
 def train(model: str, rule: str, epochs: int | None, seed: int, verbose: bool, dataset=None):
-    cfg = resolve_config(model=model, rule=rule, epochs=epochs, seed=seed)
+    cfg = harness.resolve(model=model, rule=rule, epochs=epochs, seed=seed)
     run = build_run(cfg, dataset)
     tag = f"{model} {rule}"
     log = (lambda m: print(f"{tag}: {m}", flush=True)) if verbose else (lambda m: None)
@@ -55,7 +49,7 @@ def train(model: str, rule: str, epochs: int | None, seed: int, verbose: bool, d
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, quick="copy 1000 epochs (BPTT 100), Mackey-Glass 10 epochs")
     p.add_argument("--tasks", default="copy,mg")
     p.add_argument("--rules", default="", help="comma-separated subset (default: copy bp,anp,np,wp; mg bp,anp)")
     p.add_argument("--copy-epochs", type=int, default=None, help="perturbation rules on copy (default: model file)")
@@ -63,16 +57,14 @@ def main() -> None:
     p.add_argument("--mg-epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="copy 1000 epochs (BPTT 100), Mackey-Glass 10 epochs")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--tag", default="", help="suffix of the result files (e.g. one task per run)")
-    args = p.parse_args()
+    args = harness.start(p)
     if args.quick:
         args.copy_epochs = args.copy_epochs or 1000
         args.bptt_copy_epochs = args.bptt_copy_epochs or 100
         args.mg_epochs = args.mg_epochs or 10
     torch.set_num_threads(args.threads)
-    os.environ.setdefault("NEUROLEARN_DATA", str(HERE.parent.parent / "shared" / "data"))
 
     rows, hist = [], {}
     for task in args.tasks.split(","):
@@ -105,8 +97,8 @@ def main() -> None:
     if "bp" in mg and "anp" in mg:
         result["mg_anp_over_bptt"] = mg["anp"] / mg["bp"]
     name = "np_rnn" + ("_quick" if args.quick else "") + args.tag
-    write_json(RESULTS / f"{name}.json", dict(result, rows=rows, args=vars(args), history=hist))
-    plot(hist, RESULTS / f"{name}.png")
+    harness.write_results(args, f"{name}", dict(result, rows=rows, args=vars(args), history=hist))
+    plot(hist, harness.results_path(args, f"{name}.png"))
     print(json.dumps(result))
 
 

@@ -16,17 +16,15 @@ experiments/results/quantize_snn.{json,png}; the last stdout line is JSON with
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from neurolearn.io import write_json
+from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,13 +38,12 @@ def train(out: Path, rule: str, epochs: int, quick: bool) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__, quick="train on 2000 images, test on 1000")
     ap.add_argument("--run", default=None, help="a trained snn-mnist run directory")
     ap.add_argument("--rule", default="bp")
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="train on 2000 images, test on 1000")
     ap.add_argument("--bits", type=int, nargs="+", default=[8, 6, 4])
-    args = ap.parse_args()
+    args = harness.start(ap)
 
     import torch
 
@@ -54,7 +51,7 @@ def main() -> None:
     from neurolearn.quantize import accuracy, quantize_network
     from neurolearn.runs import load_trained
 
-    run_dir = Path(args.run) if args.run else RESULTS / "quantize_snn_run"
+    run_dir = Path(args.run) if args.run else harness.results_path(args, "quantize_snn_run")
     if not args.run:
         train(run_dir, args.rule, args.epochs, args.quick)
     run = load_trained(run_dir)
@@ -82,7 +79,7 @@ def main() -> None:
     summary = {"accuracy_before": base, "accuracy_8bit": rows.get("8-bit weights"),
                "drop_8bit_points": None if 8 not in args.bits else 100 * (base - rows["8-bit weights"]),
                "reimport_accuracy": rows["NIR export + re-import"], "reimport_equal": reimport_equal}
-    write_json(RESULTS / "quantize_snn.json", {"run": str(run_dir), "rule": run.config["rule"]["name"], "test_images": len(y), "accuracy": rows,
+    harness.write_results(args, "quantize_snn", {"run": str(run_dir), "rule": run.config["rule"]["name"], "test_images": len(y), "accuracy": rows,
          "scales": scales, **summary})
     try:
         plt = pyplot()
@@ -93,7 +90,7 @@ def main() -> None:
         ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
         ax.set_ylim(min(100 * v for v in rows.values()) - 5, 100)
         ax.set_ylabel("test accuracy (%)")
-        save_figure(fig, RESULTS / "quantize_snn.png", dpi=120)
+        save_figure(fig, harness.results_path(args, "quantize_snn.png"), dpi=120)
     except Exception as exc:  # the figure is a by-product
         print(f"(no figure: {exc})")
     print(json.dumps(summary))

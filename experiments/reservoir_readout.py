@@ -23,7 +23,6 @@ Last stdout line: JSON {"closed_form_test_acc", "closed_form_fit_s", "gradient_t
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -31,16 +30,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from neurolearn import harness
 from neurolearn.data import load_dataset
 from neurolearn.encoders import Encoder
 from neurolearn.layers import Dense
 from neurolearn.network import Network
 from neurolearn.neurons import LIFParams, LIParams
 from neurolearn.readout import fit_readout, readout_features
-from neurolearn.io import write_json
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def reservoir(n_in: int, units: int, steps: int, seed: int) -> Network:
@@ -63,8 +61,7 @@ def features(model: Network, x: torch.Tensor, seed: int, chunk: int = 500) -> tu
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
+    ap = harness.parser(__doc__, raw=True)
     ap.add_argument("--data", default="digits")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--units", type=int, default=1000)
@@ -73,7 +70,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100, help="Adam epochs of the gradient readout")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = harness.start(ap)
     torch.set_num_threads(args.threads)
     if args.quick:
         args.units, args.steps, args.epochs = 300, 15, 40
@@ -140,7 +137,7 @@ def main() -> None:
     summary = {"closed_form_test_acc": cf["test_acc"], "closed_form_fit_s": cf["fit_s"],
                "gradient_test_acc": rows["gradient (Adam, CE)"]["test_acc"], "gradient_fit_s": grad_s,
                "feature_s": feature_s}
-    write_json(RESULTS / f"{stem}.json", {"summary": summary, "rows": rows, "network_test_acc": net_acc,
+    harness.write_results(args, f"{stem}", {"summary": summary, "rows": rows, "network_test_acc": net_acc,
                                                       "gradient_curve": curve, "args": vars(args)})
     plt = pyplot()
 
@@ -150,7 +147,7 @@ def main() -> None:
     ax.set(xscale="log", xlabel="readout training seconds (features excluded)", ylabel="test accuracy",
            title=f"LIF reservoir ({args.units}) on {ds.name}")
     ax.legend(fontsize=8)
-    save_figure(fig, RESULTS / f"{stem}.png", dpi=120)
+    save_figure(fig, harness.results_path(args, f"{stem}.png"), dpi=120)
     print(json.dumps(summary))
 
 

@@ -15,7 +15,6 @@ Last stdout line: JSON {"sibp_test_acc", "sgd_test_acc", "adam_test_acc", "sibp_
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -24,17 +23,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from neurolearn.config import resolve_config
+from neurolearn import harness
 from neurolearn.data import load_dataset
 from neurolearn.runs import build_run
-from neurolearn.io import write_json
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def train(method: str, step: float, ds, x_train, y_train, epochs: int, seed: int, log_every: int = 1) -> dict:
-    cfg = resolve_config(model="mlp-mnist-sibp", rule="sibp" if method == "sibp" else "bp")
+    cfg = harness.resolve(model="mlp-mnist-sibp", rule="sibp" if method == "sibp" else "bp")
     cfg["train"]["seed"] = seed
     if method == "sibp":
         cfg["rule"]["params"]["eta"] = step
@@ -89,14 +86,13 @@ def smooth(v: list[float], k: int = 20) -> list[float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true")
+    ap = harness.parser(__doc__, raw=True)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--sweep-train", type=int, default=10000)
     ap.add_argument("--sweep-epochs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = harness.start(ap)
     torch.set_num_threads(args.threads)
     ds = load_dataset("mnist")
     n_main = 10000 if args.quick else ds.x_train.shape[0]
@@ -144,7 +140,7 @@ def main() -> None:
                "adam_test_acc": main_runs["adam"]["test_acc"][-1], "sibp_s_per_step": main_runs["sibp"]["s_per_step"],
                "sgd_s_per_step": main_runs["sgd"]["s_per_step"],
                "sweep_sibp_max_stable_eta": max_stable(sweep["sibp"]), "sweep_sgd_max_stable_lr": max_stable(sweep["sgd"])}
-    write_json(RESULTS / f"{stem}.json", {"summary": summary, "main": main_runs, "sweep": sweep,
+    harness.write_results(args, f"{stem}", {"summary": summary, "main": main_runs, "sweep": sweep,
                                                       "n_train": n_main, "epochs": epochs})
     plt = pyplot()
 
@@ -162,7 +158,7 @@ def main() -> None:
                 title=f"step-size sweep ({args.sweep_train} images, {args.sweep_epochs} epoch)")
     for ax in axes:
         ax.legend(fontsize=8)
-    save_figure(fig, RESULTS / f"{stem}.png", dpi=120)
+    save_figure(fig, harness.results_path(args, f"{stem}.png"), dpi=120)
     print(json.dumps(summary))
 
 

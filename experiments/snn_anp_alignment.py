@@ -31,23 +31,18 @@ largest draw count.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
-from neurolearn.config import resolve_config  # noqa: E402
-from neurolearn.io import write_json  # noqa: E402
-from neurolearn.plotting import pyplot, save_figure  # noqa: E402
-from neurolearn.rules import make_rule  # noqa: E402
-from neurolearn.runs import build_run  # noqa: E402
+from neurolearn import harness
+from neurolearn.plotting import pyplot, save_figure
+from neurolearn.rules import make_rule
+from neurolearn.runs import build_run
 
-RESULTS = HERE / "results"
 INF = float("inf")
 # (rule, parameters): sigma explicit in each, so that the rows do not depend on the model file
 SNN_VARIANTS = {
@@ -94,7 +89,7 @@ def descent(model, objective, x_eval, y, k: int, direction: torch.Tensor, step: 
 
 def study(model_name: str, variants: dict, batch: int, draws_list: list[int], layers: list[int],
           seed: int) -> list[dict]:
-    cfg = resolve_config(model=model_name, rule="anp", overrides=["data.options.train_limit=1000"], seed=seed)
+    cfg = harness.resolve(model=model_name, rule="anp", overrides=["data.options.train_limit=1000"], seed=seed)
     run = build_run(cfg)
     model, objective = run.model, run.objective
     torch.manual_seed(seed)
@@ -122,13 +117,12 @@ def study(model_name: str, variants: dict, batch: int, draws_list: list[int], la
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = harness.parser(__doc__, quick="batch 8, draws 16 and 128")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--draws", type=int, nargs="+", default=[16, 128, 1024])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--quick", action="store_true", help="batch 8, draws 16 and 128")
-    args = p.parse_args(argv)
+    args = harness.start(p, argv)
     if args.quick:
         args.batch, args.draws = 8, [16, 128]
     torch.set_num_threads(args.threads)
@@ -150,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
                "snn_default_hidden_cos_bp": pick("snn-mnist", "anp-fq-mem", 0, "cos_bp"),
                "snn_default_readout_cos_bp": pick("snn-mnist", "anp-fq-mem", 1, "cos_bp"),
                "mlp_hidden_cos_bp": pick("mlp-mnist", "anp", 0, "cos_bp")}
-    write_json(RESULTS / "snn_anp_alignment.json", {"rows": rows, "args": vars(args), **summary})
+    harness.write_results(args, "snn_anp_alignment", {"rows": rows, "args": vars(args), **summary})
     plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 0.55]})
     panels = [("snn-mnist", 0, "spiking hidden layer"), ("snn-mnist", 1, "spiking readout"),
@@ -168,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     handles, labels = axes[0].get_legend_handles_labels()  # the SNN variants (the MLP's are a subset)
     axes[3].legend(handles, labels, fontsize=7, loc="center left")
     axes[3].axis("off")
-    save_figure(fig, RESULTS / "snn_anp_alignment.png")
+    save_figure(fig, harness.results_path(args, "snn_anp_alignment.png"))
     print(json.dumps({k: round(v, 3) for k, v in summary.items()}))
     return summary
 

@@ -15,22 +15,19 @@ object with each accuracy and the gaps to BP (points).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from pathlib import Path
-from neurolearn.io import write_json
+from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 PLAN = [("mlp-mnist", ["bp", "dfa", "drtp", "tpsgd"]), ("cnn-mnist", ["bp", "tpsgd"]), ("snn-mnist", ["bp", "drtp"])]
 
 
 def train_one(model: str, rule: str, quick: bool, extra: list[str] | None = None, epochs: int | None = None) -> dict:
     """Train ``model`` with ``rule`` (the model file's defaults); returns the final metrics."""
-    from neurolearn.config import resolve_config
     from neurolearn.runs import build_run
     from neurolearn.training import Trainer
 
@@ -38,7 +35,7 @@ def train_one(model: str, rule: str, quick: bool, extra: list[str] | None = None
     if quick:
         overrides += ["data.options.train_limit=5000", "data.options.test_limit=2000"]
         epochs = epochs or 1
-    cfg = resolve_config(model=model, rule=rule, overrides=overrides, epochs=epochs)
+    cfg = harness.resolve(model=model, rule=rule, overrides=overrides, epochs=epochs)
     t0 = time.perf_counter()
     metrics = Trainer(build_run(cfg), None, progress=False, log=lambda msg: None).fit()
     fin = metrics["final"]
@@ -49,12 +46,10 @@ def train_one(model: str, rule: str, quick: bool, extra: list[str] | None = None
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+    ap = harness.parser(__doc__)
     ap.add_argument("--only", default=None, help="comma-separated model names to run (default: all)")
     ap.add_argument("--tag", default="", help="suffix of the result files (tp_mnist<tag>.json)")
-    args = ap.parse_args()
-    os.environ.setdefault("NEUROLEARN_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    args = harness.start(ap)
     results: dict[str, dict[str, dict]] = {}
     only = set(args.only.split(",")) if args.only else None
     for model, rules in PLAN:
@@ -77,7 +72,7 @@ def main() -> None:
                 summary[f"{model}/{rule}_gap_pts"] = round(gap, 2)
             gap_s = "" if gap is None or rule == "bp" else f"{gap:.2f}"
             print(f"{model:10s} {rule:6s} {acc:9.4f} {gap_s:>16s} {res['epochs']:7d} {res['seconds']:8.0f}")
-    write_json(RESULTS / f"tp_mnist{args.tag}.json", {"quick": args.quick, "results": results, "summary": summary})
+    harness.write_results(args, f"tp_mnist{args.tag}", {"quick": args.quick, "results": results, "summary": summary})
     try:
         plt = pyplot()
 
@@ -89,7 +84,7 @@ def main() -> None:
             ax.set_xlabel("epoch")
             ax.set_ylabel("test accuracy")
             ax.legend()
-        save_figure(fig, RESULTS / f"tp_mnist{args.tag}.png", dpi=120)
+        save_figure(fig, harness.results_path(args, f"tp_mnist{args.tag}.png"), dpi=120)
     except ImportError:
         pass
     print(json.dumps(summary))

@@ -13,29 +13,24 @@ true error. Same network, seed and batches. Prints a table, writes
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tp_mnist import RESULTS, train_one  # noqa: E402
-from neurolearn.io import write_json
+from tp_mnist import train_one
+from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    os.environ.setdefault("NEUROLEARN_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap = harness.parser(__doc__)
+    args = harness.start(ap)
     res = {name: train_one("rnn-seqmnist", rule, args.quick) for name, rule in (("bptt", "bp"), ("tpsgd", "tpsgd"))}
     print(f"{'rule':6s} {'test acc':>9s} {'epochs':>7s} {'time s':>8s}")
     for name, r in res.items():
         print(f"{name:6s} {r['test_accuracy']:9.4f} {r['epochs']:7d} {r['seconds']:8.0f}")
     gap = 100 * (res["bptt"]["test_accuracy"] - res["tpsgd"]["test_accuracy"])
-    write_json(RESULTS / "tp_rnn.json", {"quick": args.quick, "results": res})
+    harness.write_results(args, "tp_rnn", {"quick": args.quick, "results": res})
     try:
         plt = pyplot()
 
@@ -46,7 +41,7 @@ def main() -> None:
         ax.set_ylabel("test accuracy")
         ax.set_title("row-sequential MNIST, tanh RNN 128")
         ax.legend()
-        save_figure(fig, RESULTS / "tp_rnn.png", dpi=120)
+        save_figure(fig, harness.results_path(args, "tp_rnn.png"), dpi=120)
     except ImportError:
         pass
     print(json.dumps({"bptt": round(res["bptt"]["test_accuracy"], 4), "tpsgd": round(res["tpsgd"]["test_accuracy"], 4),

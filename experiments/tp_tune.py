@@ -15,13 +15,12 @@ tanh), ``full`` (the candidates on the whole training set: ``--train-limit 60000
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 
-from tp_mnist import RESULTS, train_one
-from neurolearn.io import write_json
+from tp_mnist import train_one
+from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
 TANH = ["model.layers.0.neuron=\"tanh\"", "model.layers.1.neuron=\"tanh\""]
@@ -78,19 +77,17 @@ PRESETS: dict[str, list[tuple[str, str, list[str]]]] = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = harness.parser(__doc__)
     ap.add_argument("--preset", choices=sorted(PRESETS), required=True)
     ap.add_argument("--only", default=None, help="comma-separated variant names (default: all of the preset)")
     ap.add_argument("--model", default="mlp-mnist")
     ap.add_argument("--train-limit", type=int, default=20000)
     ap.add_argument("--test-limit", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the result files (keeps earlier runs of a preset)")
-    args = ap.parse_args()
+    args = harness.start(ap)
     if args.quick:
         args.train_limit, args.test_limit, args.epochs = 5000, 2000, 2
-    os.environ.setdefault("NEUROLEARN_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     only = set(args.only.split(",")) if args.only else None
     data = [f"data.options.train_limit={args.train_limit}", f"data.options.test_limit={args.test_limit}"]
     results: dict[str, dict] = {}
@@ -112,7 +109,7 @@ def main() -> None:
             summary[f"{name}_gap_pts"] = round(100 * (bp - acc), 2)
         print(f"{name:24s} {acc:7.4f} {max(res['curve']):7.4f} {gap:>16s}")
     tag = f"tp_tune_{args.preset}" + ("_quick" if args.quick else "") + (f"_{args.tag}" if args.tag else "")
-    write_json(RESULTS / f"{tag}.json", {"args": vars(args), "results": results, "summary": summary})
+    harness.write_results(args, f"{tag}", {"args": vars(args), "results": results, "summary": summary})
     try:
         plt = pyplot()
 
@@ -123,7 +120,7 @@ def main() -> None:
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{args.model}, {args.train_limit} train images")
         ax.legend(fontsize=7)
-        save_figure(fig, RESULTS / f"{tag}.png", dpi=120)
+        save_figure(fig, harness.results_path(args, f"{tag}.png"), dpi=120)
     except ImportError:
         pass
     print(json.dumps(summary))

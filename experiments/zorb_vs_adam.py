@@ -20,7 +20,6 @@ Last stdout line: JSON {"zorb_fit_s", "zorb_test_acc", "adam_time_to_zorb_train_
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -28,14 +27,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from neurolearn.config import resolve_config
+from neurolearn import harness
 from neurolearn.data import load_dataset
 from neurolearn.rules.zorb import Zorb
 from neurolearn.runs import build_run
-from neurolearn.io import write_json
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ARCHS = {
     "6": [1000, 800, 600, 400, 200],
     "8": [1000, 850, 700, 550, 400, 250, 100],
@@ -56,7 +53,7 @@ def errors(model, x, y, bs: int = 2000) -> tuple[float, float]:
 
 
 def build(args, ds, hidden):
-    cfg = resolve_config(model=args.model, rule="zorb")
+    cfg = harness.resolve(model=args.model, rule="zorb")
     cfg["model"]["layers"] = [{"type": "dense", "size": h, "neuron": "tanh", "init": "xavier_uniform"} for h in hidden]
     cfg["model"]["layers"].append({"type": "dense", "size": 10, "init": "xavier_uniform"})
     cfg["train"]["seed"] = args.seed
@@ -98,15 +95,14 @@ def adam_to_target(model, ds, loss_kind: str, target: float, lr: float, args) ->
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="digits, 64-256-128-10 (seconds)")
+    ap = harness.parser(__doc__, quick="digits, 64-256-128-10 (seconds)", raw=True)
     ap.add_argument("--arch", choices=sorted(ARCHS), default="6")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-every", type=int, default=None, help="Adam steps between (untimed) checks")
     ap.add_argument("--max-steps", type=int, default=60000)
     ap.add_argument("--max-adam-s", type=float, default=1200.0, help="cap on Adam's timed training per loss")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
-    args = ap.parse_args()
+    args = harness.start(ap)
     torch.set_num_threads(args.threads)
     if args.quick:
         args.model, ds, hidden = "zorb-digits", load_dataset("digits"), [256, 128]
@@ -163,7 +159,7 @@ def main() -> None:
            "speedup_cpu_time": min(r["cpu_s"] for r in adam.values()) / zorb_cpu_s,
            "zorb_train_error": z_err, "zorb_train_acc": z_train_acc, "zorb_test_acc": z_test_acc,
            "eval_train_set_s": eval_s, "adam": adam, "speedup": speedup, "paper_style_speedup": paper_style}
-    write_json(RESULTS / f"{stem}.json", out)
+    harness.write_results(args, f"{stem}", out)
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -174,7 +170,7 @@ def main() -> None:
     ax.axvline(zorb_s, color="r", ls=":", lw=1, label=f"ZORB fit time ({zorb_s:.1f} s)")
     ax.set(xlabel="seconds", ylabel="train error  mean Σ(p − y)²", yscale="log", title=f"{ds.name} {arch} tanh")
     ax.legend(fontsize=8)
-    save_figure(fig, RESULTS / f"{stem}.png", dpi=120)
+    save_figure(fig, harness.results_path(args, f"{stem}.png"), dpi=120)
     print(json.dumps({"zorb_fit_s": zorb_s, "zorb_test_acc": z_test_acc,
                       "adam_time_to_zorb_train_error_s": best["time_s"], "speedup": speedup}))
 

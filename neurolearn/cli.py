@@ -32,17 +32,15 @@ decor.* keys (with decor.enabled=true; BP -> DBP, anp -> DANP, ...): lr (eta_R, 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolearn.config import resolve_config
+    from neurolearn.config import describe, resolve_config
     from neurolearn.runs import CHECKPOINT_NAME, build_run
     from neurolearn.training import Trainer
 
     cfg = resolve_config(
         model=args.model, rule=args.rule, data=args.data, overrides=args.set,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        seed=args.seed, device=args.device,
+        seed=args.seed, device=args.device, data_dir=args.data_dir,
     )
-    if args.data_dir:
-        cfg["data"]["options"]["root"] = args.data_dir
     if args.threads is not None:
         if args.threads < 1:
             raise NeurolearnError(f"--threads must be at least 1, got {args.threads}")
@@ -54,6 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training {cfg['model']['name']} with {cfg['rule']['name']} on {cfg['data']['name']} "
           f"({cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr {cfg['train']['lr']}) -> {out}",
           file=sys.stderr)
+    print(describe(cfg), file=sys.stderr)
     metrics = Trainer(run, out, progress=not args.no_progress).fit(resume=args.resume)
     print(json.dumps(metrics["final"], indent=2))
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from neurolearn.build import build_network, resolve_device
+from neurolearn.config import DECOR_SCHEMA, check_config, check_table
 from neurolearn.data import Dataset, load_dataset
 from neurolearn.errors import CheckpointError, NeurolearnError
 from neurolearn.io import load_checkpoint, read_json
@@ -34,7 +35,11 @@ class Run:
 
 
 def build_run(config: dict[str, Any], dataset: Dataset | None = None) -> Run:
-    """Load the data and build the network (seeded by ``train.seed``) and the rule."""
+    """Load the data and build the network (seeded by ``train.seed``) and the rule.
+
+    ``config`` is checked and completed by :func:`neurolearn.config.check_config` first (a config
+    edited by hand after :func:`~neurolearn.config.resolve_config` is checked as well)."""
+    config = check_config(config)
     device = resolve_device(config["train"]["device"])
     if dataset is None:
         dataset = load_dataset(config["data"]["name"], **config["data"].get("options", {}))
@@ -47,7 +52,8 @@ def build_run(config: dict[str, Any], dataset: Dataset | None = None) -> Run:
 
 def apply_decorrelation(model: Network, decor_cfg: dict[str, Any]) -> None:
     """Give every layer a decorrelation matrix if ``decor.enabled`` (see neurolearn.decorrelation)."""
-    if not decor_cfg.get("enabled", False):
+    decor_cfg = check_table("decor", decor_cfg, DECOR_SCHEMA)
+    if not decor_cfg["enabled"]:
         return
     from neurolearn.decorrelation import add_decorrelation
 
@@ -60,11 +66,12 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     metrics = run_dir / METRICS_NAME
     if metrics.exists():
         try:
-            return read_json(metrics)["config"]
+            config = read_json(metrics)["config"]
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{metrics} is damaged ({exc}); rerun the training") from None
+        return check_config(config)
     if (run_dir / CHECKPOINT_NAME).exists():
-        return load_checkpoint(run_dir / CHECKPOINT_NAME)["config"]
+        return check_config(load_checkpoint(run_dir / CHECKPOINT_NAME)["config"])
     raise NeurolearnError(f"{run_dir} is not a run directory (no {METRICS_NAME} or {CHECKPOINT_NAME}); "
                           "pass the --out directory of `neurolearn train`")
 

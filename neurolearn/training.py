@@ -85,7 +85,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
         self.start_epoch = 1
-        self.average = float(self.cfg.get("average", 0.0))
+        self.average = float(self.cfg["average"])
         if not 0.0 <= self.average < 1.0:
             raise ConfigError(f"train.average must be in [0, 1) (the moving average's decay per step; 0 = off), "
                               f"got {self.average!r}")
@@ -135,7 +135,7 @@ class Trainer:
         model, objective = self.run.model, self.run.objective
         x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
         gen = torch.Generator(device=self.device).manual_seed(_seed(self.seed, 10**6))
-        bs = min(int(self.cfg.get("eval_batch_size", 1000)), x.shape[0])
+        bs = min(int(self.cfg["eval_batch_size"]), x.shape[0])
         sums: dict[str, float] = {}
         was_training = model.training
         model.eval()
@@ -240,7 +240,7 @@ class Trainer:
         self.noise_gen.manual_seed(_seed(self.seed, epoch, 2))
         if self.optimizer is not None:  # train.lr_decay: exponential per-epoch decay, a function of the epoch alone
             for group in self.optimizer.param_groups:
-                group["lr"] = float(self.cfg["lr"]) * float(self.cfg.get("lr_decay", 1.0)) ** (epoch - 1)
+                group["lr"] = float(self.cfg["lr"]) * float(self.cfg["lr_decay"]) ** (epoch - 1)
         starts = range(0, n, bs)
         bar = _progress(starts, f"epoch {epoch}/{epochs}", self.progress)
         total, count = 0.0, 0

@@ -114,7 +114,7 @@ def test_conv_layer_shapes_and_chain():
     assert rec.layers[0].pre.shape == (1, 5, 4, 6, 6) and rec.output.shape == (1, 5, 10)
     with pytest.raises(ConfigError, match="unknown layer type"):
         build_network({"layers": [{"type": "lstm", "size": 3}]}, (4,))
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown key"):
         build_network({"layers": [{"type": "dense", "size": 3, "units": 4}]}, (4,))
 
 
