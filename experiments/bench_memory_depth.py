@@ -24,7 +24,6 @@ import json
 import resource
 import subprocess
 import sys
-from pathlib import Path
 from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 

@@ -8,13 +8,17 @@ Networks (fixed seeds, float64 in both engines unless stated):
 - CubaLIF: 64-48(CubaLIF, reset to value)-10(LI), same inputs;
 - the same LIF network with the torch engine in float32 (Brian2 always computes in float64);
 - CubaLIF with Brian2's own joint Euler step (``cuba_update="brian2"``: v sees the old i_syn),
-  the one documented discretisation difference.
+  the one documented discretisation difference;
+- the new neuron models, each as a recurrent 64-48 layer and an LI readout on Bernoulli inputs:
+  ALIF (tau_a 100 ms, adapt_scale 0.3, 3 ms refractory, dt 1 ms), Izhikevich (chattering, dt 0.5 ms,
+  T = 200 steps) and AdEx (the paper's regular-spiking set, dt 0.1 ms, T = 300 steps).
 
     python experiments/brian2_agreement.py [--quick]
 
-Last stdout line: {"rate_max_rel_err": ..., "lif_spike_match": ...} where lif_spike_match is
-the fraction of (step, sample, neuron) spike entries that are equal in the float64 LIF and
-CubaLIF networks (1.0 = identical spike trains).
+Last stdout line: {"rate_max_rel_err": ..., "lif_spike_match": ..., "alif_spike_match": ...,
+"izhikevich_spike_match": ..., "adex_spike_match": ...} where a spike match is the fraction of
+(step, sample, neuron) spike entries that are equal in both engines (1.0 = identical spike trains;
+lif_spike_match: the worse of the float64 LIF and CubaLIF networks).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 from neurolearn import harness
 from neurolearn import Dense, LIFParams, LIParams, Network, RateParams
 from neurolearn.backends.brian2 import run_brian2
+from neurolearn.neurons import AdExParams, ALIFParams, IzhikevichParams
 from neurolearn.data import load_dataset
 from neurolearn.plotting import pyplot, save_figure
 
@@ -41,6 +46,27 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def spiking(neuron: LIFParams, recurrent: bool) -> Network:
     torch.manual_seed(0)
     return Network([Dense(64, 48, neuron, recurrent=recurrent, init_gain=2.0), Dense(48, 10, LIParams(tau=10e-3))])
+
+
+def new_model(neuron, gain: float, positive: bool) -> Network:
+    """A recurrent 64-48 layer of ``neuron`` and an LI readout; input weights scaled by ``gain``
+    (made excitatory for the models whose membrane is in mV or volts and that rest far below threshold)."""
+    torch.manual_seed(0)
+    net = Network([Dense(64, 48, neuron, recurrent=True), Dense(48, 10, LIParams(tau=10e-3, dt=neuron.dt))],
+                  dt=neuron.dt)
+    with torch.no_grad():
+        net.layers[0].weight.mul_(gain)
+        net.layers[0].recurrent_weight.mul_(0.2 * gain)
+        if positive:
+            net.layers[0].weight.abs_()
+    return net.double()
+
+
+NEW_MODELS = {  # name: (neuron, input gain, excitatory inputs, steps)
+    "alif": (ALIFParams(tau_mem=10e-3, tau_adapt=0.1, adapt_scale=0.3, refractory=3e-3), 2.0, False, 30),
+    "izhikevich": (IzhikevichParams(regime="CH", dt=0.5e-3), 8.0, True, 200),
+    "adex": (AdExParams(), 0.01, True, 300),
+}
 
 
 def compare_spiking(name: str, net: Network, x: torch.Tensor, **kw) -> dict:
@@ -93,17 +119,25 @@ def main() -> None:
                         cuba_update="brian2"),
     ]
     spike_match = min(r["spike_match"] for r in rows[:2])
+    new_matches = {}
+    for name, (neuron, gain, positive, steps) in NEW_MODELS.items():
+        xn = torch.bernoulli(0.5 * x_static.unsqueeze(0).expand(steps, *x_static.shape) / x_static.max(),
+                             generator=torch.Generator().manual_seed(1))
+        row = compare_spiking(f"{name} recurrent (float64, dt {neuron.dt * 1e3:g} ms, T {steps})",
+                              new_model(neuron, gain, positive), xn)
+        rows.append(row)
+        new_matches[f"{name}_spike_match"] = row["spike_match"]
 
     print(f"rate net 64-48-32r-10, T=10, {batch} samples: max relative error over taps {rate_max:.2e}")
-    print(f"{'network':42s} {'spikes torch':>12s} {'brian2':>7s} {'match':>8s} {'identical':>9s} {'mem rel err':>11s}")
+    print(f"{'network':48s} {'spikes torch':>12s} {'brian2':>7s} {'match':>8s} {'identical':>9s} {'mem rel err':>11s}")
     for r in rows:
-        print(f"{r['net']:42s} {r['spikes_torch']:12d} {r['spikes_brian2']:7d} {r['spike_match']:8.5f} "
+        print(f"{r['net']:48s} {r['spikes_torch']:12d} {r['spikes_brian2']:7d} {r['spike_match']:8.5f} "
               f"{str(r['identical']):>9s} {r['mem_max_rel_err']:11.2e}")
     result = dict(batch=batch, rate_errors=rate_errs, rate_max_rel_err=rate_max, spiking=rows,
-                  lif_spike_match=spike_match)
+                  lif_spike_match=spike_match, **new_matches)
     harness.write_results(args, "brian2_agreement", result)
     plot(rate, xs, rows, harness.results_path(args, "brian2_agreement.png"))
-    print(json.dumps({"rate_max_rel_err": rate_max, "lif_spike_match": spike_match}))
+    print(json.dumps({"rate_max_rel_err": rate_max, "lif_spike_match": spike_match, **new_matches}))
 
 
 def plot(_rate, xs: torch.Tensor, rows: list[dict], path: Path) -> None:

@@ -19,7 +19,6 @@ as its last line the JSON ``{"digits_anp", "digits_danp", "mnist_anp", "mnist_da
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch

@@ -16,9 +16,7 @@ Writes ``experiments/results/dbp_conv.json`` and ``.png``; last line
 
 from __future__ import annotations
 
-from neurolearn import harness
 
-from pathlib import Path
 
 
 from dbp_speedup import main

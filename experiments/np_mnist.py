@@ -23,9 +23,7 @@ final test accuracies ``{"bp", "anp", "np", "wp"}``.
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import torch
 

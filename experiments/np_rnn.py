@@ -22,7 +22,6 @@ is the JSON ``{"copy_bits": {rule: final bits}, "mg_nmse": {rule: final NMSE},
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 

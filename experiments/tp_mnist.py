@@ -16,9 +16,7 @@ object with each accuracy and the gaps to BP (points).
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 

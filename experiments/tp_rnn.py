@@ -14,8 +14,6 @@ true error. Same network, seed and batches. Prints a table, writes
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 from tp_mnist import train_one
 from neurolearn import harness

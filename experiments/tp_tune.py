@@ -16,8 +16,6 @@ tanh), ``full`` (the candidates on the whole training set: ``--train-limit 60000
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 from tp_mnist import train_one
 from neurolearn import harness
