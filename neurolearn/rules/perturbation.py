@@ -185,8 +185,8 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
         z = z + F.linear(rec, first.recurrent_weight)
     if noise is not None and noise[0] is not None:
         z = z + noise[0]
-    h, s0, mem = first._neurons(z, state[0])
-    taps = [Taps(xin, z, h, mem, rec)]
+    h, s0, ns = first._neurons(z, state[0])
+    taps = [Taps(xin, z, h, None if ns is None else ns.mem, rec, ns)]
     new_state = [s0]
     for k, layer in enumerate(model.layers[1:], start=1):
         h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
