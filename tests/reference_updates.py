@@ -108,7 +108,6 @@ def fingerprint(model: Network) -> dict[str, list[float]]:
 
 def run_case(name: str) -> dict[str, list[float]]:
     rule_name, params, build, data, objective = CASES[name]
-    torch.set_num_threads(1)
     model = build()
     x, y = data()
     rule = make_rule(rule_name, **params)
@@ -124,6 +123,7 @@ def run_all() -> dict[str, dict[str, list[float]]]:
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)
     result = run_all()
     if sys.argv[1:] == ["write"]:
         PATH.parent.mkdir(exist_ok=True)

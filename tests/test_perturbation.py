@@ -14,7 +14,7 @@ from neurolearn.network import Network
 from neurolearn.neurons import LIFParams, LIParams, RateParams
 from neurolearn.objectives import Objective
 from neurolearn.rules import RULES, Backprop, make_rule
-from neurolearn.rules.perturbation_time import time_domain_step
+from neurolearn.updates import Updater
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -154,7 +154,7 @@ def test_time_domain_anp_aligns_with_bptt_on_an_rnn(noise_tau):
     opt = GradSum(model)
     with torch.no_grad():
         for _ in range(60):  # cos ~0.85-0.89 over seeds at 60 draws, 0.9 at 300
-            time_domain_step(rule, model, x, y, SEQ, opt)
+            rule.train_step(model, x, y, SEQ, opt)
     assert cos(opt.total, true) > 0.7
 
 
@@ -176,7 +176,7 @@ def test_time_domain_running_baseline_aligns_with_bptt(name):
             for i in range(warm + draws):
                 if i == warm:
                     opt.total.zero_()
-                time_domain_step(rule, model, x, y, SEQ, opt)
+                rule.train_step(model, x, y, SEQ, opt)
         return cos(opt.total, true)
 
     rule = make_rule(name, passes="baseline", sigma=0.05, baseline_decay=0.9)
@@ -280,8 +280,6 @@ def test_time_domain_anp_memorises_a_sequence_online():
 # ----------------------------------------------------------------------------- memory
 def test_online_time_domain_memory_does_not_grow_with_T():
     """Count the bytes of tensors alive at the end of each time step (no stored sequence)."""
-    import neurolearn.rules.perturbation_time as pt
-
     peaks = {}
     for steps in (10, 200):
         model = rnn(hidden=64)
@@ -291,27 +289,21 @@ def test_online_time_domain_memory_does_not_grow_with_T():
         rule.setup(model, SEQ, torch.Generator().manual_seed(0))
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
         sizes = []
-        orig = pt._step
-
         calls = [0]
 
-        def spy(optimizer, m):
-            # gc.get_objects() is slow: count at every 20th step and at the last one, where a
-            # stored sequence would be largest
-            import gc
-            if calls[0] % 20 == 0 or calls[0] == steps - 1:
-                alive = sum(o.numel() for o in gc.get_objects()
-                            if type(o) in (torch.Tensor, torch.nn.Parameter))
-                sizes.append(alive)
-            calls[0] += 1
-            orig(optimizer, m)
+        class Spy(Updater):
+            def apply(self, *args, **kwargs):
+                # gc.get_objects() is slow: count at every 20th step and at the last one, where a
+                # stored sequence would be largest
+                import gc
+                if calls[0] % 20 == 0 or calls[0] == steps - 1:
+                    alive = sum(o.numel() for o in gc.get_objects()
+                                if type(o) in (torch.Tensor, torch.nn.Parameter))
+                    sizes.append(alive)
+                calls[0] += 1
+                super().apply(*args, **kwargs)
 
-        pt._step = spy
-        try:
-            with torch.no_grad():
-                pt.time_domain_step(rule, model, x, y, SEQ, opt)
-        finally:
-            pt._step = orig
+        rule.train_step(model, x, y, SEQ, Spy(model, opt))
         peaks[steps] = max(sizes)
     # storing the sequence would add >= 190 steps x [2B, 64] = 48 640 activity values; what may
     # grow is the data per step: x [2, 3], y [2, 2], the doubled targets [4, 2], the output [2, 2]
@@ -319,7 +311,7 @@ def test_online_time_domain_memory_does_not_grow_with_T():
 
 
 def test_pair_step_matches_the_network_step_on_a_doubled_batch():
-    from neurolearn.rules.perturbation import pair_step
+    from neurolearn.learning.noise import pair_step
 
     for model in (mlp(), rnn()):
         x = torch.randn(3, 4, model.layers[0].in_shape[0])
@@ -373,10 +365,9 @@ def test_feed_forward_draws_average_independent_noise(name):
         assert out.loss.shape == (x.shape[1],)
         cosines[draws] = cos(flat_grads(model), true)
     assert cosines[64] > 0.7 and cosines[64] > cosines[1] + 0.2, cosines
-    for bad in (make_rule("wp", draws=2), make_rule("np", draws=2, passes="baseline")):
-        bad.setup(model, CLS, torch.Generator().manual_seed(0))
-        with pytest.raises(ConfigError, match="draws"):
-            bad.train_step(model, x, y, CLS, torch.optim.SGD(model.parameters(), lr=0.1))
+    for name, params in (("wp", {"draws": 2}), ("np", {"draws": 2, "passes": "baseline"})):
+        with pytest.raises(ConfigError, match="draws"):  # refused when the rule is built
+            make_rule(name, **params)
 
 
 def test_anp_on_a_decorrelated_conv_net_estimates_the_gradient_of_w():
