@@ -37,7 +37,7 @@ import torch
 
 from neurolearn.build import make_optimizer
 from neurolearn.decorrelation import decorrelation_metrics
-from neurolearn.errors import CheckpointError, ConfigError, NeurolearnError, TrainingDiverged
+from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
 from neurolearn.updates import Updater, copy_all

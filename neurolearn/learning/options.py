@@ -37,6 +37,8 @@ def build_options(cls: type[O], options: O | None, params: dict[str, Any], where
             raise ConfigError(f"{where}: options must be a {cls.__name__}, got {type(options).__name__}")
         return options
     known = option_names(cls)
+    if params and not known:
+        raise ConfigError(f"{where} takes no parameters, got {', '.join(sorted(params))}")
     for key in params:
         if key not in known:
             raise unknown_key(where, key, known)

@@ -80,17 +80,17 @@ transport, no output error in the hidden layers, no stored past: local.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from neurolearn.errors import ConfigError
 from neurolearn.layers import Conv2d, Layer
-from neurolearn.learning.feedback import (PROJECTIONS, FeedbackOptions, FixedFeedback, check_readout,
-                                          fixed_projection, label_vectors, output_error, project)
+from neurolearn.learning.feedback import (FeedbackOptions, FixedFeedback, fixed_projection, label_vectors,
+                                          output_error, project)
 from neurolearn.learning.grads import add_update, write_grads
 from neurolearn.learning.options import check_bool, check_choice
-from neurolearn.learning.traces import LayerTracer, Signals, SpikeDerivative, membrane_filter
+from neurolearn.learning.traces import LayerTracer, Signals
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import Requirements, Rule, StepOutput
@@ -295,3 +295,7 @@ class TPSGD(TargetProjectionRule):
             value = self.loss(leaf, target.detach())
             (e,) = torch.autograd.grad(value.sum(), leaf)
         return e
+
+
+__all__ = ["TargetProjectionOptions", "DRTPOptions", "TPSGDOptions", "TargetProjectionRule", "DRTP", "TPSGD",
+           "fixed_projection", "project"]

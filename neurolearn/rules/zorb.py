@@ -227,8 +227,8 @@ class Zorb(Rule):
         self._w = [layer.weight.detach().to(DTYPE).clone() for layer in self._layers]
         self._b = [None if layer.bias is None else layer.bias.detach().to(DTYPE).clone() for layer in self._layers]
         # a frozen layer keeps its output rescaling; the others get theirs from the fit
-        self._scale = [float(self._layers[k].act_scale) if k in frozen else 1.0 for k in range(n)]
-        self._shift = [float(self._layers[k].act_shift) if k in frozen else 0.0 for k in range(n)]
+        self._scale = [float(getattr(self._layers[k], "act_scale", 1.0)) if k in frozen else 1.0 for k in range(n)]
+        self._shift = [float(getattr(self._layers[k], "act_shift", 0.0)) if k in frozen else 0.0 for k in range(n)]
         h = x.reshape(x.shape[0], -1).to(DTYPE)
         y = targets.to(DTYPE)
         for i in range(n):
