@@ -10,7 +10,8 @@ writes, into the run directory,
   epoch) and ``final``;
 - ``curves.png``: loss and accuracy (or error) per epoch.
 
-Weight averaging (``train.average = a``, 0 = off): after every optimizer step the trainer
+Weight averaging (``train.average = a``, 0 = off): after every training step the update seam
+(:class:`neurolearn.updates.Updater`)
 updates an exponential moving average of the parameters, ``W̄ ← a W̄ + (1 - a) W`` (Polyak
 averaging), and evaluates, reports and keeps ``W̄``. Noisy gradient estimates (the perturbation
 rules) leave the weights wandering around a minimum at a distance set by the step size; the
@@ -29,17 +30,17 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
 from neurolearn.build import make_optimizer
 from neurolearn.decorrelation import decorrelation_metrics
-from neurolearn.errors import CheckpointError, ConfigError, NeurolearnError, TrainingDiverged
+from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
+from neurolearn.updates import Updater, copy_all
 
 
 def _seed(*parts: int) -> int:
@@ -51,11 +52,6 @@ def _seed(*parts: int) -> int:
 
 
 @torch.no_grad()
-def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
-    """Copy tensor values in place (parameters to or from their average)."""
-    torch._foreach_copy_(dst, [t.detach() for t in src])
-
-
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process: CUDA allocations on a GPU, else the resident set."""
     if device.type == "cuda":
@@ -85,32 +81,19 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
         self.start_epoch = 1
-        self.average = float(self.cfg["average"])
-        if not 0.0 <= self.average < 1.0:
-            raise ConfigError(f"train.average must be in [0, 1) (the moving average's decay per step; 0 = off), "
-                              f"got {self.average!r}")
-        self.params = [p for p in run.model.parameters() if p.requires_grad]
-        self.averaged = [p.detach().clone() for p in self.params] if self.average > 0 else None
+        # the update seam: optimizer step, decorrelation and the weight average (train.average)
+        self.updater = Updater(run.model, self.optimizer, average=self.cfg["average"])
+        self.average = self.updater.average
+        self.params = self.updater.params
 
-    # ------------------------------------------------------------------ weight averaging
-    @torch.no_grad()
-    def _update_average(self) -> None:
-        """``W̄ ← a W̄ + (1 − a) W`` for every trained parameter."""
-        if self.averaged is not None:
-            torch._foreach_lerp_(self.averaged, [p.detach() for p in self.params], 1.0 - self.average)
+    @property
+    def averaged(self) -> list[torch.Tensor] | None:
+        """The moving average of the trained parameters (``None`` without averaging)."""
+        return self.updater.averaged
 
-    @contextmanager
-    def averaged_weights(self) -> Iterator[None]:
+    def averaged_weights(self):
         """Within the block the model holds the averaged weights (no-op without averaging)."""
-        if self.averaged is None:
-            yield
-            return
-        current = [p.detach().clone() for p in self.params]
-        _copy_all(self.params, self.averaged)
-        try:
-            yield
-        finally:
-            _copy_all(self.params, current)
+        return self.updater.averaged_weights()
 
     # ------------------------------------------------------------------ data
     def batch(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +169,7 @@ class Trainer:
             )
         load_model_state(self.run.model, state["model"], path)
         if self.averaged is not None:  # the saved "model" is the average; training goes on from "training_model"
-            _copy_all(self.averaged, self.params)
+            copy_all(self.averaged, self.params)
             load_model_state(self.run.model, state.get("training_model") or state["model"], path)
         if self.optimizer is not None and state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -226,7 +209,7 @@ class Trainer:
             self.log(_format_entry(entry))
             self.write_metrics()
         if self.averaged is not None:  # the trained model is the average (as evaluated and saved)
-            _copy_all(self.params, self.averaged)
+            copy_all(self.params, self.averaged)
         return self.write_metrics(final=True)
 
     def _train_epoch(self, epoch: int, epochs: int) -> float:
@@ -247,8 +230,7 @@ class Trainer:
         for i in bar:
             idx = order[i:i + bs]
             xb, yb = self.batch(self.x_train[idx], self.y_train[idx], self.encode_gen)
-            out = rule.train_step(model, xb, yb, objective, self.optimizer)
-            self._update_average()
+            out = rule.train_step(model, xb, yb, objective, self.updater)
             loss = out.loss
             if not torch.isfinite(loss).all():
                 raise self._diverged(epoch, i // bs, float(loss[~torch.isfinite(loss)][0]))

@@ -6,10 +6,12 @@ from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.rules.backprop import Backprop
 from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
 from neurolearn.rules.feedback_alignment import DFA
-from neurolearn.rules.perturbation import ActivityNodePerturbation, NodePerturbation, WeightPerturbation
-from neurolearn.rules.target_projection import DRTP, TPSGD
-from neurolearn.rules.sibp import SemiImplicitBP
-from neurolearn.rules.zorb import Zorb
+from neurolearn.learning.feedback import FeedbackOptions
+from neurolearn.rules.perturbation import (ANPOptions, ActivityNodePerturbation, NodePerturbation,
+                                           PerturbationOptions, WeightPerturbation)
+from neurolearn.rules.target_projection import DRTP, TPSGD, DRTPOptions, TargetProjectionOptions, TPSGDOptions
+from neurolearn.rules.sibp import SemiImplicitBP, SIBPOptions
+from neurolearn.rules.zorb import Zorb, ZorbOptions
 
 RULES: dict[str, type[Rule]] = {
     Backprop.name: Backprop,
@@ -25,7 +27,8 @@ RULES: dict[str, type[Rule]] = {
 
 
 def make_rule(name: str, **params) -> Rule:
-    """Instantiate the rule called ``name`` with its hyper-parameters."""
+    """Instantiate the rule called ``name`` with its hyper-parameters (the keyword form of its
+    ``Options``: an unknown one is a :class:`ConfigError` naming the nearest valid one)."""
     if name not in RULES:
         raise unknown_name("rule", name, list(RULES))
     try:
@@ -35,4 +38,6 @@ def make_rule(name: str, **params) -> Rule:
 
 
 __all__ = ["RULES", "make_rule", "Rule", "GradientRule", "Requirements", "StepOutput", "Backprop", "DFA", "DRTP",
-           "TPSGD", "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation", "Zorb", "SemiImplicitBP"]
+           "TPSGD", "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation", "Zorb", "SemiImplicitBP",
+           "PerturbationOptions", "ANPOptions", "FeedbackOptions", "TargetProjectionOptions", "DRTPOptions",
+           "TPSGDOptions", "ZorbOptions", "SIBPOptions"]

@@ -11,6 +11,9 @@ decides whether it is local, i.e. runnable as synaptic plasticity on neuromorphi
 
 Inputs reach a rule already encoded and time-major: ``x`` is ``[T, B, ...]``; ``y`` is
 ``[B]`` (class indices) or ``[T, B, C]`` (per-step targets).
+
+**The update contract** (see :class:`Rule`): a rule computes, the seam
+(:class:`neurolearn.updates.Updater`) applies.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from neurolearn.decorrelation import has_decorrelation, update_decorrelation
+from neurolearn.errors import ConfigError
+from neurolearn.learning.options import NoOptions, build_options
 from neurolearn.network import Network, Record
 from neurolearn.objectives import Objective
+from neurolearn.updates import Updater
 
 
 @dataclass(frozen=True)
@@ -61,15 +66,50 @@ class StepOutput:
 
 
 class Rule:
-    """Base class of all learning rules. Subclasses set ``name``, ``summary``, ``requires``."""
+    """Base class of all learning rules. Subclasses set ``name``, ``summary``, ``requires`` and
+    ``Options`` (a frozen dataclass of their validated options) and implement :meth:`step`.
+
+    **The update contract.**
+
+    - A rule *computes* updates: it writes ``∂L/∂θ`` (or its estimate) into ``θ.grad``, adding
+      to what is there, and never touches ``θ`` itself; it never calls ``optimizer.step()`` nor
+      a decorrelation update. Frozen parameters (``requires_grad=False``) receive no ``.grad``
+      (the toolkit's :mod:`neurolearn.learning.grads` skips them).
+    - It hands them to the *seam*, ``updater.apply(params=None, record=/taps=/layer_inputs=,
+      generator=, stats=)`` (:class:`neurolearn.updates.Updater`), which in this order drops
+      any ``.grad`` of a frozen parameter, calls ``synchronise(grads, stats)`` (a distributed
+      mode all-reduces the gradients and the rule's statistics there; identity on one
+      process), steps the optimizer on ``params`` only (default: all), clears their ``.grad``
+      and lets decorrelated layers learn ``R`` from the *clean* inputs the rule passes.
+    - Once per batch the rule calls ``apply`` at least once: at the end of the step (batch
+      rules), after each time step (online rules, ``params=None``), after each layer's forward
+      pass with that layer's parameters (layer-by-layer rules). ``apply(params=[], ...)``
+      updates decorrelation alone (within a sequence, before the weights' step).
+    - :meth:`train_step` clears every ``.grad``, runs :meth:`step` and ends with
+      ``updater.finish_step()`` (the weight average, once per batch).
+    - Statistics a rule keeps across steps (running reward baselines) are passed as ``stats``
+      so that a distributed mode can combine them before they are used; noise comes from the
+      rule's ``generator``.
+    - **Solvers** (``uses_optimizer = False``) write weights directly from a closed-form fit;
+      they skip frozen parameters (or refuse, naming them, where the algorithm cannot).
+    """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     requires: ClassVar[Requirements] = Requirements()
     uses_optimizer: ClassVar[bool] = True
+    Options: ClassVar[type] = NoOptions
 
-    def __init__(self) -> None:
+    def __init__(self, options: Any = None, **params: Any) -> None:
+        self.options = build_options(self.Options, options, params, f"rule {self.name!r}")
         self.generator: torch.Generator | None = None
+
+    def __getattr__(self, key: str) -> Any:
+        """``rule.x`` reads ``rule.options.x`` (the options are the rule's settings)."""
+        options = self.__dict__.get("options")
+        if options is not None and not key.startswith("_") and hasattr(options, key):
+            return getattr(options, key)
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {key!r}")
 
     def setup(self, model: Network, objective: Objective, generator: torch.Generator) -> None:
         """Called once before training: keep the random generator, build fixed matrices."""
@@ -81,8 +121,21 @@ class Rule:
         x: torch.Tensor,
         y: torch.Tensor,
         objective: Objective,
-        optimizer: torch.optim.Optimizer | None,
+        updater: Updater | torch.optim.Optimizer | None,
     ) -> StepOutput:
+        """One training step on a batch; ``updater`` is the seam (a plain torch optimizer is wrapped
+        in one, so a hand-written loop can pass its optimizer)."""
+        updater = Updater.wrap(model, updater)
+        if self.uses_optimizer and updater.optimizer is None:
+            raise ConfigError(f"rule {self.name!r} computes gradients: train_step needs an optimizer")
+        updater.zero_grad()
+        out = self.step(model, x, y, objective, updater)
+        updater.finish_step()
+        return out
+
+    def step(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
+             updater: Updater) -> StepOutput:
+        """The rule's own part of :meth:`train_step`: compute updates, hand them to ``updater``."""
         raise NotImplementedError
 
     def epoch_metrics(self, model: Network) -> dict[str, float]:
@@ -99,16 +152,13 @@ class Rule:
 
 
 class GradientRule(Rule):
-    """A rule that estimates gradients into ``.grad``; the optimizer applies them."""
+    """A rule that estimates gradients into ``.grad`` (:meth:`estimate_gradients`); the seam applies
+    them once per batch, and the decorrelated layers learn from the clean run's record."""
 
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective) -> StepOutput:
         raise NotImplementedError
 
-    def train_step(self, model, x, y, objective, optimizer) -> StepOutput:
-        optimizer.zero_grad(set_to_none=True)
+    def step(self, model, x, y, objective, updater) -> StepOutput:
         out = self.estimate_gradients(model, x, y, objective)
-        optimizer.step()
-        if out.record is not None and has_decorrelation(model):
-            # the layers' decorrelation matrices learn from the clean pass's inputs
-            update_decorrelation(model, out.record, self.generator)
+        updater.apply(record=out.record, generator=self.generator)
         return out

@@ -2,7 +2,7 @@ r"""Direct feedback alignment (DFA; Nøkland 2016): the output error broadcast t
 layer through a fixed random matrix.
 
 The error-driven sibling of DRTP (:mod:`neurolearn.rules.target_projection`, which shares
-its projections, traces and surrogate-free spike factors): hidden layer ``k`` gets
+its projections, traces and surrogate-free spike factors: :mod:`neurolearn.learning`): hidden layer ``k`` gets
 
 .. math::  \delta_k[t] = (e[t]\, B_k) \odot \psi_k[t], \qquad
            \nabla W_k = \sum_t \delta_k[t]^\top \bar x_k[t],
@@ -24,18 +24,12 @@ from __future__ import annotations
 import torch
 
 from neurolearn.decorrelation import has_decorrelation
+from neurolearn.learning.feedback import FeedbackOptions, FixedFeedback, output_error, project
+from neurolearn.learning.grads import add_update, write_grads
+from neurolearn.learning.traces import LayerTracer, Signals
 from neurolearn.network import LayerRecord, Network, Record, stack_steps
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
-from neurolearn.rules.target_projection import (
-    FixedFeedback,
-    LayerTracer,
-    Signals,
-    add_update,
-    output_error,
-    project,
-    write_grads,
-)
 
 
 class DFA(FixedFeedback, GradientRule):
@@ -45,10 +39,7 @@ class DFA(FixedFeedback, GradientRule):
     summary = "direct feedback alignment: the output error broadcast through fixed random matrices"
     requires = Requirements(pre=True, post=True, broadcast_vector=True)
 
-    def __init__(self, projection: str = "kaiming_uniform", scale: float = 1.0, spike_derivative: str = "window",
-                 window: float = 0.5, smoothing: float = 0.2) -> None:
-        super().__init__()
-        self.init_feedback(projection, scale, spike_derivative, window, smoothing)
+    Options = FeedbackOptions
 
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
                            objective: Objective) -> StepOutput:
@@ -79,6 +70,6 @@ class DFA(FixedFeedback, GradientRule):
                     add_update(layer, err * sig.deriv, sig, grads, 1.0)
                 write_grads(layer, grads)
         record = None
-        if decorrelates:  # GradientRule.train_step updates R from the record's inputs
+        if decorrelates:  # the update seam updates R from the record's inputs
             record = Record(stack_steps(outputs), [LayerRecord(stack_steps(i), None, None) for i in inputs])
         return StepOutput(loss, pred, record)

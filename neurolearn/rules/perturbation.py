@@ -88,183 +88,118 @@ scalar ``δL``. ANP's network-wide norm is one more broadcast scalar (or per lay
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from neurolearn.errors import ConfigError, unknown_name
-from neurolearn.layers import Dense, Taps
+from neurolearn.errors import ConfigError
+from neurolearn.learning.grads import add_grad, bias_grad, layer_params
+from neurolearn.learning.noise import NOISES, draw_noise, noisy_minus_clean, pair_step, sum_draws
+from neurolearn.learning.options import check_bool, check_choice, check_number
+from neurolearn.learning.traces import pre_traces, trace_beta
 from neurolearn.network import LayerRecord, Network, Record, stack_steps
 from neurolearn.objectives import Objective
+from neurolearn.rules import perturbation_time
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
 
-NOISES = ("gaussian", "bernoulli")
 PASSES = ("clean", "noisy-noisy", "baseline")
 NORMS = ("network", "layer")
 ACTIVITIES = ("pre", "mem")
 APPLY = ("online", "sequence")
 
 
-# ------------------------------------------------------------------------ helpers
-def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch.Generator | None,
-               like: torch.Tensor) -> torch.Tensor:
-    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ``."""
-    if kind == "gaussian":
-        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
-    u = torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype)
-    return (2.0 * u - 1.0) * sigma
+# ------------------------------------------------------------------------ options
+@dataclass(frozen=True)
+class PerturbationOptions:
+    """Options of WP, NP and ANP (see the module docstring): ``sigma`` (one number, or for NP/ANP
+    one per layer), ``noise`` (gaussian, bernoulli), ``passes`` (clean, noisy-noisy, baseline),
+    ``baseline_decay`` ``λ ∈ [0, 1)``, ``time_domain`` (``None``: automatic), ``apply`` (online,
+    sequence), ``trace_tau`` (s), ``draws`` ``K ≥ 1``, ``noise_tau`` (s; ``inf`` frozen; unset white)."""
+
+    sigma: float | tuple[float, ...] = 1e-3
+    noise: str = "gaussian"
+    passes: str = "clean"
+    baseline_decay: float = 0.99
+    time_domain: bool | None = None
+    apply: str = "sequence"
+    trace_tau: float | None = None
+    draws: int = 1
+    noise_tau: float | None = None
+
+    def __post_init__(self) -> None:
+        sigma = self.sigma
+        if isinstance(sigma, (list, tuple)):
+            if not sigma or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                                    and math.isfinite(v) for v in sigma) or not any(v > 0 for v in sigma):
+                raise ConfigError(f"sigma per layer (np, anp) must be a list of numbers >= 0, one per layer, at "
+                                  f"least one positive; got {sigma!r}")
+            object.__setattr__(self, "sigma", tuple(float(v) for v in sigma))
+        else:
+            if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (
+                    sigma > 0 and math.isfinite(sigma)):
+                raise ConfigError(f"sigma must be a positive number (np, anp: or a list, one per layer), "
+                                  f"got {sigma!r}")
+            object.__setattr__(self, "sigma", float(sigma))
+        check_choice("noise", self.noise, NOISES)
+        check_choice("passes", self.passes, PASSES)
+        check_choice("apply", self.apply, APPLY)
+        check_number("baseline_decay", self.baseline_decay, low=0.0, high=1.0, high_open=True)
+        check_bool("time_domain", self.time_domain, optional=True)
+        if self.trace_tau is not None:
+            check_number("trace_tau", self.trace_tau, low=0.0)
+        if isinstance(self.draws, bool) or not isinstance(self.draws, int) or self.draws < 1:
+            raise ConfigError(f"draws must be a positive integer, got {self.draws!r}")
+        if self.noise_tau is not None:
+            if not (isinstance(self.noise_tau, (int, float)) and not isinstance(self.noise_tau, bool)
+                    and self.noise_tau > 0):
+                raise ConfigError(f"noise_tau must be a positive time in seconds (inf: frozen noise) or unset "
+                                  f"(white noise), got {self.noise_tau!r}")
+            object.__setattr__(self, "noise_tau", float(self.noise_tau))
 
 
-def bias_grad(g: torch.Tensor) -> torch.Tensor:
-    """``Σ g`` over samples (and positions of a conv layer) per output unit/channel."""
-    return g.sum(0) if g.dim() == 2 else g.sum(dim=(0, *range(2, g.dim())))
+@dataclass(frozen=True)
+class ANPOptions(PerturbationOptions):
+    """ANP's options: those of :class:`PerturbationOptions` and ``norm`` (network, layer),
+    ``scale`` (``"n"``, ``"sqrt"`` or a positive number), ``activity`` (pre, mem; or one per layer)."""
 
+    norm: str = "network"
+    scale: str | float = "n"
+    activity: str | tuple[str, ...] = "pre"
 
-def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:
-    """Accumulate ``value`` (a fresh tensor, kept without a copy) into ``param.grad``."""
-    if param is None:
-        return
-    if param.grad is None:
-        param.grad = value.detach()
-    else:
-        param.grad.add_(value)
-
-
-def layer_params(model: Network) -> list[tuple[int, str, torch.nn.Parameter]]:
-    """The parameters these rules learn: each layer's weight, bias and recurrent weight."""
-    out = []
-    for k, layer in enumerate(model.layers):
-        for name in ("weight", "bias", "recurrent_weight"):
-            p = getattr(layer, name, None)
-            if p is not None and p.requires_grad:
-                out.append((k, name, p))
-    return out
-
-
-def trace_beta(model: Network, trace_tau: float | None) -> float:
-    """Decay ``β = 1 - dt/τ`` of the pre-synaptic trace (0: the raw input)."""
-    if not trace_tau:
-        return 0.0
-    if trace_tau < model.dt:
-        raise ConfigError(f"trace_tau = {trace_tau:g} s is shorter than the model's dt = {model.dt:g} s")
-    return 1.0 - model.dt / trace_tau
-
-
-def pre_traces(xs: list[torch.Tensor], beta: float) -> list[torch.Tensor]:
-    """Exponentially filtered inputs ``x̄[t] = β x̄[t-1] + x[t]`` (identity for ``β = 0``)."""
-    if beta == 0.0:
-        return xs
-    out, acc = [], torch.zeros_like(xs[0])
-    for x in xs:
-        acc = beta * acc + x
-        out.append(acc)
-    return out
-
-
-def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True,
-              copies: int = 2):
-    """One step of the stacked batch ``[clean; noisy_1; ...; noisy_K]`` (``copies = K + 1``
-    copies of the input ``x``, ``[B, ...]``).
-
-    The first layer's feed-forward drive ``W x̃ + b`` is the same in every copy, so a dense
-    first layer computes it once (the copies differ only by noise and recurrent input);
-    the rest runs as :meth:`Network.step` would. Returns ``(output, state, taps)``; a dense
-    first layer's ``input`` tap holds the shared input once (``[B, ...]``: its rows are the
-    clean copy's, and every copy's), not ``copies`` stacked duplicates of it.
-    """
-    if not paired:
-        return model.step(x, state, noise)
-    first = model.layers[0]
-    if not isinstance(first, Dense):
-        return model.step(torch.cat([x] * copies), state, noise)
-    xin = x.flatten(1) if x.dim() > 2 else x
-    z = torch.cat([first.drive(xin)] * copies)
-    rec = state[0].prev if first.recurrent else None
-    if rec is not None:
-        z = z + F.linear(rec, first.recurrent_weight)
-    if noise is not None and noise[0] is not None:
-        z = z + noise[0]
-    h, s0, mem = first._neurons(z, state[0])
-    taps = [Taps(xin, z, h, mem, rec)]
-    new_state = [s0]
-    for k, layer in enumerate(model.layers[1:], start=1):
-        h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
-        new_state.append(s)
-        taps.append(tp)
-    return h, new_state, taps
-
-
-def noisy_minus_clean(t: torch.Tensor, batch: int) -> torch.Tensor:
-    """``t[noisy_k] - t[clean]`` for every noisy copy of a stacked batch
-    ``[clean; noisy_1; ...; noisy_K]`` (``[(K+1)B, ...]`` -> ``[K·B, ...]``, copy-major)."""
-    if t.shape[0] == 2 * batch:
-        return t[batch:] - t[:batch]
-    return (t[batch:].unflatten(0, (-1, batch)) - t[:batch]).flatten(0, 1)
-
-
-def sum_draws(g: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
-    """Sum per-copy factors ``[..., K·B, ...]`` over the ``K`` draws (axis ``dim``) -> ``[..., B, ...]``.
-
-    ``Σ_{k,n} g[k,n] x̃[n]ᵀ = Σ_n (Σ_k g[k,n]) x̃[n]ᵀ``: the clean input is shared by every
-    draw, so ``K`` draws cost ``K`` noisy forward passes but one outer product per layer."""
-    if g.shape[dim] == batch:
-        return g
-    return g.unflatten(dim, (-1, batch)).sum(dim)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.passes == "baseline":
+            raise ConfigError("anp needs the clean activity to measure δz: use passes='clean' or 'noisy-noisy' "
+                              "(the running-baseline variant exists for np and wp)")
+        check_choice("norm", self.norm, NORMS)
+        activity = self.activity
+        for a in (activity if isinstance(activity, (list, tuple)) else [activity]):
+            check_choice("activity", a, ACTIVITIES)
+        if isinstance(activity, (list, tuple)):
+            if not activity:
+                raise ConfigError("activity per layer must list one of 'pre'/'mem' for every layer")
+            object.__setattr__(self, "activity", tuple(activity))
+        if not (self.scale in ("n", "sqrt") or (isinstance(self.scale, (int, float))
+                                                 and not isinstance(self.scale, bool) and self.scale > 0
+                                                 and math.isfinite(self.scale))):
+            raise ConfigError(f"scale must be 'n', 'sqrt' or a positive number, got {self.scale!r}")
 
 
 # ------------------------------------------------------------------------ the rules
 class PerturbationRule(GradientRule):
     """Shared machinery of WP, NP and ANP (see the module docstring)."""
 
-    kind: ClassVar[str] = ""
+    Options = PerturbationOptions
 
-    def __init__(self, sigma: float | list[float] = 1e-3, noise: str = "gaussian", passes: str = "clean",
-                 baseline_decay: float = 0.99, time_domain: bool | None = None, apply: str = "sequence",
-                 trace_tau: float | None = None, draws: int = 1, noise_tau: float | None = None) -> None:
-        super().__init__()
-        if noise_tau is not None:
-            if not (isinstance(noise_tau, (int, float)) and not isinstance(noise_tau, bool) and noise_tau > 0):
-                raise ConfigError(f"noise_tau must be a positive time in seconds (inf: frozen noise) or unset "
-                                  f"(white noise), got {noise_tau!r}")
-            if self.kind == "wp":
-                raise ConfigError("noise_tau sets the correlation time of node noise (np, anp); wp perturbs "
-                                  "weights, once per sequence: leave noise_tau unset")
-        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-            raise ConfigError(f"draws must be a positive integer, got {draws!r}")
-        if isinstance(sigma, (list, tuple)):
-            if self.kind == "wp" or not sigma or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and math.isfinite(v)
-                    for v in sigma) or not any(v > 0 for v in sigma):
-                raise ConfigError(f"sigma per layer (np, anp) must be a list of numbers >= 0, one per layer, at least "
-                                  f"one positive; got {sigma!r} for rule {self.name!r} (wp takes one number)")
-            if self.kind == "np" and 0 in sigma:
-                raise ConfigError(f"np learns a layer from its own noise only; sigma = 0 for layer "
-                                  f"{list(sigma).index(0)} would leave it untrained: give every layer a positive sigma "
-                                  "(anp learns un-noised layers from their measured activity difference)")
-        elif not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0
-                  and math.isfinite(sigma)):
-            raise ConfigError(f"sigma must be a positive number (np, anp: or a list, one per layer), got {sigma!r}")
-        if noise not in NOISES:
-            raise unknown_name("noise", noise, NOISES)
-        if passes not in PASSES:
-            raise unknown_name("passes", passes, PASSES)
-        if apply not in APPLY:
-            raise unknown_name("apply", apply, APPLY)
-        if not 0.0 <= baseline_decay < 1.0:
-            raise ConfigError(f"baseline_decay must be in [0, 1), got {baseline_decay!r}")
-        self.sigma: float | tuple[float, ...] = (tuple(float(v) for v in sigma) if isinstance(sigma, (list, tuple))
-                                                 else float(sigma))
-        self.noise = noise
-        self.passes = passes
-        self.baseline_decay = float(baseline_decay)
-        self.time_domain = time_domain
-        self.apply = apply
-        self.trace_tau = trace_tau
-        self.draws = draws
-        self.noise_tau = None if noise_tau is None else float(noise_tau)
+    def __init__(self, options: PerturbationOptions | None = None, **params: Any) -> None:
+        super().__init__(options, **params)
+        self.check_options()
         self.baseline: float | None = None
         self.step_baselines: dict[int, float] = {}  # time domain: one running baseline per step
+
+    def check_options(self) -> None:
+        """What this rule refuses beyond the options' own checks."""
 
     # ---------------------------------------------------------------- noise
     def layer_sigmas(self, layers: int) -> list[float]:
@@ -375,26 +310,40 @@ class PerturbationRule(GradientRule):
                 "this task has one loss per sequence: leave time_domain unset")
         return bool(self.time_domain)
 
-    def train_step(self, model, x, y, objective, optimizer) -> StepOutput:
-        if self.draws > 1 and (self.kind == "wp" or self.passes == "baseline"):
-            raise ConfigError(f"rule {self.name!r}: draws > 1 needs a clean pass and node noise "
-                              "(np or anp with passes 'clean' or 'noisy-noisy'); use a larger batch instead")
+    def step(self, model, x, y, objective, updater) -> StepOutput:
         if self.uses_time_domain(model, objective):
-            from neurolearn.rules.perturbation_time import time_domain_step  # imports this module
-
-            optimizer.zero_grad(set_to_none=True)
             with torch.no_grad():
-                return time_domain_step(self, model, x, y, objective, optimizer)
-        return super().train_step(model, x, y, objective, optimizer)
+                return self.time_step(model, x, y, objective, updater)
+        return super().step(model, x, y, objective, updater)
+
+    def time_step(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
+                  updater) -> StepOutput:
+        """One sequence in the time domain (:mod:`neurolearn.rules.perturbation_time`)."""
+        raise NotImplementedError
+
+
+class NodeNoiseRule(PerturbationRule):
+    """NP and ANP: node noise into every layer's pre-activation; they differ in the post-synaptic
+    term (:meth:`post_difference`) and its scaling (:meth:`node_signal`)."""
+
+    def check_options(self) -> None:
+        if self.draws > 1 and self.passes == "baseline":
+            raise ConfigError(f"rule {self.name!r}: draws > 1 needs a clean pass (passes 'clean' or "
+                              "'noisy-noisy'); use a larger batch instead")
+
+    def post_difference(self, taps, noise: torch.Tensor, batch: int, layer: int, layers: int) -> torch.Tensor:
+        """The post-synaptic term of layer ``layer`` for the noisy copies: NP reads its own noise
+        difference ``noise``; ANP overrides it with the measured activity difference."""
+        return noise
 
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
                            objective: Objective) -> StepOutput:
         with torch.no_grad():
-            if self.kind == "wp":
-                return self._weight_perturbation(model, x, y, objective)
             return self._node_perturbation(model, x, y, objective)
 
-    # ---------------------------------------------------------------- node perturbation
+    def time_step(self, model, x, y, objective, updater) -> StepOutput:
+        return perturbation_time.node_time_step(self, model, x, y, objective, updater)
+
     def node_signal(self, dloss: torch.Tensor, diffs: list[torch.Tensor], noises: list[torch.Tensor],
                     steps: int, span: float = 1.0) -> list[torch.Tensor]:
         """Per-layer post-synaptic factors ``g_l`` (``[S, B, ...]`` each), ``dloss`` ``[B]``;
@@ -447,8 +396,8 @@ class PerturbationRule(GradientRule):
             dloss = noisy_minus_clean(loss, batch)
             clean = slice(0, batch)
             eps = [[self.noise_diff(noise_t[t][k], batch) for t in range(steps)] for k in range(nl)]
-            diffs = ([[self._activity_diff(taps_t[t][k], batch, k, nl) for t in range(steps)] for k in range(nl)]
-                     if self.kind == "anp" else eps)
+            diffs = [[self.post_difference(taps_t[t][k], eps[k][t], batch, k, nl) for t in range(steps)]
+                     for k in range(nl)]
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
         g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps],
                              steps, self.noise_span(steps, model.dt))
@@ -468,6 +417,28 @@ class PerturbationRule(GradientRule):
                 add_grad(layer.recurrent_weight, gk.t() @ rec)
         return StepOutput(loss[clean].detach(), pred[clean].detach(), record)
 
+
+
+class WeightPerturbation(PerturbationRule):
+    __doc__ = ("Weight perturbation: ``ΔW ∝ -⟨δL⟩_B ξ / σ²`` with one weight-noise draw ``ξ`` per mini-batch.\n\n"
+               "Needs: the synapse's own weight noise and the broadcast scalar δL (no pre/post activity).")
+    name = "wp"
+    summary = "weight perturbation: loss difference x the weight's own noise / sigma^2"
+    requires = Requirements(pre=False, post=False, broadcast_scalar=True)
+
+    def check_options(self) -> None:
+        if isinstance(self.sigma, tuple):
+            raise ConfigError(f"sigma per layer is for node noise (np, anp); wp takes one number, got {self.sigma!r}")
+        if self.noise_tau is not None:
+            raise ConfigError("noise_tau sets the correlation time of node noise (np, anp); wp perturbs "
+                              "weights, once per sequence: leave noise_tau unset")
+        if self.draws > 1:
+            raise ConfigError("rule 'wp': draws > 1 needs node noise (np or anp with passes 'clean' or "
+                              "'noisy-noisy'); use a larger batch instead")
+
+    def time_step(self, model, x, y, objective, updater) -> StepOutput:
+        return perturbation_time.weight_time_step(self, model, x, y, objective, updater)
+
     # ---------------------------------------------------------------- weight perturbation
     def weight_noise(self, params: list[tuple[int, str, torch.nn.Parameter]]) -> list[torch.Tensor]:
         return [self.draw(tuple(p.shape), p) for _, _, p in params]
@@ -484,8 +455,12 @@ class PerturbationRule(GradientRule):
             for (_, _, p), e in zip(params, xi):
                 p.sub_(e)
 
-    def _weight_perturbation(self, model: Network, x: torch.Tensor, y: torch.Tensor,
-                             objective: Objective) -> StepOutput:
+    def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
+                           objective: Objective) -> StepOutput:
+        with torch.no_grad():
+            return self._estimate(model, x, y, objective)
+
+    def _estimate(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective) -> StepOutput:
         params = layer_params(model)
         xi2 = self.weight_noise(params)
         xi1 = self.weight_noise(params) if self.passes == "noisy-noisy" else None
@@ -507,22 +482,20 @@ class PerturbationRule(GradientRule):
         return StepOutput(loss.detach(), pred.detach(), rec)
 
 
-class WeightPerturbation(PerturbationRule):
-    __doc__ = ("Weight perturbation: ``ΔW ∝ -⟨δL⟩_B ξ / σ²`` with one weight-noise draw ``ξ`` per mini-batch.\n\n"
-               "Needs: the synapse's own weight noise and the broadcast scalar δL (no pre/post activity).")
-    name = "wp"
-    kind = "wp"
-    summary = "weight perturbation: loss difference x the weight's own noise / sigma^2"
-    requires = Requirements(pre=False, post=False, broadcast_scalar=True)
 
-
-class NodePerturbation(PerturbationRule):
+class NodePerturbation(NodeNoiseRule):
     __doc__ = ("Node perturbation: ``ΔW_l ∝ -δL ε_l x̃_{l-1}ᵀ / σ²`` (noise ``ε`` into the pre-activation).\n\n"
                "Needs: pre-synaptic activity, the neuron's own injected noise, the broadcast scalar δL.")
     name = "np"
-    kind = "np"
     summary = "node perturbation: loss difference x injected node noise / sigma^2 x pre activity"
     requires = Requirements(pre=True, post=True, broadcast_scalar=True)
+
+    def check_options(self) -> None:
+        super().check_options()
+        if isinstance(self.sigma, tuple) and 0 in self.sigma:
+            raise ConfigError(f"np learns a layer from its own noise only; sigma = 0 for layer "
+                              f"{list(self.sigma).index(0)} would leave it untrained: give every layer a positive "
+                              "sigma (anp learns un-noised layers from their measured activity difference)")
 
     def node_signal(self, dloss, diffs, noises, steps, span=1.0):
         sigmas = self.layer_sigmas(len(noises))
@@ -530,36 +503,15 @@ class NodePerturbation(PerturbationRule):
                 for e, sigma in zip(noises, sigmas)]
 
 
-class ActivityNodePerturbation(PerturbationRule):
+class ActivityNodePerturbation(NodeNoiseRule):
     __doc__ = ("Activity-based node perturbation (ANP): ``ΔW_l ∝ -c δL δz_l x̃_{l-1}ᵀ / ‖δz‖²`` with the\n"
                "measured pre-activation difference ``δz`` between a noisy and a clean run.\n\n"
                "Needs: pre-synaptic activity, the neuron's own activity difference, the broadcast scalar δL\n"
                "and the norm ``‖δz‖²`` (network-wide: one more broadcast scalar; ``norm='layer'``: per layer).")
     name = "anp"
-    kind = "anp"
     summary = "activity-based node perturbation: c * loss difference x activity difference / |da|^2 x pre"
     requires = Requirements(pre=True, post=True, broadcast_scalar=True)
-
-    def __init__(self, sigma: float | list[float] = 1e-3, noise: str = "gaussian", passes: str = "clean",
-                 norm: str = "network", scale: str | float = "n", activity: str | list[str] = "pre",
-                 time_domain: bool | None = None, apply: str = "sequence", trace_tau: float | None = None,
-                 baseline_decay: float = 0.99, draws: int = 1, noise_tau: float | None = None) -> None:
-        super().__init__(sigma, noise, passes, baseline_decay, time_domain, apply, trace_tau, draws, noise_tau)
-        if passes == "baseline":
-            raise ConfigError("anp needs the clean activity to measure δz: use passes='clean' or 'noisy-noisy' "
-                              "(the running-baseline variant exists for np and wp)")
-        if norm not in NORMS:
-            raise unknown_name("norm", norm, NORMS)
-        for a in (activity if isinstance(activity, (list, tuple)) else [activity]):
-            if a not in ACTIVITIES:
-                raise unknown_name("activity", a, ACTIVITIES)
-        if isinstance(activity, (list, tuple)) and not activity:
-            raise ConfigError("activity per layer must list one of 'pre'/'mem' for every layer")
-        if not (scale in ("n", "sqrt") or (isinstance(scale, (int, float)) and scale > 0)):
-            raise ConfigError(f"scale must be 'n', 'sqrt' or a positive number, got {scale!r}")
-        self.norm = norm
-        self.scale = scale
-        self.activity: str | tuple[str, ...] = tuple(activity) if isinstance(activity, (list, tuple)) else activity
+    Options = ANPOptions
 
     def scale_for(self, dims: int) -> float:
         """``c`` for a norm over ``dims`` perturbed entries."""
@@ -578,7 +530,9 @@ class ActivityNodePerturbation(PerturbationRule):
                               f"{layers} layers: give one per layer (or one for all)")
         return self.activity[layer]
 
-    def _activity_diff(self, taps, batch: int, layer: int, layers: int) -> torch.Tensor:
+    def post_difference(self, taps, noise: torch.Tensor, batch: int, layer: int, layers: int) -> torch.Tensor:
+        """The measured difference ``δz`` (``activity="mem"``: of the membrane) of the noisy copies
+        from the clean one."""
         mem = self.layer_activity(layer, layers) == "mem"
         src = taps.mem if (mem and taps.mem is not None) else taps.pre
         return noisy_minus_clean(src, batch)
@@ -599,5 +553,6 @@ class ActivityNodePerturbation(PerturbationRule):
         return out
 
 
-__all__ = ["PerturbationRule", "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation",
-           "draw_noise", "bias_grad", "add_grad", "layer_params", "noisy_minus_clean", "sum_draws"]
+__all__ = ["PerturbationOptions", "ANPOptions", "PerturbationRule", "NodeNoiseRule", "WeightPerturbation",
+           "NodePerturbation", "ActivityNodePerturbation", "draw_noise", "bias_grad", "add_grad", "layer_params",
+           "noisy_minus_clean", "sum_draws", "pair_step", "pre_traces"]

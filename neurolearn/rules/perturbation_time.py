@@ -16,10 +16,11 @@ that step's post-synaptic term of layer ``l``:
 - WP:  ``g_W[t] = ⟨δL_t⟩_B ξ[t] / σ²``
 
 and ``∂L/∂W ≈ ⟨g[t] x̃[t]ᵀ⟩_B``, ``∂L/∂W_rec ≈ ⟨g[t] h[t-1]ᵀ⟩_B`` (``x̃`` from the clean copy,
-or its trace with ``trace_tau``). With ``apply="online"`` the optimizer steps after every
-time step; with ``apply="sequence"`` the per-step estimates are summed into ``.grad`` and
-applied once per sequence. Layers with decorrelation update ``R`` at every step from the
-clean copy's inputs (:func:`~neurolearn.decorrelation.update_decorrelation_step`; DANP in time).
+or its trace with ``trace_tau``). With ``apply="online"`` the update seam
+(:class:`~neurolearn.updates.Updater`) applies them after every time step; with
+``apply="sequence"`` the per-step estimates are summed into ``.grad`` and applied once per
+sequence. Layers with decorrelation update ``R`` at every step from the clean copy's inputs
+(through the seam; DANP in time).
 Either way nothing of the past is stored: memory does not grow with ``T`` (only the clean
 output, ``[T, B, C]``, is kept to report the prediction).
 """
@@ -28,141 +29,147 @@ from __future__ import annotations
 
 import torch
 
-from neurolearn.decorrelation import has_decorrelation, update_decorrelation_step
+from neurolearn.learning.grads import add_grad, bias_grad, layer_params
+from neurolearn.learning.noise import noisy_minus_clean, pair_step, sum_draws
+from neurolearn.learning.traces import trace_beta
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import StepOutput
-from neurolearn.rules.perturbation import (add_grad, bias_grad, layer_params, noisy_minus_clean, pair_step, sum_draws,
-                                           trace_beta)
+from neurolearn.updates import Updater
 
 
-def _clear(model: Network) -> None:
-    for p in model.parameters():
-        p.grad = None
+class _Sequence:
+    """What one time-domain sequence keeps: the summed loss, the clean output ``[T, B, C]`` and
+    the pre-synaptic traces (``trace_tau``)."""
 
+    def __init__(self, rule, model: Network, x: torch.Tensor, objective: Objective) -> None:
+        self.steps, self.batch = x.shape[0], x.shape[1]
+        self.online = rule.apply == "online"
+        self.beta = trace_beta(model, rule.trace_tau)
+        self.counted = objective.loss_mask.sum().item() if objective.loss_mask is not None else self.steps
+        self.loss = torch.zeros(self.batch, device=x.device, dtype=x.dtype)
+        self.output: torch.Tensor | None = None
+        self.traces: list[torch.Tensor | None] = [None] * len(model.layers)
 
-def time_domain_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
-                     optimizer: torch.optim.Optimizer) -> StepOutput:
-    """One sequence of time-domain WP / NP / ANP (``rule`` is a ``PerturbationRule``)."""
-    model.check_input(x)
-    steps, batch = x.shape[0], x.shape[1]
-    online = rule.apply == "online"
-    beta = trace_beta(model, rule.trace_tau)
-    counted = objective.loss_mask.sum().item() if objective.loss_mask is not None else steps
-    decorrelates = has_decorrelation(model)
-    loss = torch.zeros(batch, device=x.device, dtype=x.dtype)
-    output: torch.Tensor | None = None  # the clean output [T, B, C], filled step by step
-    traces: list[torch.Tensor | None] = [None] * len(model.layers)
-
-    def pre_input(k: int, inp: torch.Tensor) -> torch.Tensor:
-        if beta == 0.0:
+    def pre_input(self, k: int, inp: torch.Tensor) -> torch.Tensor:
+        if self.beta == 0.0:
             return inp
-        traces[k] = inp.clone() if traces[k] is None else beta * traces[k] + inp
-        return traces[k]
+        self.traces[k] = inp.clone() if self.traces[k] is None else self.beta * self.traces[k] + inp
+        return self.traces[k]
 
+    def keep(self, out_t: torch.Tensor, t: int) -> None:
+        """Write the clean output of step ``t`` into one preallocated ``[T, B, C]`` tensor."""
+        if self.output is None:
+            self.output = out_t.new_empty((self.steps, *out_t.shape))
+        self.output[t] = out_t
+
+    def result(self, model: Network) -> StepOutput:
+        return StepOutput((self.loss / self.counted).detach(), model.decode_output(self.output).detach(), None)
+
+
+def _add_layer_grads(model: Network, g: list[torch.Tensor], taps, seq: _Sequence, rows: slice | None = None) -> None:
+    """``g_l[t] x̃_l[t]ᵀ`` (the trace with ``trace_tau``), ``Σ g_l[t]`` and ``g_l[t] h_l[t-1]ᵀ`` into ``.grad``."""
+    for k, layer in enumerate(model.layers):
+        gk = g[k]
+        inp = taps[k].input if rows is None else taps[k].input[rows]
+        add_grad(layer.weight, layer.weight_gradient(gk, seq.pre_input(k, inp)))
+        if layer.bias is not None:
+            add_grad(layer.bias, bias_grad(gk))
+        if layer.recurrent_weight is not None:
+            add_grad(layer.recurrent_weight, gk.t() @ (taps[k].rec if rows is None else taps[k].rec[rows]))
+
+
+def node_time_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
+                   updater: Updater) -> StepOutput:
+    """One sequence of time-domain NP / ANP (``rule`` a ``NodeNoiseRule``)."""
+    model.check_input(x)
+    seq = _Sequence(rule, model, x, objective)
+    batch, steps = seq.batch, seq.steps
     if rule.passes == "baseline":  # one noisy run; δL_t = L_t - b[t], b[t] a running average per step
-        params = layer_params(model)
         state = model.init_state(batch, x.device, x.dtype)
         noise = None
         for t in range(steps):
-            if rule.kind == "wp":
-                xi = rule.weight_noise(params)
-                out, state = _perturbed_step(model, params, xi, x[t], state)
-                taps = None
-            else:
-                noise = rule.step_noise(model, batch, x, noise, paired=False)
-                out, state, taps = model.step(x[t], state, noise)
+            noise = rule.step_noise(model, batch, x, noise, paired=False)
+            out, state, taps = model.step(x[t], state, noise)
             lt = objective.step_loss(out, y[t], t)
             dl = rule.reward_signal(lt, t)
-            loss += lt
-            output = _keep(output, out, t, steps)
-            if taps is None:  # WP: the weight's own noise x the batch-mean reward error
-                for (_, _, p), e in zip(params, xi):
-                    add_grad(p, e * (float(dl.mean()) / rule.sigma**2))
-            else:
-                g = rule.node_signal(dl / batch, [n.unsqueeze(0) for n in noise], [n.unsqueeze(0) for n in noise], 1)
-                for k, layer in enumerate(model.layers):
-                    gk = g[k][0]
-                    add_grad(layer.weight, layer.weight_gradient(gk, pre_input(k, taps[k].input)))
-                    if layer.bias is not None:
-                        add_grad(layer.bias, bias_grad(gk))
-                    if layer.recurrent_weight is not None:
-                        add_grad(layer.recurrent_weight, gk.t() @ taps[k].rec)
-                if decorrelates:
-                    update_decorrelation_step(model, taps, rule.generator)
-            if online:
-                _step(optimizer, model)
-    elif rule.kind == "wp":
-        params = layer_params(model)
+            seq.loss += lt
+            seq.keep(out, t)
+            g = rule.node_signal(dl / batch, [n.unsqueeze(0) for n in noise], [n.unsqueeze(0) for n in noise], 1)
+            _add_layer_grads(model, [gk[0] for gk in g], taps, seq)
+            updater.apply(None if seq.online else [], taps=taps, generator=rule.generator)
+    else:
+        copies = 1 + rule.draws  # [clean; noisy_1 .. noisy_K], K = draws
+        state = model.init_state(copies * batch, x.device, x.dtype)
+        noise = None
+        nl = len(model.layers)
+        for t in range(steps):
+            noise = rule.step_noise(model, batch, x, noise)
+            out, state, taps = pair_step(model, x[t], state, noise, batch, copies=copies)
+            lt = objective.step_loss(out, torch.cat([y[t]] * copies), t)  # per step: no [T, copies·B] copy of y
+            dl = noisy_minus_clean(lt, batch)
+            seq.loss += lt[:batch]
+            seq.keep(out[:batch], t)
+            eps = [rule.noise_diff(n, batch) for n in noise]
+            diffs = [rule.post_difference(tp, e, batch, k, nl) for k, (tp, e) in enumerate(zip(taps, eps))]
+            # the mean over batch and draws is folded into the per-sample scalar (g is linear in δL)
+            g = rule.node_signal(dl / dl.shape[0], [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
+            _add_layer_grads(model, [sum_draws(gk[0], batch) for gk in g], taps, seq, slice(0, batch))
+            # R learns online from the clean copy's inputs (DANP in time)
+            updater.apply(None if seq.online else [], taps=[tp._replace(input=tp.input[:batch]) for tp in taps],
+                          generator=rule.generator)
+    if not seq.online:
+        updater.apply()
+    return seq.result(model)
+
+
+def weight_time_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
+                     updater: Updater) -> StepOutput:
+    """One sequence of time-domain WP (``rule`` a ``WeightPerturbation``): the noisy copy runs with
+    perturbed weights ``W + ξ[t]``, fresh at every step."""
+    model.check_input(x)
+    seq = _Sequence(rule, model, x, objective)
+    batch, steps = seq.batch, seq.steps
+    params = layer_params(model)
+    if rule.passes == "baseline":
+        state = model.init_state(batch, x.device, x.dtype)
+        for t in range(steps):
+            xi = rule.weight_noise(params)
+            out, state = _perturbed_step(model, params, xi, x[t], state)
+            lt = objective.step_loss(out, y[t], t)
+            dl = rule.reward_signal(lt, t)
+            seq.loss += lt
+            seq.keep(out, t)
+            for (_, _, p), e in zip(params, xi):  # the weight's own noise x the batch-mean reward error
+                add_grad(p, e * (float(dl.mean()) / rule.sigma**2))
+            if seq.online:
+                updater.apply()
+    else:
         clean_state = model.init_state(batch, x.device, x.dtype)
         noisy_state = model.init_state(batch, x.device, x.dtype)
         other_state = model.init_state(batch, x.device, x.dtype) if rule.passes == "noisy-noisy" else None
         for t in range(steps):
             xi2 = rule.weight_noise(params)
             xi1 = rule.weight_noise(params) if other_state is not None else None
+            out_c, clean_state, _ = model.step(x[t], clean_state)
             if xi1 is None:
-                out_c, clean_state, _ = model.step(x[t], clean_state)
                 base_out = out_c
             else:
-                out_c, clean_state, _ = model.step(x[t], clean_state)
                 base_out, other_state = _perturbed_step(model, params, xi1, x[t], other_state)
             out_n, noisy_state = _perturbed_step(model, params, xi2, x[t], noisy_state)
             l_c = objective.step_loss(out_c, y[t], t)
             dl = float((objective.step_loss(out_n, y[t], t) - objective.step_loss(base_out, y[t], t)).mean())
-            loss += l_c
-            output = _keep(output, out_c, t, steps)
+            seq.loss += l_c
+            seq.keep(out_c, t)
             diff = xi2 if xi1 is None else [b - a for a, b in zip(xi1, xi2)]
             if dl != 0.0:
                 for (_, _, p), d in zip(params, diff):
                     add_grad(p, d * (dl / rule.noise_diff_var(rule.sigma)))
-            if online:
-                _step(optimizer, model)
-    else:
-        copies = 1 + rule.draws  # [clean; noisy_1 .. noisy_K], K = draws
-        state = model.init_state(copies * batch, x.device, x.dtype)
-        noise = None
-        for t in range(steps):
-            noise = rule.step_noise(model, batch, x, noise)
-            out, state, taps = pair_step(model, x[t], state, noise, batch, copies=copies)
-            lt = objective.step_loss(out, torch.cat([y[t]] * copies), t)  # per step: no [T, copies·B] copy of y
-            dl = noisy_minus_clean(lt, batch)
-            loss += lt[:batch]
-            output = _keep(output, out[:batch], t, steps)
-            eps = [rule.noise_diff(n, batch) for n in noise]
-            diffs = ([rule._activity_diff(tp, batch, k, len(taps)) for k, tp in enumerate(taps)]
-                     if rule.kind == "anp" else eps)
-            # the mean over batch and draws is folded into the per-sample scalar (g is linear in δL)
-            g = rule.node_signal(dl / dl.shape[0], [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
-            for k, layer in enumerate(model.layers):
-                gk = sum_draws(g[k][0], batch)
-                inp = pre_input(k, taps[k].input[:batch])
-                add_grad(layer.weight, layer.weight_gradient(gk, inp))
-                if layer.bias is not None:
-                    add_grad(layer.bias, bias_grad(gk))
-                if layer.recurrent_weight is not None:
-                    add_grad(layer.recurrent_weight, gk.t() @ taps[k].rec[:batch])
-            if decorrelates:  # R learns online from the clean copy's inputs (DANP in time)
-                update_decorrelation_step(model, [tp._replace(input=tp.input[:batch]) for tp in taps], rule.generator)
-            if online:
-                _step(optimizer, model)
-    if not online:
-        optimizer.step()
-        _clear(model)
-    return StepOutput((loss / counted).detach(), model.decode_output(output).detach(), None)
-
-
-def _keep(output: torch.Tensor | None, out_t: torch.Tensor, t: int, steps: int) -> torch.Tensor:
-    """Write the clean output of step ``t`` into one preallocated ``[T, B, C]`` tensor."""
-    if output is None:
-        output = out_t.new_empty((steps, *out_t.shape))
-    output[t] = out_t
-    return output
-
-
-def _step(optimizer: torch.optim.Optimizer, model: Network) -> None:
-    if any(p.grad is not None for p in model.parameters()):
-        optimizer.step()
-    _clear(model)
+            if seq.online:
+                updater.apply()
+    if not seq.online:
+        updater.apply()
+    return seq.result(model)
 
 
 def _perturbed_step(model: Network, params, xi: list[torch.Tensor], x_t: torch.Tensor, state):

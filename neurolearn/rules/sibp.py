@@ -32,13 +32,16 @@ Needs: weight transport (errors through the updated weights), whole mini-batch s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from neurolearn.errors import ConfigError
 from neurolearn.layers import Dense
+from neurolearn.learning.options import check_number
 from neurolearn.network import Network
-from neurolearn.neurons import RateParams
 from neurolearn.readout import with_ones
 from neurolearn.rules.base import Requirements, Rule, StepOutput
 
@@ -113,6 +116,20 @@ def prox_relu(w0: torch.Tensor, a: torch.Tensor, target: torch.Tensor, lam: floa
     return w
 
 
+@dataclass(frozen=True)
+class SIBPOptions:
+    """SIBP's options: ``eta`` (neuron step size η), ``lam`` (proximal weight λ), ``inner_iters``."""
+
+    eta: float = 1.0
+    lam: float = 1.0
+    inner_iters: int = 5
+
+    def __post_init__(self) -> None:
+        check_number("sibp: eta", self.eta, low=0.0, low_open=True)
+        check_number("sibp: lam", self.lam, low=0.0, low_open=True)
+        check_number("sibp: inner_iters", self.inner_iters, low=1, integer=True)
+
+
 class SemiImplicitBP(Rule):
     """SIBP: explicit neuron steps (``eta``), proximal parameter steps (``lam``); see module docstring.
 
@@ -125,15 +142,12 @@ class SemiImplicitBP(Rule):
     requires = Requirements(weight_transport=True, whole_batch=True)
     uses_optimizer = False
 
-    def __init__(self, eta: float = 1.0, lam: float = 1.0, inner_iters: int = 5) -> None:
-        super().__init__()
-        if not eta > 0:
-            raise ConfigError(f"sibp: eta must be positive, got {eta}")
-        if not lam > 0:
-            raise ConfigError(f"sibp: lam must be positive, got {lam}")
-        if inner_iters < 1:
-            raise ConfigError(f"sibp: inner_iters must be at least 1, got {inner_iters}")
-        self.eta, self.lam, self.inner_iters = float(eta), float(lam), int(inner_iters)
+    Options = SIBPOptions
+
+    def __init__(self, options: SIBPOptions | None = None, **params: Any) -> None:
+        super().__init__(options, **params)
+        self.eta, self.lam, self.inner_iters = float(self.options.eta), float(self.options.lam), \
+            int(self.options.inner_iters)
 
     @staticmethod
     def check_network(model: Network) -> list[Dense]:
@@ -144,7 +158,7 @@ class SemiImplicitBP(Rule):
                                   "convolutional or decorrelated)")
             p = layer.neuron
             last = k == len(layers) - 1
-            ok = p is None if last else (isinstance(p, RateParams) and p.tau is None and p.activation == "relu")
+            ok = p is None if last else (p is not None and p.static_activation == "relu")
             if not ok:
                 raise ConfigError(f"sibp: layer {k} has neuron {p}; sibp needs static relu hidden layers and a "
                                   "linear output layer (no neuron)")
@@ -153,7 +167,7 @@ class SemiImplicitBP(Rule):
         return layers
 
     @torch.no_grad()
-    def train_step(self, model, x, y, objective, optimizer) -> StepOutput:
+    def step(self, model, x, y, objective, updater) -> StepOutput:
         if objective.task != "classification":
             raise ConfigError("sibp trains classifiers (softmax cross-entropy) only")
         if x.shape[0] > 1 and model.temporal:
@@ -175,8 +189,10 @@ class SemiImplicitBP(Rule):
                 w = prox_linear(w0, a, target, self.lam)
             else:
                 w = prox_relu(w0, a, target, self.lam, self.inner_iters)
-            layer.weight.copy_(w[:, :-1])
-            layer.bias.copy_(w[:, -1])
+            if layer.weight.requires_grad:  # frozen means frozen: a frozen part keeps its old value
+                layer.weight.copy_(w[:, :-1])
+            if layer.bias.requires_grad:
+                layer.bias.copy_(w[:, -1])
             if k > 0:  # the error through the updated weights, gated by the old activity of layer k-1
                 g = g @ layer.weight if layer.neuron is None else (g * (acts[k + 1] > 0)) @ layer.weight
         return StepOutput(loss, logits)

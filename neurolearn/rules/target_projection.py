@@ -66,10 +66,11 @@ whether the targets fall inside the activation's range (``tanh``: ``|t| < 1``; R
 ``t ≥ 0``; spiking rate: ``0 ≤ t ≤ 1``).
 
 **Layer by layer.** With ``T = 1`` (a static rate network) and ``layerwise=True``,
-:meth:`TargetProjectionRule.train_step` steps the optimizer on each layer's parameters
-right after that layer's forward pass and frees its update; only one layer's activity
+:meth:`TargetProjectionRule.step` hands each layer's parameters to the update seam
+(:class:`~neurolearn.updates.Updater`) right after that layer's forward pass, which steps them
+and frees their update; only one layer's activity
 and update exist at a time. With ``T > 1`` each layer's updates add up over the sequence
-and the optimizer steps once at its end.
+and the seam applies them once at its end.
 
 What a synapse needs: pre-synaptic trace, post-synaptic state (``ψ``, ``h``) and the
 broadcast vector ``t_k`` (a third factor per neuron through fixed random feedback). No weight
@@ -78,270 +79,80 @@ transport, no output error in the hidden layers, no stored past: local.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, NamedTuple
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-from neurolearn.errors import ConfigError, ShapeError, unknown_name
-from neurolearn.decorrelation import has_decorrelation, update_layer_decorrelation
-from neurolearn.layers import Conv2d, Dense, Layer, Taps
+from neurolearn.errors import ConfigError
+from neurolearn.layers import Conv2d, Layer
+from neurolearn.learning.feedback import (FeedbackOptions, FixedFeedback, fixed_projection, label_vectors,
+                                          output_error, project)
+from neurolearn.learning.grads import add_update, write_grads
+from neurolearn.learning.options import check_bool, check_choice
+from neurolearn.learning.traces import LayerTracer, Signals
 from neurolearn.network import Network
-from neurolearn.neurons import LIFParams, LIParams, RateParams, activation_derivative
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import Requirements, Rule, StepOutput
+from neurolearn.updates import Updater
 
 CONV_TARGETS = ("position", "channel")
-PROJECTIONS = ("kaiming_uniform", "uniform", "uniform_positive", "normal", "sign")
-SPIKE_DERIVATIVES = ("window", "lif_rate", "none")
+TARGET_STEPS = ("all", "last")
 LOCAL_LOSSES = ("l2", "l1", "ce", "linear")
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-# ------------------------------------------------------------------------------ projections
-def fixed_projection(
-    n_labels: int, shape: tuple[int, ...], dist: str, scale: float, generator: torch.Generator | None
-) -> torch.Tensor:
-    """A fixed random matrix ``B ∈ R^{C × prod(shape)}``, returned as ``[C, *shape]``.
+# ------------------------------------------------------------------------------ options
+@dataclass(frozen=True)
+class TargetProjectionOptions(FeedbackOptions):
+    """DRTP's and tpSGD's options: the projection and spike factor (:class:`FeedbackOptions`),
+    ``layerwise`` (step each layer after its forward pass when ``T = 1``), ``target_steps``
+    (all, last) and ``conv_target`` (position, channel)."""
 
-    See the module docstring for the distributions; ``scale`` multiplies them.
-    """
-    if dist not in PROJECTIONS:
-        raise unknown_name("projection", dist, PROJECTIONS)
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise ConfigError(f"projection scale must be a positive number, got {scale!r}")
-    device = generator.device if generator is not None else None
-    size = (n_labels, *shape)
-    u = torch.rand(size, generator=generator, device=device)
-    if dist == "kaiming_uniform":
-        return (2 * u - 1) * scale * math.sqrt(6.0 / n_labels)
-    if dist == "uniform":
-        return (2 * u - 1) * scale
-    if dist == "uniform_positive":
-        return u * scale
-    if dist == "sign":
-        return torch.where(u < 0.5, -scale, scale)
-    return torch.randn(size, generator=generator, device=device) * scale
+    layerwise: bool = True
+    target_steps: str = "all"
+    conv_target: str = "position"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_bool("layerwise", self.layerwise)
+        check_choice("target_steps", self.target_steps, TARGET_STEPS)
+        check_choice("conv_target", self.conv_target, CONV_TARGETS)
 
 
-def project(label: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """``t = y* B``: a label ``[B, C]`` through ``B`` (``[C, *shape]``) gives ``[B, *shape]``."""
-    return (label @ matrix.flatten(1)).view(label.shape[0], *matrix.shape[1:])
+@dataclass(frozen=True)
+class DRTPOptions(TargetProjectionOptions):
+    """:class:`TargetProjectionOptions` and ``margin`` (``None`` or 0: off; see :meth:`DRTP.hidden_error`)."""
+
+    margin: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.margin is not None and (isinstance(self.margin, bool) or not isinstance(self.margin, (int, float))
+                                        or not self.margin >= 0):
+            raise ConfigError(f"drtp margin must be a non-negative number (0 = off) or None, got {self.margin!r}")
+        object.__setattr__(self, "margin", self.margin or None)
 
 
-def label_vectors(y: torch.Tensor, n_labels: int, steps: int, dtype: torch.dtype) -> torch.Tensor:
-    """The label at every step, ``[T, B, C]``: one-hot class indices, or per-step targets."""
-    if y.dim() == 1:
-        return F.one_hot(y, n_labels).to(dtype).unsqueeze(0).expand(steps, -1, -1)
-    if y.dim() == 3 and y.shape[0] == steps and y.shape[-1] == n_labels:
-        return y.to(dtype)
-    raise ShapeError(
-        f"target projection needs class labels [B] or per-step targets [T={steps}, B, C={n_labels}], "
-        f"got {list(y.shape)}"
-    )
+@dataclass(frozen=True)
+class TPSGDOptions(TargetProjectionOptions):
+    """:class:`TargetProjectionOptions` and the local ``loss`` (l2, l1, ce, linear or a callable ``loss(h, t)``)."""
 
+    loss: str | LossFn = "l2"
 
-# ------------------------------------------------------------------------------ local signals
-class Signals(NamedTuple):
-    """What one layer's synapses see at one step (see the module docstring)."""
-
-    pre: torch.Tensor  # x̄, the pre-synaptic trace
-    rec: torch.Tensor | None  # the recurrent input's trace
-    bias: float  # b̄, the trace of a constant 1
-    deriv: torch.Tensor  # ψ, the post-synaptic factor
-    post: torch.Tensor  # h (rate) or the filtered spike rate r̄
-
-
-def membrane_filter(layer: Layer) -> tuple[float, float]:
-    """``(β, g)`` of the pre-synaptic trace ``x̄ = β x̄ + g x`` (``(0, 1)``: no memory)."""
-    p = layer.neuron
-    if isinstance(p, (LIFParams, LIParams)):
-        return p.beta, 1.0
-    if isinstance(p, RateParams) and p.tau is not None:
-        return p.beta, 1.0 - p.beta
-    return 0.0, 1.0
-
-
-class SpikeDerivative(NamedTuple):
-    """Surrogate-free post-synaptic factor of spiking units (module docstring)."""
-
-    kind: str = "window"
-    window: float = 0.5
-    smoothing: float = 0.2
-
-    def check(self) -> "SpikeDerivative":
-        if self.kind not in SPIKE_DERIVATIVES:
-            raise unknown_name("spike_derivative", self.kind, SPIKE_DERIVATIVES)
-        if not (self.window > 0 and self.smoothing > 0):
-            raise ConfigError(f"window and smoothing must be positive, got {self.window}, {self.smoothing}")
-        return self
-
-
-class LayerTracer:
-    """Keeps one layer's traces over a sequence and turns its taps into :class:`Signals`."""
-
-    def __init__(self, layer: Layer, spike: SpikeDerivative) -> None:
-        self.layer = layer
-        self.spike = spike
-        self.beta, self.gain = membrane_filter(layer)
-        self.x_bar: torch.Tensor | None = None
-        self.r_bar: torch.Tensor | None = None
-        self.b_bar = 0.0
-        self.rate: torch.Tensor | None = None
-        self.free: torch.Tensor | None = None
-
-    def _trace(self, old: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
-        if self.beta == 0.0:
-            return new
-        return self.gain * new if old is None else self.beta * old + self.gain * new
-
-    def derivative(self, taps: Taps) -> torch.Tensor:
-        """``ψ``: ``f'`` of rate units, the chosen surrogate-free factor of LIF units."""
-        p = self.layer.neuron
-        if p is None or isinstance(p, LIParams):
-            return torch.ones_like(taps.pre)
-        if isinstance(p, RateParams):
-            arg = taps.pre if p.tau is None else taps.mem
-            return activation_derivative(p.activation, arg, p.negative_slope)
-        kind = self.spike.kind
-        if kind == "none":
-            return torch.ones_like(taps.pre)
-        if kind == "window":
-            return ((taps.mem - p.threshold).abs() < self.spike.window * p.threshold).to(taps.pre.dtype)
-        # lif_rate: free membrane u = low-pass filter of the drive, without reset
-        if self.free is None:
-            self.free = torch.full_like(taps.pre, float(p.v_leak))
-        self.free = p.beta * self.free + (1 - p.beta) * (p.v_leak + p.r * taps.pre)
-        return torch.sigmoid((self.free - p.threshold) / (self.spike.smoothing * p.threshold)) / p.threshold
-
-    def update(self, taps: Taps) -> Signals:
-        self.x_bar = self._trace(self.x_bar, taps.input)
-        rec = None
-        if taps.rec is not None:
-            self.r_bar = self._trace(self.r_bar, taps.rec)
-            rec = self.r_bar
-        self.b_bar = self.gain if self.beta == 0.0 else self.beta * self.b_bar + self.gain
-        post = taps.act
-        if self.layer.spiking:
-            p = self.layer.neuron
-            s = taps.act
-            self.rate = (1 - p.beta) * s if self.rate is None else p.beta * self.rate + (1 - p.beta) * s
-            post = self.rate
-        return Signals(self.x_bar, rec, self.b_bar, self.derivative(taps), post)
-
-
-def add_update(layer: Layer, delta: torch.Tensor, sig: Signals, grads: dict[str, torch.Tensor], scale: float) -> None:
-    """Add ``scale · δ^T x̄`` (and the bias and recurrent parts) to ``grads`` (by parameter name)."""
-
-    def acc(name: str, value: torch.Tensor) -> None:
-        grads[name] = value * scale if name not in grads else grads[name].add_(value, alpha=scale)
-
-    if not isinstance(layer, (Dense, Conv2d)):
-        raise ConfigError(f"target projection does not know how to update a {type(layer).__name__} layer")
-    acc("weight", layer.weight_gradient(delta, sig.pre))
-    if layer.recurrent_weight is not None and sig.rec is not None:
-        acc("recurrent_weight", delta.flatten(1).T @ sig.rec.flatten(1))
-    if layer.bias is not None:
-        acc("bias", delta.sum(0).flatten(1).sum(1) * sig.bias if delta.dim() > 2 else delta.sum(0) * sig.bias)
-
-
-def write_grads(layer: Layer, grads: dict[str, torch.Tensor]) -> None:
-    """Put the accumulated updates into the layer's ``.grad`` (adding to what is there)."""
-    for name, g in grads.items():
-        p = getattr(layer, name)
-        p.grad = g.to(p.dtype) if p.grad is None else p.grad + g
-
-
-def output_error(model: Network, outputs: torch.Tensor, y: torch.Tensor, objective: Objective
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(e, loss, pred)``: ``e = ∂⟨L⟩_B/∂out[t]`` (``[T, B, C]``) through the model's decode."""
-    leaf = outputs.detach().requires_grad_(True)
-    with torch.enable_grad():
-        pred = model.decode_output(leaf)
-        loss = objective.loss(pred, y)
-        (e,) = torch.autograd.grad(loss.mean(), leaf)
-    return e, loss.detach(), pred.detach()
-
-
-def check_readout(model: Network) -> None:
-    out = model.layers[-1]
-    if out.recurrent or out.spiking:
-        raise ConfigError(
-            "the output layer of a target-projection / feedback-alignment rule must be a non-recurrent, "
-            "non-spiking readout (linear, rate or leaky integrator): it learns from its exact local error"
-        )
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not callable(self.loss):
+            check_choice("local loss", self.loss, LOCAL_LOSSES)
 
 
 # ------------------------------------------------------------------------------ the rules
-class FixedFeedback:
-    """Mixin for rules whose hidden layers learn through fixed random matrices ``B_k`` (DRTP, tpSGD, DFA).
-
-    Holds the projection settings and the surrogate-free spike factor, draws one
-    ``B_k ∈ R^{C × n_k}`` per hidden layer in :meth:`setup` from the rule's generator
-    (:func:`fixed_projection`) and keeps them in the rule's checkpoint state. Put it before
-    the :class:`Rule` base class, so that its ``setup`` runs the base class's first.
-    """
-
-    name: str
-    matrices: list[torch.Tensor]
-
-    def init_feedback(self, projection: str, scale: float, spike_derivative: str, window: float,
-                      smoothing: float) -> None:
-        if projection not in PROJECTIONS:
-            raise unknown_name("projection", projection, PROJECTIONS)
-        self.projection, self.scale = projection, float(scale)
-        self.spike = SpikeDerivative(spike_derivative, float(window), float(smoothing)).check()
-        self.matrices = []
-
-    def setup(self, model: Network, objective: Objective, generator: torch.Generator) -> None:
-        super().setup(model, objective, generator)  # type: ignore[misc]
-        check_readout(model)
-        c = model.output_size
-        self.matrices = [fixed_projection(c, self.feedback_shape(layer), self.projection, self.scale, generator)
-                         for layer in model.layers[:-1]]
-
-    def feedback_shape(self, layer: Layer) -> tuple[int, ...]:
-        """The shape ``B_k`` maps the label to: the layer's pre-activation (per sample)."""
-        return tuple(layer.pre_features_shape)
-
-    def check_setup(self) -> None:
-        if not self.matrices:
-            raise ConfigError(f"rule {self.name!r}: call setup(model, objective, generator) before training")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"matrices": [m.clone() for m in self.matrices]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.matrices = [m.clone() for m in state["matrices"]]
-
-
 class TargetProjectionRule(FixedFeedback, Rule):
     """Shared machinery of DRTP and tpSGD: hidden layers learn from ``t_k = y* B_k``."""
 
     requires = Requirements(pre=True, post=True, broadcast_vector=True)
-
-    def __init__(
-        self,
-        projection: str = "kaiming_uniform",
-        scale: float = 1.0,
-        spike_derivative: str = "window",
-        window: float = 0.5,
-        smoothing: float = 0.2,
-        layerwise: bool = True,
-        target_steps: str = "all",
-        conv_target: str = "position",
-    ) -> None:
-        super().__init__()
-        self.init_feedback(projection, scale, spike_derivative, window, smoothing)
-        self.layerwise = bool(layerwise)
-        if target_steps not in ("all", "last"):
-            raise unknown_name("target_steps", target_steps, ("all", "last"))
-        if conv_target not in CONV_TARGETS:
-            raise unknown_name("conv_target", conv_target, CONV_TARGETS)
-        self.target_steps = target_steps
-        self.conv_target = conv_target
+    Options = TargetProjectionOptions
 
     def feedback_shape(self, layer: Layer) -> tuple[int, ...]:
         if self.conv_target == "channel" and isinstance(layer, Conv2d):  # one target per feature map
@@ -365,11 +176,11 @@ class TargetProjectionRule(FixedFeedback, Rule):
 
     # ---------------------------------------------------------------- one step
     def _run(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
-             done: Callable[[Layer], None] | None, learn_decorrelation: bool = False) -> StepOutput:
-        """Forward pass with local updates; ``done(layer)`` is called when a layer's ``.grad`` is final.
-
-        With ``learn_decorrelation`` every decorrelated layer also updates its ``R`` from its
-        input at each step (after its own weight step in the layer-by-layer mode)."""
+             updater: Updater | None) -> StepOutput:
+        """Forward pass with local updates into ``.grad``. With an ``updater`` (training), every
+        decorrelated layer also learns ``R`` from its input at each step, and in the
+        layer-by-layer mode (``T = 1``, ``layerwise``) each layer's parameters are applied right
+        after its forward pass; otherwise the caller applies all of them at the end."""
         self.check_setup()
         model.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
@@ -380,7 +191,7 @@ class TargetProjectionRule(FixedFeedback, Rule):
         grads: list[dict[str, torch.Tensor]] = [{} for _ in model.layers]
         out_sig: list[Signals] = []
         outputs: list[torch.Tensor] = []
-        online = steps == 1 and done is not None and self.layerwise
+        online = steps == 1 and updater is not None and self.layerwise
         norm = 1.0 / (batch * steps)
         with torch.no_grad():
             for t in range(steps):
@@ -396,23 +207,20 @@ class TargetProjectionRule(FixedFeedback, Rule):
                     if online:
                         write_grads(layer, grads[k])
                         grads[k] = {}
-                        done(layer)
-                    if learn_decorrelation:
-                        update_layer_decorrelation(layer, taps.input, self.generator, where=f"layer {k}")
+                    if updater is not None:  # this layer's step (layer by layer), then its R
+                        updater.apply(list(layer.parameters()) if online else [],
+                                      layer_inputs=(layer, taps.input, f"layer {k}"), generator=self.generator)
                 out, state[-1], taps = readout.step(h, state[-1])
                 out_sig.append(tracers[-1].update(taps))
                 outputs.append(out)
-                if learn_decorrelation:
-                    update_layer_decorrelation(readout, taps.input, self.generator, where="the readout")
+                if updater is not None:
+                    updater.apply([], layer_inputs=(readout, taps.input, "the readout"), generator=self.generator)
             e, loss, pred = output_error(model, torch.stack(outputs), y, objective)
             for t, sig in enumerate(out_sig):
                 add_update(readout, e[t] * sig.deriv, sig, grads[-1], 1.0)
         for layer, g in zip(model.layers, grads):
             if g:
                 write_grads(layer, g)
-        if done is not None:
-            for layer in (model.layers if not online else [readout]):
-                done(layer)
         return StepOutput(loss, pred)
 
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
@@ -420,20 +228,9 @@ class TargetProjectionRule(FixedFeedback, Rule):
         """Put every layer's update into ``.grad`` (adding to what is there) without stepping."""
         return self._run(model, x, y, objective, None)
 
-    def train_step(self, model, x, y, objective, optimizer) -> StepOutput:
-        optimizer.zero_grad(set_to_none=True)
-
-        def step_layer(layer: Layer) -> None:
-            # only parameters with a .grad move: this layer's
-            optimizer.step()
-            for p in layer.parameters():
-                p.grad = None
-
-        decor = has_decorrelation(model)
-        if x.shape[0] == 1 and self.layerwise:
-            return self._run(model, x, y, objective, step_layer, decor)
-        out = self._run(model, x, y, objective, None, decor)
-        optimizer.step()
+    def step(self, model, x, y, objective, updater) -> StepOutput:
+        out = self._run(model, x, y, objective, updater)
+        updater.apply()  # the readout (layer by layer), or every layer once per sequence
         return out
 
 
@@ -449,13 +246,7 @@ class DRTP(TargetProjectionRule):
     name = "drtp"
     summary = "direct random target projection: hidden layers learn from a fixed random projection of the label"
 
-    def __init__(self, projection: str = "kaiming_uniform", scale: float = 1.0, spike_derivative: str = "window",
-                 window: float = 0.5, smoothing: float = 0.2, layerwise: bool = True,
-                 margin: float | None = None, target_steps: str = "all", conv_target: str = "position") -> None:
-        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps, conv_target)
-        if margin is not None and not (isinstance(margin, (int, float)) and margin >= 0):
-            raise ConfigError(f"drtp margin must be a non-negative number (0 = off) or None, got {margin!r}")
-        self.margin = margin or None
+    Options = DRTPOptions
 
     def hidden_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``−t``; with ``margin`` m, ``−t · 1[t h < m t²]`` (the linear loss clipped per unit).
@@ -488,13 +279,7 @@ class TPSGD(TargetProjectionRule):
     name = "tpsgd"
     summary = "target-projection SGD: each layer minimises a local loss to a random projection of the label"
 
-    def __init__(self, loss: str | LossFn = "l2", projection: str = "kaiming_uniform", scale: float = 1.0,
-                 spike_derivative: str = "window", window: float = 0.5, smoothing: float = 0.2,
-                 layerwise: bool = True, target_steps: str = "all", conv_target: str = "position") -> None:
-        super().__init__(projection, scale, spike_derivative, window, smoothing, layerwise, target_steps, conv_target)
-        if not callable(loss) and loss not in LOCAL_LOSSES:
-            raise unknown_name("local loss", loss, LOCAL_LOSSES)
-        self.loss = loss
+    Options = TPSGDOptions
 
     def hidden_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.loss == "l2":
@@ -510,3 +295,7 @@ class TPSGD(TargetProjectionRule):
             value = self.loss(leaf, target.detach())
             (e,) = torch.autograd.grad(value.sum(), leaf)
         return e
+
+
+__all__ = ["TargetProjectionOptions", "DRTPOptions", "TPSGDOptions", "TargetProjectionRule", "DRTP", "TPSGD",
+           "fixed_projection", "project"]

@@ -35,6 +35,7 @@ ending in a linear readout.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -42,13 +43,36 @@ import torch.nn.functional as F
 
 from neurolearn.errors import ConfigError
 from neurolearn.layers import Dense
+from neurolearn.learning.options import check_choice, check_number
 from neurolearn.network import Network
-from neurolearn.neurons import ACTIVATION_RANGES, RateParams, activation, activation_inverse
+from neurolearn.neurons import ACTIVATION_RANGES, activation, activation_inverse
 from neurolearn.readout import DTYPE, NormalEquations, lstsq_pinv, softmax_inverse, with_ones
 from neurolearn.rules.base import Requirements, Rule, StepOutput
 
 SOLVERS = ("pinv", "normal")
 OUTPUTS = ("auto", "softmax", "linear")
+
+
+@dataclass(frozen=True)
+class ZorbOptions:
+    """ZORB's options (see :class:`Zorb`)."""
+
+    epsilon: float = 1e-5
+    rcond: float = 1e-10
+    backward_rcond: float = 1e-10
+    solver: str = "pinv"
+    ridge: float = 1e-8
+    chunk: int = 4096
+    output: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_choice("zorb solver", self.solver, SOLVERS)
+        check_choice("zorb output", self.output, OUTPUTS)
+        check_number("zorb: epsilon", self.epsilon, low=0.0, high=0.5, low_open=True, high_open=True)
+        check_number("zorb: rcond", self.rcond, low=0.0)
+        check_number("zorb: backward_rcond", self.backward_rcond, low=0.0)
+        check_number("zorb: ridge", self.ridge, low=0.0)
+        check_number("zorb: chunk", self.chunk, low=1, integer=True)
 
 
 def relaxed_inverse(name: str, t: torch.Tensor, epsilon: float = 1e-5,
@@ -88,19 +112,13 @@ class Zorb(Rule):
     requires = Requirements(weight_transport=True, whole_batch=True)
     uses_optimizer = False
 
-    def __init__(self, epsilon: float = 1e-5, rcond: float = 1e-10, backward_rcond: float = 1e-10,
-                 solver: str = "pinv", ridge: float = 1e-8, chunk: int = 4096, output: str = "auto") -> None:
-        super().__init__()
-        if solver not in SOLVERS:
-            raise ConfigError(f"zorb: unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
-        if output not in OUTPUTS:
-            raise ConfigError(f"zorb: unknown output {output!r}; known: {', '.join(OUTPUTS)}")
-        if not (0 < epsilon < 0.5):
-            raise ConfigError(f"zorb: epsilon must be in (0, 0.5), got {epsilon}")
-        if chunk < 1:
-            raise ConfigError(f"zorb: chunk must be positive, got {chunk}")
-        self.epsilon, self.rcond, self.backward_rcond = float(epsilon), float(rcond), float(backward_rcond)
-        self.solver, self.ridge, self.chunk, self.output = solver, float(ridge), int(chunk), output
+    Options = ZorbOptions
+
+    def __init__(self, options: ZorbOptions | None = None, **params: Any) -> None:
+        super().__init__(options, **params)
+        o = self.options
+        self.epsilon, self.rcond, self.backward_rcond = float(o.epsilon), float(o.rcond), float(o.backward_rcond)
+        self.solver, self.ridge, self.chunk, self.output = o.solver, float(o.ridge), int(o.chunk), o.output
         self.last_fit: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ checks
@@ -114,19 +132,19 @@ class Zorb(Rule):
                     f"zorb: layer {k} must be a plain dense layer (not recurrent, convolutional or decorrelated); "
                     "for spiking or recurrent reservoirs fit the readout with neurolearn.readout.fit_readout"
                 )
-            if p is not None and not (isinstance(p, RateParams) and p.tau is None):
+            if p is not None and p.static_activation is None:
                 raise ConfigError(
                     f"zorb: layer {k} has neuron {p}; zorb needs static rate neurons (no tau) or none. "
                     "For spiking reservoirs use neurolearn.readout.fit_readout"
                 )
-        if layers[-1].neuron is not None and layers[-1].neuron.activation != "identity":
+        if layers[-1].neuron is not None and layers[-1].neuron.static_activation != "identity":
             raise ConfigError("zorb: the last layer must be a linear readout (no neuron); the softmax is implicit")
         return layers
 
     # ------------------------------------------------------------------ the network in float64
     @staticmethod
     def _act(layer: Dense) -> str:
-        return "identity" if layer.neuron is None else layer.neuron.activation
+        return "identity" if layer.neuron is None else layer.neuron.static_activation
 
     def _forward_layer(self, k: int, h: torch.Tensor) -> torch.Tensor:
         w, b, scale, shift = self._w[k], self._b[k], self._scale[k], self._shift[k]
@@ -136,6 +154,30 @@ class Zorb(Rule):
         layer = self._layers[k]
         out = activation(self._act(layer), z, getattr(layer.neuron, "negative_slope", 0.01))
         return out * scale + shift if (scale != 1.0 or shift != 0.0) else out
+
+    def _forward_from_layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s output on ``h``, in chunks of rows."""
+        h_next = torch.empty(h.shape[0], self._w[i].shape[0], dtype=DTYPE, device=h.device)
+        for r in range(0, h.shape[0], self.chunk):
+            h_next[r:r + self.chunk] = self._forward_layer(i, h[r:r + self.chunk])
+        return h_next
+
+    @staticmethod
+    def frozen_layers(layers: list[Dense]) -> set[int]:
+        """Indices of frozen layers (``requires_grad=False``: kept as they are, the others solved
+        around them). ZORB solves a layer's weight and bias together: freezing one of them only
+        is refused."""
+        frozen = set()
+        for k, layer in enumerate(layers):
+            flags = {p.requires_grad for p in (layer.weight, layer.bias) if p is not None}
+            if flags == {False, True}:
+                raise ConfigError(f"zorb solves layer {k}'s weight and bias together; freeze both "
+                                  "(requires_grad_(False) on the layer) or neither")
+            if flags == {False}:
+                frozen.add(k)
+        if len(frozen) == len(layers):
+            raise ConfigError("zorb: every layer is frozen, nothing to fit")
+        return frozen
 
     def _forward_from(self, k: int, h: torch.Tensor) -> torch.Tensor:
         """Logits of layers ``k..n-1`` on ``h``, in chunks of rows."""
@@ -181,13 +223,18 @@ class Zorb(Rule):
         """Fit ``model`` on inputs ``x`` (``[N, ...]``) and targets ``[N, C]``; returns the logits (float64)."""
         self._layers = self.check_network(model)
         n = len(self._layers)
+        frozen = self.frozen_layers(self._layers)
         self._w = [layer.weight.detach().to(DTYPE).clone() for layer in self._layers]
         self._b = [None if layer.bias is None else layer.bias.detach().to(DTYPE).clone() for layer in self._layers]
-        self._scale = [1.0] * n
-        self._shift = [0.0] * n
+        # a frozen layer keeps its output rescaling; the others get theirs from the fit
+        self._scale = [float(getattr(self._layers[k], "act_scale", 1.0)) if k in frozen else 1.0 for k in range(n)]
+        self._shift = [float(getattr(self._layers[k], "act_shift", 0.0)) if k in frozen else 0.0 for k in range(n)]
         h = x.reshape(x.shape[0], -1).to(DTYPE)
         y = targets.to(DTYPE)
         for i in range(n):
+            if i in frozen:  # frozen means frozen: pass the data through it, solve the others around it
+                h = self._forward_from_layer(i, h)
+                continue
             t = softmax_inverse(y, self._forward_from(i, h), self.epsilon) if softmax else y
             for j in range(n - 1, i, -1):
                 t = self._dense_inverse(j, self._relax(j, t))
@@ -199,12 +246,10 @@ class Zorb(Rule):
             self._w[i] = sol[:-1].T.contiguous() if has_bias else sol.T.contiguous()
             if has_bias:
                 self._b[i] = sol[-1].clone()
-            h_next = torch.empty(h.shape[0], self._w[i].shape[0], dtype=DTYPE, device=h.device)
-            for r in range(0, h.shape[0], self.chunk):
-                h_next[r:r + self.chunk] = self._forward_layer(i, h[r:r + self.chunk])
-            h = h_next
-            del h_next
+            h = self._forward_from_layer(i, h)
         for k, layer in enumerate(self._layers):
+            if k in frozen:
+                continue
             layer.weight.copy_(self._w[k].to(layer.weight.dtype))
             if layer.bias is not None:
                 layer.bias.copy_(self._b[k].to(layer.bias.dtype))
@@ -213,7 +258,7 @@ class Zorb(Rule):
         del self._w, self._b, self._layers
         return h
 
-    def train_step(self, model, x, y, objective, optimizer) -> StepOutput:
+    def step(self, model, x, y, objective, updater) -> StepOutput:
         """Fit the whole network on this batch (the trainer's whole training set when batch_size = 0)."""
         if x.shape[0] > 1 and model.temporal:
             raise ConfigError("zorb fits static networks (T = 1 or a direct encoder); "

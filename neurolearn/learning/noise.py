@@ -1,0 +1,77 @@
+r"""Node noise and the paired clean/noisy runs of the perturbation rules.
+
+One forward pass carries the stacked batch ``[clean; noisy_1; ...; noisy_K]`` (``K + 1``
+copies of each sample); per-copy quantities come back as ``t[noisy_k] − t[clean]``
+(:func:`noisy_minus_clean`), and per-draw post-synaptic factors are summed over the draws
+before the outer product with the shared clean input (:func:`sum_draws`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from neurolearn.layers import Dense, Taps
+from neurolearn.network import Network
+
+NOISES = ("gaussian", "bernoulli")
+
+
+def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch.Generator | None,
+               like: torch.Tensor) -> torch.Tensor:
+    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ``."""
+    if kind == "gaussian":
+        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
+    u = torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype)
+    return (2.0 * u - 1.0) * sigma
+
+
+def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True,
+              copies: int = 2):
+    """One step of the stacked batch ``[clean; noisy_1; ...; noisy_K]`` (``copies = K + 1``
+    copies of the input ``x``, ``[B, ...]``).
+
+    The first layer's feed-forward drive ``W x̃ + b`` is the same in every copy, so a dense
+    first layer computes it once (the copies differ only by noise and recurrent input);
+    the rest runs as :meth:`Network.step` would. Returns ``(output, state, taps)``; a dense
+    first layer's ``input`` tap holds the shared input once (``[B, ...]``: its rows are the
+    clean copy's, and every copy's), not ``copies`` stacked duplicates of it.
+    """
+    if not paired:
+        return model.step(x, state, noise)
+    first = model.layers[0]
+    if not isinstance(first, Dense):
+        return model.step(torch.cat([x] * copies), state, noise)
+    xin = x.flatten(1) if x.dim() > 2 else x
+    z = torch.cat([first.drive(xin)] * copies)
+    rec = state[0].prev if first.recurrent else None
+    if rec is not None:
+        z = z + F.linear(rec, first.recurrent_weight)
+    if noise is not None and noise[0] is not None:
+        z = z + noise[0]
+    h, s0, ns = first._neurons(z, state[0])
+    taps = [Taps(xin, z, h, None if ns is None else ns.mem, rec, ns)]
+    new_state = [s0]
+    for k, layer in enumerate(model.layers[1:], start=1):
+        h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
+        new_state.append(s)
+        taps.append(tp)
+    return h, new_state, taps
+
+
+def noisy_minus_clean(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """``t[noisy_k] - t[clean]`` for every noisy copy of a stacked batch
+    ``[clean; noisy_1; ...; noisy_K]`` (``[(K+1)B, ...]`` -> ``[K·B, ...]``, copy-major)."""
+    if t.shape[0] == 2 * batch:
+        return t[batch:] - t[:batch]
+    return (t[batch:].unflatten(0, (-1, batch)) - t[:batch]).flatten(0, 1)
+
+
+def sum_draws(g: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
+    """Sum per-copy factors ``[..., K·B, ...]`` over the ``K`` draws (axis ``dim``) -> ``[..., B, ...]``.
+
+    ``Σ_{k,n} g[k,n] x̃[n]ᵀ = Σ_n (Σ_k g[k,n]) x̃[n]ᵀ``: the clean input is shared by every
+    draw, so ``K`` draws cost ``K`` noisy forward passes but one outer product per layer."""
+    if g.shape[dim] == batch:
+        return g
+    return g.unflatten(dim, (-1, batch)).sum(dim)
