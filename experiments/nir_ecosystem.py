@@ -21,7 +21,6 @@ and writes ``experiments/results/nir_ecosystem.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 import neurolearn.export.nir_drive as drive_module
+from neurolearn import harness
 from neurolearn.errors import NeurolearnError
 from neurolearn.export.nir import from_nir, to_nir, write_graph
 from neurolearn.export.readers import READER_ENVS, reader_installed, run_reader
@@ -146,10 +146,9 @@ def import_cell(writer: str, variant: str, x: torch.Tensor, workdir: Path) -> di
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps and samples")
+    ap = harness.parser(__doc__, quick="fewer steps and samples")
     ap.add_argument("--readers", default="neurolearn,snntorch,norse,spikingjelly,sinabs,rockpool")
-    args = ap.parse_args()
+    args = harness.start(ap)
     steps, batch = (20, 4) if args.quick else (50, 16)
     x = inputs(steps, batch)
     readers = [r for r in args.readers.split(",") if r]
@@ -177,9 +176,7 @@ def main() -> int:
         detail = c.get("detail", f"{c.get('match', 1.0) * 100:.1f} % identical")
         print(f"{k:55s} {c['status']:8s} {detail[:150]}")
     summary = {"cells": len(cells), **counts, "versions": versions, "matrix": cells}
-    out = Path(__file__).parent / "results" / "nir_ecosystem.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    harness.write_results(args, "nir_ecosystem", summary)
     print(json.dumps({"cells": len(cells), **counts, "versions": versions}))
     return 0
 

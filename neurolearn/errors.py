@@ -31,6 +31,10 @@ class CheckpointError(NeurolearnError):
     """A checkpoint that is corrupt or belongs to another model."""
 
 
+class NIRError(NeurolearnError, ValueError):
+    """A network NIR cannot express, or a NIR graph/file neurolearn cannot read."""
+
+
 class TrainingDiverged(NeurolearnError, FloatingPointError):
     """The loss became NaN or infinite during training."""
 

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from neurolearn.encoders import Encoder
-from neurolearn.errors import ConfigError, NeurolearnError, ShapeError
+from neurolearn.errors import ConfigError, NIRError, ShapeError
 from neurolearn.layers import Dense
 from neurolearn.network import DECODES, Network
 from neurolearn.neurons import LIFParams, LIParams, NotTranslatable
@@ -67,10 +67,6 @@ CONVENTION = (
     "recurrent edges carry the previous step's spikes; r = tau/dt means input adds 1:1 to v"
 )
 SUPPORTED_NODES = ("Input", "Output", "Affine", "Linear", "LIF", "CubaLIF", "LI", "Flatten", "NIRGraph")
-
-
-class NIRError(NeurolearnError, ValueError):
-    """A network NIR cannot express, or a NIR graph/file neurolearn cannot read."""
 
 
 WRITERS = ("auto", "neurolearn", "snntorch", "spikingjelly", "norse", "sinabs", "rockpool")

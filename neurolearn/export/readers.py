@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from neurolearn.errors import NIRError
+
 READERS = ("neurolearn", "snntorch", "norse", "spikingjelly", "sinabs", "rockpool")
 NEVER_FIRES = 1e30
 """``v_threshold`` of an LI readout written as an LIF node for readers without LI."""
@@ -93,8 +95,6 @@ def adapt(nodes: dict[str, Any], edges: list[tuple[str, str]], rd: Reader, nir: 
 
     Raises :class:`NIRError` for what ``rd`` cannot represent. ``nodes`` is not modified.
     """
-    from neurolearn.export.nir import NIRError
-
     if rd.refuse_all:
         raise NIRError(f"cannot export for {rd.name}: {rd.refuse_all}")
     out = dict(nodes)
