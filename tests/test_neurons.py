@@ -272,3 +272,35 @@ def test_new_models_from_config():
     assert (p.a, p.b, p.c, p.d, p.dt) == (0.1, 0.2, -65.0, 3.0, 0.5e-3)
     assert neuron_from_config("alif", 1e-3).tau_adapt == 0.2
     assert neuron_from_config({"model": "adex"}, 1e-4).dt == 1e-4
+
+
+@pytest.mark.parametrize("rule", ["bp", "drtp", "anp", "np", "dfa"])
+@pytest.mark.parametrize("model", ["alif", "izhikevich", "adex"])
+def test_new_models_train_with_bptt_and_the_local_rules(model, rule):
+    """Every rule that makes sense for a spiking hidden layer runs on each new model and moves it."""
+    from neurolearn import Dense, Network
+    from neurolearn.objectives import Objective
+    from neurolearn.rules import make_rule
+
+    neuron, gain, steps = {"alif": (ALIFParams(tau_adapt=0.05, adapt_scale=0.2), 1.0, 12),
+                           "izhikevich": (IzhikevichParams(dt=0.5e-3), 30.0, 40),
+                           "adex": (AdExParams(dt=0.1e-3), 0.05, 60)}[model]
+    torch.manual_seed(0)
+    net = Network([Dense(8, 16, neuron), Dense(16, 3, LIParams(tau=5e-3, dt=neuron.dt))], decode="mean",
+                  dt=neuron.dt)
+    with torch.no_grad():
+        net.layers[0].weight.abs_().mul_(gain)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(steps, 16, 8, generator=g) < 0.5).float()
+    y = torch.randint(0, 3, (16,), generator=g)
+    objective = Objective("classification")
+    params = {"anp": {"sigma": [gain * 0.5, 0.0], "activity": ["pre", "mem"]}, "np": {"sigma": gain * 0.5}}
+    r = make_rule(rule, **params.get(rule, {}))
+    r.setup(net, objective, torch.Generator().manual_seed(2))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2 * gain)
+    before = net.layers[0].weight.detach().clone()
+    assert net.run(x).layers[0].act.sum() > 0  # the hidden layer fires
+    for _ in range(3):
+        out = r.train_step(net, x, y, objective, opt)
+        assert torch.isfinite(out.loss).all()
+    assert not torch.equal(net.layers[0].weight, before)
