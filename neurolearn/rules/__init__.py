@@ -8,7 +8,9 @@ from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
 from neurolearn.rules.feedback_alignment import DFA
 from neurolearn.rules.perturbation import ActivityNodePerturbation, NodePerturbation, WeightPerturbation
 from neurolearn.rules.target_projection import DRTP, TPSGD
+from neurolearn.rules.rstdp import RSTDP
 from neurolearn.rules.sibp import SemiImplicitBP
+from neurolearn.rules.stdp import STDP
 from neurolearn.rules.zorb import Zorb
 
 RULES: dict[str, type[Rule]] = {
@@ -21,6 +23,8 @@ RULES: dict[str, type[Rule]] = {
     ActivityNodePerturbation.name: ActivityNodePerturbation,
     Zorb.name: Zorb,
     SemiImplicitBP.name: SemiImplicitBP,
+    STDP.name: STDP,
+    RSTDP.name: RSTDP,
 }
 
 
