@@ -100,6 +100,9 @@ def test_additive_vs_multiplicative_weight_dependence():
     assert torch.allclose(mult.apply(w, ltp, zero), torch.tensor([0.1, 0.325, 1.0], dtype=torch.float64))
     assert torch.allclose(add.apply(w, zero, ltp), torch.tensor([0.0, 0.15, 0.9], dtype=torch.float64))
     assert torch.allclose(mult.apply(w, zero, ltp), torch.tensor([0.0, 0.225, 0.9], dtype=torch.float64))
+    # LTP is bounded before LTD acts: 0.9 + 0.3 -> 1.0 (the bound), then - 0.1 -> 0.9
+    one = torch.tensor([0.9], dtype=torch.float64)
+    assert float(add.apply(one, torch.tensor([0.3]), torch.tensor([0.1]))) == pytest.approx(0.9)
 
 
 def tiny_net(n_in=6, n_out=3, seed=0, layers=1) -> Network:
@@ -122,7 +125,7 @@ def poisson(T, n, rate=0.1, seed=1, batch=1) -> torch.Tensor:
 
 def test_grad_is_the_bounded_trial_change_and_bounds_hold_under_sgd():
     net = tiny_net()
-    x = poisson(200, 6, batch=2)
+    x = poisson(100, 6, batch=2)
     rule = STDP(a_plus=0.5, a_minus=0.55, w_max=0.7)
     obj = Objective("classification")
     y = torch.zeros(2, dtype=torch.long)
@@ -239,3 +242,9 @@ def test_rstdp_rule_trial_reward_and_frozen_weights():
     wrong = (right + 1) % 2
     rule.estimate_gradients(net, x, wrong, obj)
     assert torch.allclose(g_right, -net.layers[1].weight.grad)
+
+
+def test_rstdp_weights_stay_in_bounds():
+    p = RSTDPParams(form="izhikevich", a_plus=1.0, a_minus=1.5, tau_c=0.2, lr=1.0, w_max=1.0)
+    assert rstdp_run(p, [5], [10], [40], 100, w0=0.5) == pytest.approx(0.5)  # capped at w_max
+    assert rstdp_run(p, [10], [5], [40], 100, w0=0.5) == pytest.approx(-0.5)  # floored at 0
