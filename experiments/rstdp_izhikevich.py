@@ -57,7 +57,8 @@ def heaviside(u: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def run(n: int, per_neuron: int, seconds: float, lr: float, seed: int, log_every_ms: int = 1000) -> dict:
+def run(n: int, per_neuron: int, seconds: float, lr: float, seed: int, delay: tuple[int, int] = (1000, 3000),
+        drive: float = 13.0, log_every_ms: int = 1000) -> dict:
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     w, mask, ne = build(n, per_neuron, gen)
@@ -81,7 +82,7 @@ def run(n: int, per_neuron: int, seconds: float, lr: float, seed: int, log_every
     start = time.perf_counter()
     thal = torch.empty(n, dtype=torch.float64)
     for t in range(steps):
-        current = 13.0 * (torch.rand(n, generator=gen, out=thal, dtype=torch.float64) - 0.5) + w @ fired
+        current = drive * (torch.rand(n, generator=gen, out=thal, dtype=torch.float64) - 0.5) + w @ fired
         x = 0.5 * current  # one half-step of 0.5 ms adds h*I, h = dt/tau = 0.5
         ze1, se = exc.step(x[:ne], se, heaviside)
         zi1, si = inh.step(x[ne:], si, heaviside)
@@ -91,7 +92,7 @@ def run(n: int, per_neuron: int, seconds: float, lr: float, seed: int, log_every
         if fired[n1] > 0:
             last_n1 = t
         if fired[n2] > 0 and 0 < t - last_n1 < 20:
-            rewards.append(t + 1000 + int(rng.integers(1, 2001)))
+            rewards.append(t + int(rng.integers(delay[0] + 1, delay[1] + 1)))
         reward = 0.5 * sum(1 for r in rewards if r == t)
         if reward:
             rewards = [r for r in rewards if r > t]
@@ -108,6 +109,7 @@ def run(n: int, per_neuron: int, seconds: float, lr: float, seed: int, log_every
     others = w[mask > 0]
     mean_others = float((others.sum() - w[n2, n1]) / (others.numel() - 1))
     return {"neurons": n, "synapses_per_neuron": per_neuron, "seconds": seconds, "lr": lr, "seed": seed,
+            "reward_delay_ms": list(delay), "drive": drive,
             "synapse": [n1, n2], "rewarded_final_rel": float(w[n2, n1]) / S_MAX,
             "others_mean_rel": mean_others / S_MAX, "mean_rate_hz": float(np.mean(log["rate_hz"])),
             "wall_s": time.perf_counter() - start, "log": log}
@@ -136,14 +138,19 @@ def main() -> None:
     ap.add_argument("--synapses", type=int, default=None, help="outgoing synapses per neuron")
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--lr", type=float, default=0.1, help="weight-change rate per ms (Izhikevich: 0.01)")
+    ap.add_argument("--delay", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                    help="reward delay range in seconds (paper: 1 3)")
+    ap.add_argument("--drive", type=float, default=13.0, help="thalamic input amplitude (paper: 13)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default=None, help="results file name (default rstdp_izhikevich[_quick])")
     args = ap.parse_args()
     n = args.neurons or (100 if args.quick else 200)
     m = args.synapses or max(1, n // 10)
     seconds = args.seconds or (400.0 if args.quick else 1200.0)
     torch.set_num_threads(1)
-    res = run(n, m, seconds, args.lr, args.seed)
-    name = "rstdp_izhikevich" + ("_quick" if args.quick else "")
+    delay = args.delay or (1.0, 3.0)
+    res = run(n, m, seconds, args.lr, args.seed, (int(delay[0] * 1000), int(delay[1] * 1000)), args.drive)
+    name = args.name or "rstdp_izhikevich" + ("_quick" if args.quick else "")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1))
     plot(res, RESULTS / f"{name}.png")

@@ -13,7 +13,7 @@ from neurolearn.errors import ConfigError
 from neurolearn.objectives import Objective
 from neurolearn.rules import make_rule
 from neurolearn.rules.rstdp import RSTDP, RSTDPParams
-from neurolearn.rules.stdp import STDP, STDPParams
+from neurolearn.rules.stdp import PAIRINGS, STDP, STDPParams
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,9 +71,18 @@ def test_nearest_and_all_to_all_differ_as_expected():
     assert near == pytest.approx(d, rel=1e-12)
 
 
-def test_same_step_spikes_do_not_pair():
+def test_same_step_spikes_do_not_pair_unless_asked():
     s = train_of([3], 6)
     assert trace_total(STDPParams(a_plus=1.0, a_minus=1.0), s, s) == 0.0
+    # same_step="ltp": a same-step pair is pre-before-post with Δ = 0 (A+), the rest unchanged
+    for pairing in PAIRINGS:
+        p = STDPParams(a_plus=0.3, a_minus=0.2, pairing=pairing, same_step="ltp")
+        assert trace_total(p, s, s) == pytest.approx(0.3)
+        pre, post = train_of([2, 5, 9], 12), train_of([5, 7], 12)
+        ref = STDPParams(a_plus=0.3, a_minus=0.2, pairing=pairing)
+        # the post at 5 pairs with the pre at 5 (Δ = 0); nearest: instead of the pre at 2 (Δ = 3)
+        extra = 0.3 if pairing == "all" else 0.3 * (1 - (1 - DT / 20e-3) ** 3)
+        assert trace_total(p, pre, post) == pytest.approx(trace_total(ref, pre, post) + extra)
 
 
 def test_triplet_ltp_uses_the_second_post_trace_before_the_spike():
@@ -175,7 +184,8 @@ def test_rule_config_errors():
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(mu_plus=1.0, mu_minus=1.0), dict(pairing="nearest"),
-                                dict(a3_plus=0.05, a3_minus=0.01)])
+                                dict(a3_plus=0.05, a3_minus=0.01), dict(same_step="ltp", mu_plus=1.0),
+                                dict(same_step="ltp", pairing="nearest")])
 def test_torch_and_brian2_agree_on_the_same_spikes(kw):
     pytest.importorskip("brian2")
     from neurolearn.backends.brian2_stdp import run_stdp_brian2

@@ -21,7 +21,9 @@ and four pathways, in this order within a time step (``when='synapses'``, explic
     post_inc (on_post): o1 += 1  (nearest: o1 = 1), o2 likewise
 
 so the updates read the traces *before* this step's spikes (no same-step pairing) and LTP comes
-before LTD, exactly the torch rule. **Decay.** The torch traces decay by the Euler factor
+before LTD, exactly the torch rule. With ``same_step="ltp"`` the ``ltp`` pathway reads the pre trace
+as it is after this step's pre spike, ``r1 + x_pre`` (nearest: ``r1 + x_pre (1 − r1)``; ``x_pre`` is
+the input's spike indicator of this step), as the torch rule does. **Decay.** The torch traces decay by the Euler factor
 ``1 − dt/τ`` per step; an event-driven trace decays by ``exp(−Δt/τ_b)``. With
 ``τ_b = −dt / ln(1 − dt/τ)`` both agree at every step (:func:`matched_tau`), so the two engines
 give the same weights on the same spikes up to floating-point rounding.
@@ -70,9 +72,12 @@ def stdp_synapse_model(p: STDPParams, dt: float) -> tuple[str, dict[str, str], d
         ltp_gain, ltd_gain = "(a2_plus + a3_plus*o2)", "(a2_minus + a3_minus*r2)"
         pre_inc.append(inc("r2"))
         post_inc.append(inc("o2"))
+    r1 = "r1"
+    if p.same_step == "ltp":  # LTP sees this step's pre spike (x_pre: the input's 0/1 of this step)
+        r1 = "(r1 + x_pre)" if p.pairing == "all" else "(r1 + x_pre*(1 - r1))"
     fplus = _factor(p.mu_plus, "clip(1 - w/w_max, 0, 1)")
     fminus = _factor(p.mu_minus, "clip(w/w_max, 0, 1)")
-    on_post = {"ltp": f"w = clip(w + {ltp_gain}*r1{fplus}, 0, w_max)", "post_inc": "\n".join(post_inc)}
+    on_post = {"ltp": f"w = clip(w + {ltp_gain}*{r1}{fplus}, 0, w_max)", "post_inc": "\n".join(post_inc)}
     on_pre = {"ltd": f"w = clip(w - {ltd_gain}*o1{fminus}, 0, w_max)", "pre_inc": "\n".join(pre_inc)}
     return "\n".join(eqs), on_pre, on_post, ns
 

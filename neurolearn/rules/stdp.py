@@ -22,8 +22,11 @@ with the weight dependence of Gütig et al. 2003, ``f₊(w) = (1 − w/w_max)^μ
 (soft bounds, unimodal). ``A₃± = 0`` is the pair rule; ``A₃± ≠ 0`` the triplet rule of Pfister &
 Gerstner 2006 (``ô₂``, ``r̂₂`` are the second traces *before* this step's spike, as in the paper).
 A spike pair ``Δ = t_post − t_pre = k`` steps (``k ≥ 1``) adds ``A₂⁺ (1 − dt/τ₊)^k`` to LTP; LTD
-symmetrically. **Same-step pairs do not pair** (traces are read before they take the step's spikes)
-and LTP is applied before LTD: the Brian2 synapses of :mod:`neurolearn.backends.brian2_stdp` use
+symmetrically. **Same-step pairs do not pair** (traces are read before they take the step's spikes;
+PLASTICITY.md 4.1's recommendation) unless ``same_step="ltp"``: then LTP reads the pre trace *after*
+this step's pre spike, so a pre and a post spike in the same step count as pre-before-post (``Δ = 0``,
+``A₂⁺``), Brian2's ``STDP.py`` convention, right when the input of a step can cause that step's
+spike (neurolearn's neurons add the input to the membrane within the step). LTP is applied before LTD: the Brian2 synapses of :mod:`neurolearn.backends.brian2_stdp` use
 the same order, so both engines give the same weights on the same spikes.
 
 **Batches.** Correlations are averaged over the batch (``1/B``), so amplitudes do not depend on
@@ -62,6 +65,7 @@ from neurolearn.neurons.base import check_finite
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
 
 PAIRINGS = ("all", "nearest")
+SAME_STEP = ("none", "ltp")
 
 
 class STDPTraces(NamedTuple):
@@ -102,6 +106,7 @@ class STDPParams:
     a3_minus: float = 0.0
     tau_x: float = 101e-3
     tau_y: float = 125e-3
+    same_step: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("a_plus", "a_minus", "a3_plus", "a3_minus", "mu_plus", "mu_minus"):
@@ -110,6 +115,8 @@ class STDPParams:
             check_finite(name, getattr(self, name), positive=True)
         if self.pairing not in PAIRINGS:
             raise unknown_name("STDP pairing", self.pairing, PAIRINGS)
+        if self.same_step not in SAME_STEP:
+            raise unknown_name("STDP same_step", self.same_step, SAME_STEP)
 
     @property
     def triplet(self) -> bool:
@@ -147,8 +154,9 @@ class STDPParams:
             r2, o2 = dx * traces.r2, dy * traces.o2
             ltp_gain = self.a_plus + self.a3_plus * o2
             ltd_gain = self.a_minus + self.a3_minus * r2
-        pairing = Pairing(post * ltp_gain, r1, o1, pre * ltd_gain)
-        new = STDPTraces(self._take(r1, pre), self._take(o1, post),
+        r1_new = self._take(r1, pre)
+        pairing = Pairing(post * ltp_gain, r1_new if self.same_step == "ltp" else r1, o1, pre * ltd_gain)
+        new = STDPTraces(r1_new, self._take(o1, post),
                          None if r2 is None else self._take(r2, pre), None if o2 is None else self._take(o2, post))
         return pairing, new
 
