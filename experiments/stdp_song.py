@@ -64,14 +64,14 @@ def unimodal(counts: np.ndarray) -> bool:
 
 
 def run_variant(name: str, mu: float, spikes: torch.Tensor, w0: torch.Tensor, w_max: float, a_plus: float,
-                ltd_ratio: float, tau_syn: float, brian2: bool) -> dict:
+                ltd_ratio: float, tau_syn: float, same_step: str, brian2: bool) -> dict:
     neuron = LIFParams(tau_mem=10e-3, dt=DT, tau_syn=tau_syn or None)
     layer = Dense(spikes.shape[1], 1, neuron, bias=False).double()
     with torch.no_grad():
         layer.weight.copy_(w0)
     net = Network([layer], dt=DT).double()
     rule = STDP(a_plus=a_plus * w_max, a_minus=ltd_ratio * a_plus * w_max, tau_plus=20e-3, tau_minus=20e-3,
-                mu_plus=mu, mu_minus=mu, w_max=w_max)
+                mu_plus=mu, mu_minus=mu, w_max=w_max, same_step=same_step)
     start = time.perf_counter()
     out = rule.run_online(net, spikes[:, None, :])
     torch_s = time.perf_counter() - start
@@ -121,12 +121,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--inputs", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=15.0, help="input rate (Hz)")
-    ap.add_argument("--w-max", type=float, default=0.02)
+    ap.add_argument("--w-max", type=float, default=0.015)
     ap.add_argument("--a-plus", type=float, default=0.05, help="A+ in units of w_max (Song: 0.005)")
-    ap.add_argument("--ltd-ratio", type=float, default=1.05, help="A-/A+ (Song: 1.05)")
-    ap.add_argument("--tau-syn", type=float, default=5e-3, help="synaptic current time constant (s; 0: plain LIF)")
+    ap.add_argument("--ltd-ratio", type=float, default=1.2, help="A-/A+ (Song: 1.05)")
+    ap.add_argument("--tau-syn", type=float, default=0.0, help="synaptic current time constant (s; 0: plain LIF)")
+    ap.add_argument("--same-step", choices=["none", "ltp"], default="ltp",
+                    help="a pre and a post spike in one step: no pair, or pre-before-post (Brian2's STDP.py)")
     ap.add_argument("--no-brian2", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default=None, help="results file name (default stdp_song[_quick])")
     args = ap.parse_args()
     seconds = args.seconds or (20.0 if args.quick else 60.0)
     torch.set_num_threads(1)
@@ -135,12 +138,12 @@ def main() -> None:
     spikes = (torch.rand(T, args.inputs, generator=gen, dtype=torch.float64) < args.rate * DT).double()
     w0 = torch.rand(1, args.inputs, generator=gen, dtype=torch.float64) * args.w_max
     rows = [run_variant("additive", 0.0, spikes, w0, args.w_max, args.a_plus, args.ltd_ratio,
-                        args.tau_syn, not args.no_brian2),
+                        args.tau_syn, args.same_step, not args.no_brian2),
             run_variant("multiplicative", 1.0, spikes, w0, args.w_max, args.a_plus, args.ltd_ratio,
-                        args.tau_syn, not args.no_brian2)]
+                        args.tau_syn, args.same_step, not args.no_brian2)]
     add, mult = rows
     summary = {"seconds": seconds, "inputs": args.inputs, "rate_hz": args.rate, "w_max": args.w_max,
-               "a_plus_rel": args.a_plus, "ltd_ratio": args.ltd_ratio, "tau_syn": args.tau_syn,
+               "a_plus_rel": args.a_plus, "ltd_ratio": args.ltd_ratio, "tau_syn": args.tau_syn, "same_step": args.same_step,
                "additive_bimodal": bimodal(np.array(add["torch_hist"])),
                "multiplicative_unimodal": unimodal(np.array(mult["torch_hist"])),
                "additive_hist": add["torch_hist"], "multiplicative_hist": mult["torch_hist"],
@@ -151,7 +154,7 @@ def main() -> None:
         summary["torch_brian2_max_abs_diff_rel"] = {r["variant"]: r["max_abs_diff_rel"] for r in rows}
         summary["torch_brian2_weight_corr"] = {r["variant"]: round(r["corr"], 6) for r in rows}
         summary["torch_brian2_spikes_identical"] = {r["variant"]: r["spike_trains_identical"] for r in rows}
-    name = "stdp_song" + ("_quick" if args.quick else "")
+    name = args.name or "stdp_song" + ("_quick" if args.quick else "")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"summary": summary, "rows": rows}))
     plot(rows, args.w_max, RESULTS / f"{name}.png")
