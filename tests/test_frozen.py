@@ -49,8 +49,10 @@ def recurrent() -> tuple[Network, torch.Tensor, torch.Tensor, Objective]:
 NETS = {"rate": rate_mlp, "spiking": spiking, "recurrent": recurrent}
 # (rule, net) pairs a rule supports: solvers fit static rate MLPs (sibp: relu), the fixed-feedback
 # rules need a non-spiking, non-recurrent readout (the recurrent net's readout is fine)
+# STDP and R-STDP are plasticity of spiking layers, applied as bounded changes by plain SGD with lr 1
+PLASTICITY = {"stdp", "rstdp"}
 CASES = [(name, kind) for name in sorted(RULES) for kind in NETS
-         if not (name in SOLVERS and kind != "rate")]
+         if not (name in SOLVERS and kind != "rate") and not (name in PLASTICITY and kind != "spiking")]
 
 
 def _check(name: str, kind: str, apply: str | None = None) -> None:
@@ -65,6 +67,8 @@ def _check(name: str, kind: str, apply: str | None = None) -> None:
     rule = make_rule(name, **params)
     rule.setup(net, objective, torch.Generator().manual_seed(0))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2) if rule.uses_optimizer else None
+    if name in PLASTICITY:
+        opt = torch.optim.SGD(net.parameters(), lr=1.0)
     for _ in range(5 if opt is not None else 1):
         rule.train_step(net, x, y, objective, opt)
     assert all(torch.equal(a, p) for a, p in zip(frozen, readout.parameters())), f"{name} moved a frozen readout"

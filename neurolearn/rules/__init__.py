@@ -10,7 +10,9 @@ from neurolearn.learning.feedback import FeedbackOptions
 from neurolearn.rules.perturbation import (ANPOptions, ActivityNodePerturbation, NodePerturbation,
                                            PerturbationOptions, WeightPerturbation)
 from neurolearn.rules.target_projection import DRTP, TPSGD, DRTPOptions, TargetProjectionOptions, TPSGDOptions
+from neurolearn.rules.rstdp import RSTDP
 from neurolearn.rules.sibp import SemiImplicitBP, SIBPOptions
+from neurolearn.rules.stdp import STDP
 from neurolearn.rules.zorb import Zorb, ZorbOptions
 
 RULES: dict[str, type[Rule]] = {
@@ -23,6 +25,8 @@ RULES: dict[str, type[Rule]] = {
     ActivityNodePerturbation.name: ActivityNodePerturbation,
     Zorb.name: Zorb,
     SemiImplicitBP.name: SemiImplicitBP,
+    STDP.name: STDP,
+    RSTDP.name: RSTDP,
 }
 
 
@@ -40,4 +44,4 @@ def make_rule(name: str, **params) -> Rule:
 __all__ = ["RULES", "make_rule", "Rule", "GradientRule", "Requirements", "StepOutput", "Backprop", "DFA", "DRTP",
            "TPSGD", "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation", "Zorb", "SemiImplicitBP",
            "PerturbationOptions", "ANPOptions", "FeedbackOptions", "TargetProjectionOptions", "DRTPOptions",
-           "TPSGDOptions", "ZorbOptions", "SIBPOptions"]
+           "TPSGDOptions", "ZorbOptions", "SIBPOptions", "STDP", "RSTDP"]
