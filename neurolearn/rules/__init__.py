@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.rules.backprop import Backprop
+from neurolearn.rules.eprop import EProp
 from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
 from neurolearn.rules.feedback_alignment import DFA
 from neurolearn.rules.perturbation import ActivityNodePerturbation, NodePerturbation, WeightPerturbation
@@ -21,6 +22,7 @@ RULES: dict[str, type[Rule]] = {
     ActivityNodePerturbation.name: ActivityNodePerturbation,
     Zorb.name: Zorb,
     SemiImplicitBP.name: SemiImplicitBP,
+    EProp.name: EProp,
 }
 
 
