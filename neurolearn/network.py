@@ -210,7 +210,7 @@ class Network(nn.Module):
         (``last``, ``mean``, ``sum``, with their window); ``None`` for ``max`` and ``all``."""
         if self.decode not in ("last", "mean", "sum"):
             return None
-        c = torch.zeros(steps)
+        c = torch.zeros(steps, dtype=torch.float64)
         if self.decode == "last":
             c[-1] = 1.0
             return c
