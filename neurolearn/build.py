@@ -56,7 +56,8 @@ def build_network(model_cfg: dict[str, Any], input_shape: tuple[int, ...]) -> Ne
         layer = build_layer(spec, shape, dt, i)
         layers.append(layer)
         shape = layer.out_shape
-    return Network(layers, encoder=encoder, decode=model_cfg["decode"], dt=dt)
+    return Network(layers, encoder=encoder, decode=model_cfg["decode"], dt=dt,
+                   decode_window=model_cfg.get("decode_window"))
 
 
 def make_optimizer(params, train: dict[str, Any]) -> torch.optim.Optimizer:

@@ -252,6 +252,7 @@ MODEL_SCHEMA: dict[str, Key] = {
     "data": Key("str"),
     "dt": Key("number", 1e-3, lo=0, lo_open=True, doc="seconds"),
     "decode": Key("str", "last", choices=("last", "mean", "sum", "max", "all")),
+    "decode_window": Key("int", lo=1, doc="decode mean/sum/max over the last K steps only (unset: all steps)"),
     "input": Key("list", check=_positive_int_list),
     "default_rule": Key("str"),
     "encoder": Key("table"),

@@ -12,7 +12,8 @@ function ``noise(t, layer_index, shape) -> Tensor | None``.
 The network's output over time, ``[T, B, C]``, is decoded into a prediction by ``decode``:
 ``"last"`` (last step), ``"mean"`` (mean over time, e.g. a leaky readout's membrane),
 ``"sum"`` (spike counts), ``"max"`` (max over time), ``"all"`` (keep every step, for
-sequence-to-sequence tasks).
+sequence-to-sequence tasks). ``decode_window = K`` restricts ``mean``/``sum``/``max`` to the
+last ``K`` steps (e.g. a recall window at the end of a trial).
 """
 
 from __future__ import annotations
@@ -69,18 +70,25 @@ class Network(nn.Module):
         encoder: Encoder | None = None,
         decode: str = "last",
         dt: float = 1e-3,
+        decode_window: int | None = None,
     ) -> None:
         super().__init__()
         if not layers:
             raise ConfigError("a network needs at least one layer")
         if decode not in DECODES:
             raise unknown_name("decode", decode, DECODES)
+        if decode_window is not None:
+            if isinstance(decode_window, bool) or not isinstance(decode_window, int) or decode_window < 1:
+                raise ConfigError(f"decode_window must be a positive number of steps, got {decode_window!r}")
+            if decode not in ("mean", "sum", "max"):
+                raise ConfigError(f"decode_window applies to decode = 'mean', 'sum' or 'max', not {decode!r}")
         for a, b in zip(layers[:-1], layers[1:]):
             if math.prod(a.out_shape) != math.prod(b.in_shape):
                 raise ConfigError(f"layer shapes do not chain: {a.out_shape} -> {b.in_shape}")
         self.layers = nn.ModuleList(layers)
         self.encoder = encoder or Encoder()
         self.decode = decode
+        self.decode_window = decode_window
         self.dt = dt
 
     # ---------------------------------------------------------------- properties
@@ -187,6 +195,8 @@ class Network(nn.Module):
         """Map the output over time ``[T, B, C]`` to a prediction (see module docstring)."""
         if self.decode == "last":
             return output[-1]
+        if self.decode_window is not None:
+            output = output[-self.decode_window:]
         if self.decode == "mean":
             return output.mean(0)
         if self.decode == "sum":
@@ -194,6 +204,19 @@ class Network(nn.Module):
         if self.decode == "max":
             return output.max(0).values
         return output
+
+    def decode_weights(self, steps: int) -> torch.Tensor | None:
+        """``c`` ``[steps]`` with ``decode_output(out) = Σ_t c[t] out[t]`` for the linear decodes
+        (``last``, ``mean``, ``sum``, with their window); ``None`` for ``max`` and ``all``."""
+        if self.decode not in ("last", "mean", "sum"):
+            return None
+        c = torch.zeros(steps, dtype=torch.float64)
+        if self.decode == "last":
+            c[-1] = 1.0
+            return c
+        window = steps if self.decode_window is None else min(self.decode_window, steps)
+        c[steps - window:] = 1.0 / window if self.decode == "mean" else 1.0
+        return c
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Encode a data batch into the network's time-major input."""

@@ -117,6 +117,8 @@ def _check_readout(model: Network) -> Dense:
         )
     if model.decode not in ("last", "mean", "sum"):
         raise ConfigError(f"fit_readout needs decode last, mean or sum (linear), got {model.decode!r}")
+    if model.decode_window is not None:
+        raise ConfigError("fit_readout does not support decode_window yet; remove it from the model")
     return readout
 
 

@@ -7,6 +7,8 @@ Names (see :data:`DATASETS`):
 - ``seqmnist``: MNIST read row by row, x ``[N, 28, 28]`` = 28 steps of 28 pixels.
 - ``copy``: memorise a symbol sequence and recall it after a delay (sequence regression).
 - ``mackey-glass``: predict the Mackey-Glass series ``horizon`` samples ahead.
+- ``evidence`` / ``evidence-ci``: evidence accumulation (e-prop, full size / CI scale).
+- ``pattern``: pattern generation, a sum of sines from frozen Poisson input (e-prop).
 
 Static data is ``[N, *input_shape]``; sequence data (``sequence=True``) is
 ``[N, T, *input_shape]``, batch-first. Labels are int64 class indices for classification
@@ -75,6 +77,9 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "seqmnist": vision.load_seqmnist,
     "copy": tasks.load_copy,
     "mackey-glass": tasks.load_mackey_glass,
+    "evidence": tasks.load_evidence,
+    "evidence-ci": tasks.load_evidence_ci,
+    "pattern": tasks.load_pattern,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from neurolearn.errors import ConfigError, unknown_name
 from neurolearn.rules.backprop import Backprop
 from neurolearn.rules.base import GradientRule, Requirements, Rule, StepOutput
+from neurolearn.rules.eprop import EProp
 from neurolearn.rules.feedback_alignment import DFA
 from neurolearn.learning.feedback import FeedbackOptions
 from neurolearn.rules.perturbation import (ANPOptions, ActivityNodePerturbation, NodePerturbation,
@@ -27,6 +28,7 @@ RULES: dict[str, type[Rule]] = {
     SemiImplicitBP.name: SemiImplicitBP,
     STDP.name: STDP,
     RSTDP.name: RSTDP,
+    EProp.name: EProp,
 }
 
 
@@ -44,4 +46,4 @@ def make_rule(name: str, **params) -> Rule:
 __all__ = ["RULES", "make_rule", "Rule", "GradientRule", "Requirements", "StepOutput", "Backprop", "DFA", "DRTP",
            "TPSGD", "WeightPerturbation", "NodePerturbation", "ActivityNodePerturbation", "Zorb", "SemiImplicitBP",
            "PerturbationOptions", "ANPOptions", "FeedbackOptions", "TargetProjectionOptions", "DRTPOptions",
-           "TPSGDOptions", "ZorbOptions", "SIBPOptions", "STDP", "RSTDP"]
+           "TPSGDOptions", "ZorbOptions", "SIBPOptions", "STDP", "RSTDP", "EProp"]
