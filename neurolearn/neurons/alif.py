@@ -36,10 +36,8 @@ from typing import NamedTuple
 
 import torch
 
-from neurolearn.errors import ConfigError, unknown_name
-from neurolearn.neurons.base import (SURROGATES, Brian2Neuron, Neuron, NotTranslatable, check_finite,
-                                     check_time_constant, spiking_local_derivative, surrogate_spike)
-from neurolearn.neurons.lif import RESETS
+from neurolearn.neurons.base import Brian2Neuron, Neuron, NotTranslatable, check_finite, check_time_constant
+from neurolearn.neurons.lif import LeakyFireMixin
 
 
 class ALIFState(NamedTuple):
@@ -53,7 +51,7 @@ class ALIFState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class ALIFParams(Neuron):
+class ALIFParams(LeakyFireMixin, Neuron):
     r"""Adaptive LIF neuron (module docstring). Times in seconds; the membrane scale is dimensionless."""
 
     tau_mem: float = 20e-3
@@ -74,28 +72,10 @@ class ALIFParams(Neuron):
     spiking = True
 
     def __post_init__(self) -> None:
-        check_time_constant("tau_mem", self.tau_mem, self.dt)
+        self._check_membrane()
         check_time_constant("tau_adapt", self.tau_adapt, self.dt)
-        if self.reset not in RESETS:
-            raise unknown_name("reset", self.reset, RESETS)
-        if self.surrogate not in SURROGATES:
-            raise unknown_name("surrogate", self.surrogate, SURROGATES)
-        for name in ("threshold", "v_reset", "v_leak"):
-            check_finite(name, getattr(self, name))
         check_finite("adapt_scale", self.adapt_scale, non_negative=True)
         check_finite("refractory", self.refractory, non_negative=True)
-        check_finite("surrogate_slope", self.surrogate_slope, positive=True)
-        if not isinstance(self.detach_reset, bool):
-            raise ConfigError(f"detach_reset must be true or false, got {self.detach_reset!r}")
-        if not self.threshold > self.v_reset:
-            raise ConfigError(f"threshold ({self.threshold}) must be above v_reset ({self.v_reset})")
-        if self.r is None:
-            object.__setattr__(self, "r", self.tau_mem / self.dt)
-        check_finite("r", self.r, positive=True)
-
-    @property
-    def beta(self) -> float:
-        return 1.0 - self.dt / self.tau_mem
 
     @property
     def rho(self) -> float:
@@ -105,9 +85,6 @@ class ALIFParams(Neuron):
     @property
     def refractory_steps(self) -> int:
         return int(round(self.refractory / self.dt))
-
-    def spike_function(self):
-        return surrogate_spike(self.surrogate, self.surrogate_slope)
 
     def init_state(self, shape, device=None, dtype=None) -> ALIFState:
         v = torch.full(shape, float(self.v_leak), device=device, dtype=dtype)
@@ -121,27 +98,15 @@ class ALIFParams(Neuron):
     def step(self, x, state, spike_fn=None):
         """One Euler step (module docstring): ``(spikes, state)``."""
         spike_fn = spike_fn or self.spike_function()
-        v = self.beta * state.v + (1.0 - self.beta) * (self.v_leak + self.r * x)
+        v = self._membrane(state.v, x)
         spikes = spike_fn(v - self.adaptive_threshold(state)).to(v.dtype)
         n_ref = self.refractory_steps
         if n_ref > 1:
             spikes = spikes * (state.q <= 0).to(v.dtype)
-        s = spikes.detach() if self.detach_reset else spikes
-        if self.reset == "subtract":
-            v_after = v - s * self.threshold
-        else:
-            v_after = v - s * (v - self.v_reset)
+        v_after = self._reset(v, spikes)
         a = self.rho * state.a + spikes
         q = (state.q + n_ref * spikes.detach() - 1.0).clamp(0.0, float(n_ref)) if n_ref > 1 else state.q
         return spikes, ALIFState(v_after, a, q, v)
-
-    def trace_filter(self) -> tuple[float, float]:
-        return self.beta, 1.0
-
-    def local_derivative(self, pre, state, kind, window, smoothing, free):
-        # the window is centred on the base threshold θ0 (the adaptive one moves with the spike history)
-        return spiking_local_derivative(state.mem, pre, self.threshold, self.beta, self.r, self.v_leak,
-                                        kind, window, smoothing, free)
 
     # ------------------------------------------------------------------ edges
     def brian2(self) -> Brian2Neuron:
@@ -149,7 +114,7 @@ class ALIFParams(Neuron):
 
         ns = dict(tau_mem=self.tau_mem * second, v_leak=self.v_leak, r=self.r, threshold=self.threshold,
                   v_reset=self.v_reset, adapt_scale=self.adapt_scale, rho=self.rho)
-        reset = ("v -= threshold" if self.reset == "subtract" else "v = v_reset") + "\na += 1\ns = 1"
+        reset = self._brian2_reset("\na += 1")
         n_ref = self.refractory_steps
         return Brian2Neuron("s : 1\na : 1\ndv/dt = (v_leak - v + r*z)/tau_mem : 1", "s", ns, membrane="v",
                             threshold="v > threshold + adapt_scale*a", reset=reset,

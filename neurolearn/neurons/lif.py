@@ -41,6 +41,73 @@ from neurolearn.neurons.base import (SURROGATES, Brian2Neuron, Neuron, NotTransl
 RESETS = ("subtract", "value")
 
 
+class LeakyFireMixin:
+    """What LIF-type models share (LIF, CubaLIF, ALIF): a membrane ``ṽ = β v + (1 − β)(v_leak + r I)`` with
+    ``β = 1 − dt/τ_mem``, a base threshold ``θ``, a reset by subtraction or to ``v_reset``, a surrogate
+    Heaviside, and the pre-synaptic trace and post-synaptic factor of that membrane."""
+
+    tau_mem: float
+    dt: float
+    threshold: float
+    v_reset: float
+    v_leak: float
+    reset: str
+    r: float | None
+    surrogate: str
+    surrogate_slope: float
+    detach_reset: bool
+
+    def _check_membrane(self) -> None:
+        """Validate the shared parameters and fill in the default input gain ``r = τ_mem/dt``."""
+        check_time_constant("tau_mem", self.tau_mem, self.dt)
+        if self.reset not in RESETS:
+            raise unknown_name("reset", self.reset, RESETS)
+        if self.surrogate not in SURROGATES:
+            raise unknown_name("surrogate", self.surrogate, SURROGATES)
+        for name in ("threshold", "v_reset", "v_leak"):
+            check_finite(name, getattr(self, name))
+        check_finite("surrogate_slope", self.surrogate_slope, positive=True)
+        if not isinstance(self.detach_reset, bool):
+            raise ConfigError(f"detach_reset must be true or false, got {self.detach_reset!r}")
+        if not self.threshold > self.v_reset:
+            raise ConfigError(
+                f"threshold ({self.threshold}) must be above v_reset ({self.v_reset}); "
+                "otherwise the neuron fires again right after its reset"
+            )
+        if self.r is None:
+            object.__setattr__(self, "r", self.tau_mem / self.dt)
+        check_finite("r", self.r, positive=True)
+
+    @property
+    def beta(self) -> float:
+        return 1.0 - self.dt / self.tau_mem
+
+    def spike_function(self):
+        return surrogate_spike(self.surrogate, self.surrogate_slope)
+
+    def _membrane(self, state_v: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+        """``ṽ = β v + (1 − β)(v_leak + r I)``."""
+        return self.beta * state_v + (1.0 - self.beta) * (self.v_leak + self.r * drive)
+
+    def _reset(self, v: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        """The membrane after the same-step reset (the reset is not differentiated with ``detach_reset``)."""
+        s = spikes.detach() if self.detach_reset else spikes
+        if self.reset == "subtract":
+            return v - s * self.threshold
+        return v - s * (v - self.v_reset)
+
+    def trace_filter(self) -> tuple[float, float]:
+        return self.beta, 1.0
+
+    def local_derivative(self, pre, state, kind, window, smoothing, free):
+        # the window is centred on the base threshold θ (for ALIF: not the adaptive one)
+        return spiking_local_derivative(state.mem, pre, self.threshold, self.beta, self.r, self.v_leak,
+                                        kind, window, smoothing, free)
+
+    def _brian2_reset(self, extra: str = "") -> str:
+        return ("v -= threshold" if self.reset == "subtract" else "v = v_reset") + extra + "\ns = 1"
+
+
 class LIFState(NamedTuple):
     """State of a (current-based) LIF population: membrane ``v`` (after reset), synaptic current ``i``
     (``None`` for LIF) and ``mem``, the membrane of the last step before reset."""
@@ -51,7 +118,7 @@ class LIFState(NamedTuple):
 
 
 @dataclass(frozen=True)
-class LIFParams(Neuron):
+class LIFParams(LeakyFireMixin, Neuron):
     r"""Leaky integrate-and-fire neuron, current-based when ``tau_syn`` is given (module docstring)."""
 
     tau_mem: float = 20e-3
@@ -71,34 +138,13 @@ class LIFParams(Neuron):
     spiking = True
 
     def __post_init__(self) -> None:
-        check_time_constant("tau_mem", self.tau_mem, self.dt)
+        self._check_membrane()
         if self.tau_syn is not None:
             check_time_constant("tau_syn", self.tau_syn, self.dt)
-        if self.reset not in RESETS:
-            raise unknown_name("reset", self.reset, RESETS)
-        if self.surrogate not in SURROGATES:
-            raise unknown_name("surrogate", self.surrogate, SURROGATES)
-        for name in ("threshold", "v_reset", "v_leak"):
-            check_finite(name, getattr(self, name))
-        check_finite("surrogate_slope", self.surrogate_slope, positive=True)
-        if not isinstance(self.detach_reset, bool):
-            raise ConfigError(f"detach_reset must be true or false, got {self.detach_reset!r}")
-        if not self.threshold > self.v_reset:
-            raise ConfigError(
-                f"threshold ({self.threshold}) must be above v_reset ({self.v_reset}); "
-                "otherwise the neuron fires again right after its reset"
-            )
-        if self.r is None:
-            object.__setattr__(self, "r", self.tau_mem / self.dt)
-        check_finite("r", self.r, positive=True)
         if self.w_in is None and self.tau_syn is not None:
             object.__setattr__(self, "w_in", self.tau_syn / self.dt)
         if self.w_in is not None:
             check_finite("w_in", self.w_in, positive=True)
-
-    @property
-    def beta(self) -> float:
-        return 1.0 - self.dt / self.tau_mem
 
     @property
     def alpha(self) -> float:
@@ -107,9 +153,6 @@ class LIFParams(Neuron):
     @property
     def current_based(self) -> bool:
         return self.tau_syn is not None
-
-    def spike_function(self):
-        return surrogate_spike(self.surrogate, self.surrogate_slope)
 
     def init_state(self, shape, device=None, dtype=None) -> LIFState:
         """The resting state: ``v = v_leak``, ``i = 0``."""
@@ -125,21 +168,9 @@ class LIFParams(Neuron):
         if self.current_based:
             i = self.alpha * state.i + (1.0 - self.alpha) * self.w_in * x
             drive = i
-        v = self.beta * state.v + (1.0 - self.beta) * (self.v_leak + self.r * drive)
+        v = self._membrane(state.v, drive)
         spikes = spike_fn(v - self.threshold).to(v.dtype)  # snnTorch's surrogates return float32
-        s = spikes.detach() if self.detach_reset else spikes
-        if self.reset == "subtract":
-            v_after = v - s * self.threshold
-        else:
-            v_after = v - s * (v - self.v_reset)
-        return spikes, LIFState(v_after, i, v)
-
-    def trace_filter(self) -> tuple[float, float]:
-        return self.beta, 1.0
-
-    def local_derivative(self, pre, state, kind, window, smoothing, free):
-        return spiking_local_derivative(state.mem, pre, self.threshold, self.beta, self.r, self.v_leak,
-                                        kind, window, smoothing, free)
+        return spikes, LIFState(self._reset(v, spikes), i, v)
 
     # ------------------------------------------------------------------ edges
     def brian2(self) -> Brian2Neuron:
@@ -147,7 +178,7 @@ class LIFParams(Neuron):
 
         ns = dict(tau_mem=self.tau_mem * second, v_leak=self.v_leak, r=self.r, threshold=self.threshold,
                   v_reset=self.v_reset)
-        reset = ("v -= threshold" if self.reset == "subtract" else "v = v_reset") + "\ns = 1"
+        reset = self._brian2_reset()
         if self.current_based:
             ns.update(tau_syn=self.tau_syn * second, w_in=self.w_in)
             return Brian2Neuron("s : 1\ni_syn : 1\ndv/dt = (v_leak - v + r*i_syn)/tau_mem : 1", "s", ns,
