@@ -18,57 +18,14 @@ and float32 ``[N, T, n_outputs]`` for sequence regression.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import torch
-
+from neurolearn.data import tasks, vision
+from neurolearn.data.dataset import Dataset, check_int
 from neurolearn.errors import ConfigError, unknown_name
 
-
-@dataclass(repr=False)
-class Dataset:
-    """A train/test split of one task, as float32/int64 tensors on the CPU.
-
-    ``x_*`` is float32: ``[N, *input_shape]`` for static data, ``[N, T, *input_shape]`` for
-    sequences. ``y_*`` is int64 ``[N]`` (classification) or float32 ``[N, T, n_outputs]``
-    (sequence regression). ``loss_mask`` (bool ``[T]``) marks the steps where the loss
-    counts; ``None`` means all steps. ``info`` holds provenance and notes.
-    """
-
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    input_shape: tuple[int, ...]
-    n_outputs: int
-    task: str
-    sequence: bool
-    loss_mask: torch.Tensor | None = None
-    info: dict = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return (
-            f"Dataset({self.name!r}, task={self.task!r}, train x{tuple(self.x_train.shape)} "
-            f"y{tuple(self.y_train.shape)}, test x{tuple(self.x_test.shape)} "
-            f"y{tuple(self.y_test.shape)}, input_shape={self.input_shape}, "
-            f"n_outputs={self.n_outputs}, sequence={self.sequence})"
-        )
-
-
-def check_int(option: str, value: object, minimum: int, dataset: str) -> int:
-    """``value`` as an int, or :class:`ConfigError` if it is not an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"dataset {dataset!r}: {option} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"dataset {dataset!r}: {option} must be >= {minimum}, got {value}")
-    return value
-
-
-# The loaders import Dataset and check_int from this module, so they come after them.
-from neurolearn.data import tasks, vision  # noqa: E402
+__all__ = ["Dataset", "check_int", "DATASETS", "load_dataset", "dataset_options"]
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": vision.load_digits,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurolearn.data import Dataset, check_int
+from neurolearn.data.dataset import Dataset, check_int
 from neurolearn.data.idx import read_idx
 from neurolearn.errors import ConfigError, DataError
 
