@@ -416,12 +416,12 @@ def _size_of(type_dict: Any, where: str = "node") -> int | None:
     try:
         shape = np.asarray(shape).reshape(-1)
     except Exception:
-        raise NIRError(f"{where}: its shape {shape!r} is not a list of sizes") from None
+        raise NIRError(f"{where}: its shape {_short(shape)} is not a list of sizes") from None
     if not shape.size:
         return None
     if shape.dtype.kind not in "iuf" or not np.all(np.isfinite(shape)) or np.any(shape < 1) \
             or np.any(shape != np.round(shape)):
-        raise NIRError(f"{where}: its shape {shape.tolist()} must be positive integers")
+        raise NIRError(f"{where}: its shape {_short(shape.tolist())} must be positive integers")
     return math.prod(int(d) for d in shape)
 
 
@@ -436,12 +436,18 @@ WRITER_REFUSED = {
 }
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` on one line, cut to ``limit`` characters (for messages about file contents)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_dt(what: str, value: Any) -> float:
     """A step in seconds within :data:`DT_RANGE`, else a one-line :class:`NIRError`."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
     if not ok or not (math.isfinite(float(value)) and DT_RANGE[0] <= float(value) <= DT_RANGE[1]):
         raise NIRError(f"{what} must be a time step in seconds between {DT_RANGE[0]:g} and {DT_RANGE[1]:g}, "
-                       f"got {value!r}")
+                       f"got {_short(value)}")
     return float(value)
 
 
@@ -480,7 +486,7 @@ def _metadata(raw: Any) -> dict[str, Any]:
 
     def text(key: str) -> str:
         if not isinstance(meta[key], str):
-            raise NIRError(f"metadata {key} must be text, got {meta[key]!r} ({type(meta[key]).__name__})")
+            raise NIRError(f"metadata {key} must be text, got {_short(meta[key])} ({type(meta[key]).__name__})")
         return meta[key]
 
     def table(key: str, known: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
@@ -497,7 +503,7 @@ def _metadata(raw: Any) -> dict[str, Any]:
                                + f"; valid keys: {', '.join(known)}")
             if not isinstance(v, known[k]) or isinstance(v, bool) and bool not in (known[k] if isinstance(
                     known[k], tuple) else (known[k],)):
-                raise NIRError(f"metadata {key}: {k} has the wrong type ({v!r})")
+                raise NIRError(f"metadata {key}: {k} has the wrong type ({_short(v)})")
             if isinstance(v, float) and not math.isfinite(v):
                 raise NIRError(f"metadata {key}: {k} = {v} is not finite")
         return value
@@ -513,7 +519,7 @@ def _metadata(raw: Any) -> dict[str, Any]:
     if "neurolearn.time_scale" in meta:
         v = meta["neurolearn.time_scale"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 1e-9 <= v <= 1e9):
-            raise NIRError(f"metadata neurolearn.time_scale must be a positive number (dt / the model's dt), got {v!r}")
+            raise NIRError(f"metadata neurolearn.time_scale must be a positive number (dt / the model's dt), got {_short(v)}")
         meta["neurolearn.time_scale"] = float(v)
     if "neurolearn.decode" in meta and text("neurolearn.decode") not in DECODES:
         from neurolearn.errors import unknown_name
