@@ -42,6 +42,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         seed=args.seed, device=args.device, data_dir=args.data_dir,
     )
+    for key, value in cfg["train"].items():  # inf passes the range checks (lr > 0) but is no setting
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NeurolearnError(f"train.{key} must be a finite number, got {value}")
     if args.threads is not None:
         if args.threads < 1:
             raise NeurolearnError(f"--threads must be at least 1, got {args.threads}")
@@ -79,17 +82,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     import torch
 
+    from neurolearn.io import read_json
     from neurolearn.plotting import plot_activity, plot_curves
     from neurolearn.runs import METRICS_NAME, load_trained
 
     positive("--samples", args.samples)
     run_dir = Path(args.run_dir)
     written = []
+    run = load_trained(run_dir)  # checks the run directory and its metrics.json first
     metrics_path = run_dir / METRICS_NAME
     if metrics_path.exists():
-        plot_curves(json.loads(metrics_path.read_text()), run_dir / "curves.png")
+        plot_curves(read_json(metrics_path), run_dir / "curves.png")
         written.append(run_dir / "curves.png")
-    run = load_trained(run_dir)
     x = run.dataset.x_test[: args.samples]
     with torch.no_grad():
         gen = torch.Generator().manual_seed(0)
