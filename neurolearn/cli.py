@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from neurolearn.config import describe, resolve_config
-    from neurolearn.runs import CHECKPOINT_NAME, build_run
+    from neurolearn.runs import build_run, check_out_dir
     from neurolearn.training import Trainer
 
     cfg = resolve_config(
@@ -41,14 +42,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         seed=args.seed, device=args.device, data_dir=args.data_dir,
     )
+    for key, value in cfg["train"].items():  # inf passes the range checks (lr > 0) but is no setting
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NeurolearnError(f"train.{key} must be a finite number, got {value}")
     if args.threads is not None:
         if args.threads < 1:
             raise NeurolearnError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg['model']['name']}-{cfg['rule']['name']}-s{cfg['train']['seed']}"
-    if (out / CHECKPOINT_NAME).exists() and not args.resume:
-        raise NeurolearnError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-    run = build_run(cfg)
+    # a run directory that cannot take the run is refused now, not after an epoch
+    check_out_dir(out, resume=args.resume, create_parents=not args.out)
+    run = build_run(cfg)  # refuses sizes whose memory cannot be allocated (neurolearn.build.check_memory)
     print(f"training {cfg['model']['name']} with {cfg['rule']['name']} on {cfg['data']['name']} "
           f"({cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr {cfg['train']['lr']}) -> {out}",
           file=sys.stderr)
@@ -56,6 +60,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = Trainer(run, out, progress=not args.no_progress).fit(resume=args.resume)
     print(json.dumps(metrics["final"], indent=2))
     return 0
+
+
+def positive(option: str, value: int) -> int:
+    """``value`` if it is at least 1, else a one-line error naming ``option``."""
+    if value < 1:
+        raise NeurolearnError(f"{option} must be at least 1, got {value}")
+    return value
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -71,16 +82,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     import torch
 
+    from neurolearn.io import read_json
     from neurolearn.plotting import plot_activity, plot_curves
     from neurolearn.runs import METRICS_NAME, load_trained
 
+    positive("--samples", args.samples)
     run_dir = Path(args.run_dir)
     written = []
+    run = load_trained(run_dir)  # checks the run directory and its metrics.json first
     metrics_path = run_dir / METRICS_NAME
     if metrics_path.exists():
-        plot_curves(json.loads(metrics_path.read_text()), run_dir / "curves.png")
+        plot_curves(read_json(metrics_path), run_dir / "curves.png")
         written.append(run_dir / "curves.png")
-    run = load_trained(run_dir)
     x = run.dataset.x_test[: args.samples]
     with torch.no_grad():
         gen = torch.Generator().manual_seed(0)
@@ -99,6 +112,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from neurolearn.plotting import plot_activity
     from neurolearn.runs import load_trained
 
+    positive("--samples", args.samples)
     run_dir = Path(args.run_dir)
     run = load_trained(run_dir)
     model = run.model.double() if args.backend == "brian2" else run.model
@@ -145,6 +159,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from neurolearn.export.nir import read, write
     from neurolearn.runs import load_trained
 
+    # everything that can be checked is checked before the file is written
+    positive("--check-samples", args.check_samples)
+    nir_path = Path(args.nir)
+    if nir_path.is_dir():
+        raise NeurolearnError(f"--nir {nir_path} is a folder; name the file to write (e.g. {nir_path / 'model.nir'})")
+    if args.dt is not None and not (math.isfinite(args.dt) and args.dt > 0):
+        raise NeurolearnError(f"--dt must be a positive number of seconds, got {args.dt}")
     run = load_trained(args.run_dir)
     write(args.nir, run.model, dt=args.dt, reader=args.reader,
           subtract="as_value" if args.subtract_as_value else "refuse")
@@ -169,8 +190,15 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one ``error: ...`` line (exit status 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neurolearn", description=__doc__.splitlines()[0],
+    parser = OneLineParser(prog="neurolearn", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -237,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("NEUROLEARN_DEBUG"):
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system refusal (permissions, full disk, ...) the checks above did not foresee
+        if os.environ.get("NEUROLEARN_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last finished epoch is in the checkpoint (continue with --resume)", file=sys.stderr)

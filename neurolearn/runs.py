@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from neurolearn.build import build_network, resolve_device
+from neurolearn.build import build_network, check_memory, resolve_device
 from neurolearn.config import DECOR_SCHEMA, check_config, check_table
 from neurolearn.data import Dataset, load_dataset
 from neurolearn.errors import CheckpointError, NeurolearnError
@@ -43,11 +43,28 @@ def build_run(config: dict[str, Any], dataset: Dataset | None = None) -> Run:
     device = resolve_device(config["train"]["device"])
     if dataset is None:
         dataset = load_dataset(config["data"]["name"], **config["data"].get("options", {}))
+    check_memory(config["model"], dataset.input_shape, batch=_training_batch(config, dataset),
+                 steps=_steps(config, dataset), device=device)  # before anything is allocated
     torch.manual_seed(int(config["train"]["seed"]))
     model = build_network(config["model"], dataset.input_shape)
     apply_decorrelation(model, config.get("decor", {}))
     rule = make_rule(config["rule"]["name"], **config["rule"].get("params", {}))
     return Run(config, dataset, model.to(device), Objective.for_dataset(dataset), rule, device)
+
+
+def _training_batch(config: dict[str, Any], dataset: Dataset) -> int:
+    """The largest batch a run holds at once: the training batch (0 = the whole set) or the evaluation batch."""
+    n = int(dataset.x_train.shape[0])
+    bs = int(config["train"]["batch_size"])
+    bs = n if bs <= 0 else min(bs, n)
+    return max(bs, min(int(config["train"]["eval_batch_size"]), max(n, int(dataset.x_test.shape[0]))))
+
+
+def _steps(config: dict[str, Any], dataset: Dataset) -> int:
+    """Time steps per sample: the sequence length for sequence data, else the encoder's steps."""
+    if dataset.sequence and dataset.x_train.dim() >= 2:
+        return int(dataset.x_train.shape[1])
+    return int(config["model"].get("encoder", {}).get("steps", 1))
 
 
 def apply_decorrelation(model: Network, decor_cfg: dict[str, Any]) -> None:
@@ -95,3 +112,51 @@ def load_model_state(model: Network, state: dict[str, torch.Tensor], source: Pat
             f"checkpoint {source} does not fit this model ({str(exc).splitlines()[0]}); it was written for another "
             "model configuration: use a new --out directory, or the configuration it was trained with"
         ) from None
+
+
+def check_out_dir(out: str | Path, *, resume: bool = False, create_parents: bool = False) -> Path:
+    """Refuse, before any data is loaded or any epoch trained, a run directory that cannot take a run.
+
+    Refused: a path that is a file; a parent folder that is missing (unless ``create_parents``:
+    the default ``runs/...`` directory) or not a folder; a folder that cannot be written (probed
+    by creating and removing a temporary file, which also catches read-only file systems and
+    works for root); a folder that already holds a run (a checkpoint) without ``resume``; a
+    folder that holds other files but no checkpoint (e.g. only a ``metrics.json``), which would
+    be overwritten silently. Returns ``out`` as a :class:`~pathlib.Path`; creates nothing.
+    """
+    import os
+    import tempfile
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NeurolearnError(f"--out {out} is a file, not a folder; choose a folder for the run (e.g. {out}.run)")
+    if out.is_dir():
+        probe_dir = out
+        if (out / CHECKPOINT_NAME).exists():
+            if not resume:
+                raise NeurolearnError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        else:
+            held = sorted(p.name for p in out.iterdir())
+            if held:
+                shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+                raise NeurolearnError(
+                    f"--out {out} is not empty ({shown}) but holds no checkpoint to resume; it would be overwritten: "
+                    "choose another --out, or move those files away")
+    else:
+        parent = out.parent if str(out.parent) else Path(".")
+        if not parent.exists() and not create_parents:
+            raise NeurolearnError(f"--out {out}: the folder {parent} does not exist; create it first, or choose "
+                                  "another --out")
+        probe_dir = parent
+        while not probe_dir.exists():
+            probe_dir = probe_dir.parent
+        if not probe_dir.is_dir():
+            raise NeurolearnError(f"--out {out}: {probe_dir} is a file, not a folder; choose another --out")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".neurolearn-probe-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise NeurolearnError(f"--out {out}: cannot write in {probe_dir} ({exc.strerror or exc}); choose a folder "
+                              "you can write to") from None
+    return out

@@ -19,6 +19,14 @@ average sits closer to it. The checkpoint's ``model`` is then the average (what 
 ``export`` and ``simulate`` load) and ``training_model`` the weights training continues from;
 after :meth:`fit` the model holds the average.
 
+Divergence: training stops with :class:`~neurolearn.errors.TrainingDiverged` when a batch's
+mean loss is not finite, when it blows up past :data:`DIVERGENCE_FACTOR` times the reference
+loss ``L0`` (the first batch's mean loss of the run, before any update, floored at 1:
+``L > DIVERGENCE_FACTOR * max(L0, 1)``), or when a parameter is not finite after an epoch.
+The epoch in progress is not saved, so the checkpoint keeps the last good epoch (parameters
+are checked before every save: a NaN checkpoint is never written), and ``metrics.json`` gets
+``status = "diverged"`` with ``diverged_at`` saying where and why.
+
 Randomness is explicit and repeatable: the weights are drawn from ``seed``; the batch order,
 the input encoding and the rule's noise of epoch ``e`` come from generators seeded by
 ``(seed, e)``, so ``--resume`` continues a killed run to exactly the result of an
@@ -27,6 +35,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -41,6 +50,10 @@ from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
 from neurolearn.updates import Updater, copy_all
+
+
+DIVERGENCE_FACTOR = 1e4
+"""A batch loss above this multiple of the run's first loss (floored at 1) is a blow-up (module docstring)."""
 
 
 def _seed(*parts: int) -> int:
@@ -81,6 +94,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
         self.start_epoch = 1
+        self.reference_loss: float | None = None  # L0 of the divergence test (module docstring)
         # the update seam: optimizer step, decorrelation and the weight average (train.average)
         self.updater = Updater(run.model, self.optimizer, average=self.cfg["average"])
         self.average = self.updater.average
@@ -153,6 +167,7 @@ class Trainer:
             "rule": self.run.rule.state_dict(),
             "history": self.history,
             "elapsed": self.elapsed,
+            "reference_loss": self.reference_loss,
         })
 
     def resume(self) -> bool:
@@ -164,7 +179,8 @@ class Trainer:
         if _comparable(state["config"]) != _comparable(self.run.config):
             raise CheckpointError(
                 f"the checkpoint in {self.out_dir} was written for another configuration "
-                f"({_first_difference(state['config'], self.run.config)}); resume with the same options, "
+                f"({_first_difference(_comparable(state['config']), _comparable(self.run.config))}); "
+                "resume with the same options, "
                 "or train into a new --out directory"
             )
         load_model_state(self.run.model, state["model"], path)
@@ -175,6 +191,9 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         self.run.rule.load_state_dict(state["rule"])
         self.history = list(state["history"])
+        ref = state.get("reference_loss")  # absent in older checkpoints: the resumed run's first batch sets it
+        ok = isinstance(ref, (int, float)) and not isinstance(ref, bool) and math.isfinite(ref)
+        self.reference_loss = float(ref) if ok else None
         self.elapsed = float(state["elapsed"])
         self.start_epoch = int(state["epoch"]) + 1
         return True
@@ -234,6 +253,13 @@ class Trainer:
             loss = out.loss
             if not torch.isfinite(loss).all():
                 raise self._diverged(epoch, i // bs, float(loss[~torch.isfinite(loss)][0]))
+            mean = float(loss.mean())
+            if self.reference_loss is None:
+                self.reference_loss = mean
+            limit = DIVERGENCE_FACTOR * max(self.reference_loss, 1.0)
+            if mean > limit:
+                raise self._diverged(epoch, i // bs, mean, f"the training loss blew up to {mean:.3g} (above "
+                                     f"{DIVERGENCE_FACTOR:g} x max(first loss {self.reference_loss:.3g}, 1))")
             total += float(loss.sum())
             count += loss.shape[0]
             if hasattr(bar, "set_postfix"):
@@ -248,20 +274,25 @@ class Trainer:
     def _diverged(self, epoch: int, step: int | None, value: float, what: str | None = None) -> TrainingDiverged:
         where = f"epoch {epoch}" + (f", batch {step}" if step is not None else "")
         what = what or f"the training loss became {value}"
+        # the checkpoint on disk was written after the last epoch whose parameters were all finite
         kept = (f"the last good checkpoint (epoch {epoch - 1}) is kept in {self.checkpoint_path}"
-                if self.checkpoint_path is not None and epoch > 1 else "no checkpoint was written yet")
+                if self.checkpoint_path is not None and self.checkpoint_path.exists() and epoch > 1
+                else "no checkpoint was written yet")
         if self.out_dir is not None:
-            self.write_metrics(status=f"diverged at {where}")
+            self.write_metrics(status="diverged", diverged_at=f"{where}: {what}")
         return TrainingDiverged(
             f"{what} at {where}; training stopped and {kept}. Lower the learning rate (--lr), "
             "or for perturbation rules the noise scale, and train again"
         )
 
     # ------------------------------------------------------------------ reporting
-    def write_metrics(self, final: bool = False, status: str | None = None) -> dict[str, Any]:
+    def write_metrics(self, final: bool = False, status: str | None = None,
+                      diverged_at: str | None = None) -> dict[str, Any]:
         metrics: dict[str, Any] = {"config": self.run.config, "epochs": self.history}
         if status:
             metrics["status"] = status
+        if diverged_at:
+            metrics["diverged_at"] = diverged_at
         if final:
             last = self.history[-1] if self.history else {}
             fin = {k: v for k, v in last.items() if k.startswith("test_")}

@@ -258,28 +258,50 @@ def read(path: str | Path, **kwargs: Any) -> Network:
 
 
 def read_graph(path: str | Path):
-    """``nir.read`` with a clear error for missing, truncated or corrupt files."""
+    """``nir.read`` with one clear line for every file it cannot turn into a graph.
+
+    A file HDF5 cannot open or read (missing, truncated, flipped bytes, not HDF5) is "corrupt";
+    an HDF5 file whose content is not a NIR graph (unknown node type, missing fields, NIR's type
+    check failing) is "not a valid NIR graph: reason".
+    """
     nir = _nir()
+    import h5py
+
     path = Path(path)
     if not path.is_file():
         raise NIRError(f"no NIR file at {path}")
+
+    def corrupt(exc: BaseException) -> NIRError:
+        return NIRError(f"{path} is not a readable NIR graph: the file is corrupt, truncated or not NIR "
+                        f"({type(exc).__name__}: {_first_line(exc)}); export it again")
+
     try:
-        return nir.read(path)
-    except Exception as exc:  # h5py and nir raise many kinds for damaged files
-        msg = str(exc)
-        if "type mismatch" in msg.lower() or "type check" in msg.lower():
-            raise NIRError(
-                f"{path} fails NIR's type check ({msg.strip().splitlines()[0][:200]}): a node's parameters do not "
-                "have the shapes its neighbours expect (e.g. 0-d scalars instead of per-neuron arrays, as Sinabs "
-                "writes); re-export it with 1-d parameter arrays") from None
+        with h5py.File(path, "r"):
+            pass
+    except Exception as exc:  # h5py raises OSError, and other kinds for damaged superblocks
+        raise corrupt(exc) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's casting warnings on nonsense content
+            return nir.read(path)
+    except OSError as exc:  # HDF5 could open the file but not read a dataset: damaged
+        raise corrupt(exc) from None
+    except Exception as exc:  # nir raises many kinds for content that is not a graph
+        msg = _first_line(exc)
         if isinstance(exc, TypeError) and "unexpected keyword" in msg:
             raise NIRError(
-                f"{path} was written by a different NIR version than the installed one ({msg.strip()[:150]}); "
+                f"{path} was written by a different NIR version than the installed one ({msg}); "
                 "read it with the nir version that wrote it (neurolearn needs nir >= 1.0.5)") from None
-        raise NIRError(
-            f"{path} is not a readable NIR graph: the file is corrupt, truncated or not NIR "
-            f"({type(exc).__name__}: {str(exc)[:200]}); export it again"
-        ) from None
+        hint = ""
+        if "type mismatch" in msg.lower() or "type check" in msg.lower():
+            hint = ("; a node's parameters do not have the shapes its neighbours expect (e.g. 0-d scalars instead "
+                    "of per-neuron arrays, as Sinabs writes): re-export it with 1-d parameter arrays")
+        raise NIRError(f"{path} is not a valid NIR graph: {type(exc).__name__}: {msg}{hint}") from None
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else "")[:limit]
 
 
 def _flatten_subgraphs(nodes: dict[str, Any], edges: list[tuple[str, str]]):
@@ -312,9 +334,40 @@ def _flatten_subgraphs(nodes: dict[str, Any], edges: list[tuple[str, str]]):
     return nodes, edges
 
 
+MAX_IDENTITY = 4096
+"""Largest population a neuron node without weights before it may have (it gets an N x N identity)."""
+DT_RANGE = (1e-9, 10.0)
+"""Steps (seconds) a graph may be simulated with: outside is not a neuromorphic time step."""
+MAX_ENCODER_BYTES = 2**30
+"""The encoded input of one sample (steps x inputs x 4 bytes) a graph's metadata may ask for."""
+POSITIVE_FIELDS = ("tau", "tau_mem", "tau_syn", "r", "w_in")
+"""Neuron fields that must be > 0 (time constants and gains)."""
+METADATA_KEYS = ("format", "dt", "discretisation", "reset", "neurolearn.model_dt", "neurolearn.time_scale",
+                 "neurolearn.decode", "neurolearn.encoder", "neurolearn.reader", "neurolearn.readout")
+"""The metadata neurolearn writes; other ``neurolearn.*`` keys are refused (a typo or another format)."""
+
+
+def _real_array(node_name: str, field: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array, refusing non-numeric, complex, NaN and infinite values."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and other shapes numpy cannot hold
+        raise NIRError(f"node {node_name!r}: {field} is not an array of numbers ({_first_line(exc)})") from None
+    if arr.dtype.kind == "c":
+        raise NIRError(f"node {node_name!r}: {field} is complex ({arr.dtype}); NIR parameters are real numbers")
+    if arr.dtype.kind not in "biuf":
+        raise NIRError(f"node {node_name!r}: {field} must be numbers, got {arr.dtype} values")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = arr[~np.isfinite(arr)].reshape(-1)[0]
+        raise NIRError(f"node {node_name!r}: {field} holds {bad} (not finite); the graph is damaged or was "
+                       "exported from a diverged network")
+    return arr
+
+
 def _uniform(node_name: str, field: str, value: Any, n: int) -> float:
     """One value for a population from a per-neuron NIR array (which must be uniform)."""
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    arr = _real_array(node_name, field, value).reshape(-1)
     if arr.size not in (1, n):
         raise ShapeError(f"node {node_name!r}: {field} has {arr.size} values but the population has {n} neurons")
     if not np.all(arr == arr[0]):
@@ -331,7 +384,14 @@ def _neuron_from_node(nir, name: str, node: Any, n: int, dt: float, scale: float
 
     ``readout``: the node is an LI readout written as a never-firing LIF (metadata ``neurolearn.readout``).
     """
-    u = lambda f: _uniform(name, f, getattr(node, f), n)  # noqa: E731
+    def u(f: str) -> float:
+        if not hasattr(node, f):
+            raise NIRError(f"node {name!r} ({type(node).__name__}) has no {f!r}; the graph is not valid NIR")
+        v = _uniform(name, f, getattr(node, f), n)
+        if f in POSITIVE_FIELDS and not v > 0:
+            raise NIRError(f"node {name!r} ({type(node).__name__}): {f} = {v:g} must be > 0")
+        return v
+
     dt_model = dt / scale
     try:
         if readout and isinstance(node, nir.LIF):
@@ -348,12 +408,21 @@ def _neuron_from_node(nir, name: str, node: Any, n: int, dt: float, scale: float
                        "Pass from_nir(..., dt=...) with the step the graph was made for") from None
 
 
-def _size_of(type_dict: Any) -> int | None:
-    if not type_dict:
+def _size_of(type_dict: Any, where: str = "node") -> int | None:
+    """The number of values a type (``{name: shape}`` or a shape) describes; ``None`` if it has no shape."""
+    if type_dict is None or (isinstance(type_dict, dict) and not type_dict):
         return None
     shape = next(iter(type_dict.values())) if isinstance(type_dict, dict) else type_dict
-    shape = np.asarray(shape).reshape(-1)
-    return int(np.prod(shape)) if shape.size else None
+    try:
+        shape = np.asarray(shape).reshape(-1)
+    except Exception:
+        raise NIRError(f"{where}: its shape {_short(shape)} is not a list of sizes") from None
+    if not shape.size:
+        return None
+    if shape.dtype.kind not in "iuf" or not np.all(np.isfinite(shape)) or np.any(shape < 1) \
+            or np.any(shape != np.round(shape)):
+        raise NIRError(f"{where}: its shape {_short(shape.tolist())} must be positive integers")
+    return math.prod(int(d) for d in shape)
 
 
 WRITER_REFUSED = {
@@ -365,6 +434,108 @@ WRITER_REFUSED = {
     "rockpool": "Rockpool writes no w_in, r from an exponential decay and no dt: the file does not determine the "
                 "dynamics",
 }
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` on one line, cut to ``limit`` characters (for messages about file contents)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_dt(what: str, value: Any) -> float:
+    """A step in seconds within :data:`DT_RANGE`, else a one-line :class:`NIRError`."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not (math.isfinite(float(value)) and DT_RANGE[0] <= float(value) <= DT_RANGE[1]):
+        raise NIRError(f"{what} must be a time step in seconds between {DT_RANGE[0]:g} and {DT_RANGE[1]:g}, "
+                       f"got {_short(value)}")
+    return float(value)
+
+
+def _plain(value: Any) -> Any:
+    """A metadata value as a plain Python value (HDF5 gives bytes, numpy scalars and 0-d arrays)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bytes, np.bytes_)):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _metadata(raw: Any) -> dict[str, Any]:
+    """The graph's metadata, checked: neurolearn's keys with the right types and ranges (JSON fields parsed).
+
+    Keys of other libraries are kept as they are; unknown ``neurolearn.*`` keys are refused with the nearest
+    known one. Raises :class:`NIRError` in one line for anything else.
+    """
+    from neurolearn.errors import nearest
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise NIRError(f"the graph's metadata must be a table of key/value pairs, got {type(raw).__name__}")
+    meta = {str(k): _plain(v) for k, v in raw.items()}
+    for key in meta:
+        if key.startswith("neurolearn.") and key not in METADATA_KEYS:
+            guess = nearest(key, METADATA_KEYS)
+            raise NIRError(f"metadata: unknown key {key!r}" + (f" (did you mean {guess!r}?)" if guess else "")
+                           + f"; neurolearn writes: {', '.join(METADATA_KEYS)}")
+
+    def text(key: str) -> str:
+        if not isinstance(meta[key], str):
+            raise NIRError(f"metadata {key} must be text, got {_short(meta[key])} ({type(meta[key]).__name__})")
+        return meta[key]
+
+    def table(key: str, known: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+        try:
+            value = json.loads(text(key))
+        except json.JSONDecodeError as exc:
+            raise NIRError(f"metadata {key} is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(value, dict):
+            raise NIRError(f"metadata {key} must be a JSON object, got {type(value).__name__}")
+        for k, v in value.items():
+            if k not in known:
+                guess = nearest(k, known)
+                raise NIRError(f"metadata {key}: unknown key {k!r}" + (f" (did you mean {guess!r}?)" if guess else "")
+                               + f"; valid keys: {', '.join(known)}")
+            if not isinstance(v, known[k]) or isinstance(v, bool) and bool not in (known[k] if isinstance(
+                    known[k], tuple) else (known[k],)):
+                raise NIRError(f"metadata {key}: {k} has the wrong type ({_short(v)})")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise NIRError(f"metadata {key}: {k} = {v} is not finite")
+        return value
+
+    for key in ("format", "discretisation", "reset", "neurolearn.reader"):
+        if key in meta:
+            text(key)
+    if "dt" in meta:
+        meta["dt"] = _check_dt("metadata dt", meta["dt"])
+    for key in ("neurolearn.model_dt",):
+        if key in meta:
+            meta[key] = _check_dt(f"metadata {key}", meta[key])
+    if "neurolearn.time_scale" in meta:
+        v = meta["neurolearn.time_scale"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 1e-9 <= v <= 1e9):
+            raise NIRError(f"metadata neurolearn.time_scale must be a positive number (dt / the model's dt), got {_short(v)}")
+        meta["neurolearn.time_scale"] = float(v)
+    if "neurolearn.decode" in meta and text("neurolearn.decode") not in DECODES:
+        from neurolearn.errors import unknown_name
+
+        raise NIRError(f"metadata neurolearn.decode: {unknown_name('decode', meta['neurolearn.decode'], DECODES)}")
+    if "neurolearn.encoder" in meta:
+        enc = table("neurolearn.encoder", {"kind": str, "steps": int, "gain": (int, float), "threshold": (int, float)})
+        if "steps" in enc and enc["steps"] < 1:
+            raise NIRError(f"metadata neurolearn.encoder: steps must be at least 1, got {enc['steps']}")
+        meta["neurolearn.encoder"] = enc
+    if "neurolearn.readout" in meta:
+        ro = table("neurolearn.readout", {"node": str, "as": str})
+        if "node" not in ro:
+            raise NIRError("metadata neurolearn.readout names no node")
+        meta["neurolearn.readout"] = ro
+    return meta
 
 
 def _writer_conventions(writer: str, meta: dict[str, Any], dt: float | None) -> None:
@@ -419,7 +590,13 @@ def from_nir(
         graph = read_graph(graph)
     if not isinstance(graph, nir.NIRGraph):
         raise NIRError(f"expected a nir.NIRGraph or a .nir path, got {type(graph).__name__}")
-    meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in dict(graph.metadata or {}).items()}
+    meta = _metadata(graph.metadata)
+    if dt is not None:
+        _check_dt("dt", dt)
+    if decode is not None and decode not in DECODES:
+        from neurolearn.errors import unknown_name
+
+        raise unknown_name("decode", decode, DECODES)
     _writer_conventions(writer, meta, dt)
     nodes, edges = _flatten_subgraphs(graph.nodes, graph.edges)
     for name, node in nodes.items():
@@ -486,10 +663,11 @@ def from_nir(
     if unreached:
         raise NIRError(f"nodes {sorted(unreached)} are not on the path from Input to Output")
 
-    readout_node = json.loads(meta["neurolearn.readout"])["node"] if "neurolearn.readout" in meta else None
+    readout_node = meta["neurolearn.readout"]["node"] if "neurolearn.readout" in meta else None
     step = float(dt if dt is not None else meta.get("dt", NIR_DT))
     scale = float(meta.get("neurolearn.time_scale", 1.0)) if dt is None else 1.0
-    size = _size_of(nodes[inputs[0]].input_type)
+    _check_dt("the model's dt (metadata dt / neurolearn.time_scale)", step / scale)
+    size = _size_of(nodes[inputs[0]].input_type, f"the Input node {inputs[0]!r}")
     if size is None:
         raise NIRError(f"the Input node {inputs[0]!r} has no shape")
 
@@ -503,19 +681,27 @@ def from_nir(
             i += 1
             continue
         if isinstance(node, weight_types):
-            w = np.asarray(node.weight, dtype=np.float32)
+            w = _real_array(name, "weight", node.weight).astype(np.float32)
             if w.ndim != 2:
                 raise ShapeError(f"node {name!r}: weight must be a matrix (out x in), got shape {list(w.shape)}")
             if w.shape[1] != size:
                 raise ShapeError(f"shapes do not chain: node {name!r} expects {w.shape[1]} inputs but receives "
                                  f"{size}")
-            bias = np.asarray(node.bias, dtype=np.float32).reshape(-1) if isinstance(node, nir.Affine) else None
+            if 0 in w.shape:
+                raise ShapeError(f"node {name!r}: weight has shape {list(w.shape)}; a layer needs at least one "
+                                 "input and one output")
+            bias = (_real_array(name, "bias", node.bias).astype(np.float32).reshape(-1)
+                    if isinstance(node, nir.Affine) else None)
             if bias is not None and bias.size != w.shape[0]:
                 raise ShapeError(f"node {name!r}: bias has {bias.size} values for {w.shape[0]} outputs")
             i += 1
         else:
             if not isinstance(node, neuron_types):
                 raise NIRError(f"node {name!r} ({type(node).__name__}) cannot start a layer")
+            if size > MAX_IDENTITY:
+                raise NIRError(f"node {name!r} ({type(node).__name__}) has no weight node before it; neurolearn would "
+                               f"give it an identity of {size} x {size} weights (more than {MAX_IDENTITY} neurons): add "
+                               "an Affine/Linear node before it")
             w, bias = np.eye(size, dtype=np.float32), None
         n_out = w.shape[0]
         neuron = None
@@ -525,12 +711,14 @@ def from_nir(
             neuron = _neuron_from_node(nir, nname, nodes[nname], n_out, step, scale, readout=nname == readout_node)
             if nname in recurrent:
                 rnode = nodes[recurrent[nname]]
-                rec_w = np.asarray(rnode.weight, dtype=np.float32)
+                rec_w = _real_array(recurrent[nname], "weight", rnode.weight).astype(np.float32)
                 if rec_w.shape != (n_out, n_out):
                     raise ShapeError(f"shapes do not chain: recurrent node {recurrent[nname]!r} has weight "
                                      f"{list(rec_w.shape)} for a population of {n_out}")
                 if isinstance(rnode, nir.Affine):  # a constant recurrent bias adds to the input bias
-                    rb = np.asarray(rnode.bias, dtype=np.float32).reshape(-1)
+                    rb = _real_array(recurrent[nname], "bias", rnode.bias).astype(np.float32).reshape(-1)
+                    if rb.size != n_out:
+                        raise ShapeError(f"node {recurrent[nname]!r}: bias has {rb.size} values for {n_out} outputs")
                     bias = rb if bias is None else bias + rb
             i += 1
         layer = Dense(size, n_out, neuron, bias=bias is not None, recurrent=rec_w is not None)
@@ -544,13 +732,19 @@ def from_nir(
         size = n_out
     if not layers:
         raise NIRError("the graph has no layers between its Input and Output nodes")
-    out_size = _size_of(nodes[outputs[0]].output_type)
+    out_size = _size_of(nodes[outputs[0]].output_type, f"the Output node {outputs[0]!r}")
     if out_size is not None and out_size != size:
         raise ShapeError(f"shapes do not chain: the Output node declares {out_size} values, the last layer has {size}")
     if encoder is None:
-        enc_cfg = json.loads(meta["neurolearn.encoder"]) if "neurolearn.encoder" in meta else {}
-        encoder = Encoder(**enc_cfg)
-    decode = decode or str(meta.get("neurolearn.decode", "last"))
-    if decode not in DECODES:
-        decode = "last"
+        enc_cfg = meta.get("neurolearn.encoder", {})
+        n_in = layers[0].weight.shape[1]
+        if enc_cfg.get("steps", 1) * n_in * 4 > MAX_ENCODER_BYTES:
+            raise NIRError(f"metadata neurolearn.encoder: {enc_cfg['steps']} steps x {n_in} inputs would need "
+                           f"{enc_cfg['steps'] * n_in * 4 / 2**30:.3g} GiB per sample; the file is damaged, or pass "
+                           "from_nir(..., encoder=Encoder(...)) with fewer steps")
+        try:
+            encoder = Encoder(**enc_cfg)
+        except ConfigError as exc:
+            raise NIRError(f"metadata neurolearn.encoder: {exc}") from None
+    decode = decode or meta.get("neurolearn.decode", "last")
     return Network(layers, encoder=encoder, decode=decode, dt=step / scale)
