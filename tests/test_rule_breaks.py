@@ -308,3 +308,39 @@ def test_sibp_step_is_the_semi_implicit_iteration():
         torch.testing.assert_close(layer.weight, expected[k][:, :-1].to(layer.weight.dtype))
         torch.testing.assert_close(layer.bias, expected[k][:, -1].to(layer.bias.dtype))
         assert not torch.allclose(layer.weight, ws[k][0])
+
+
+@pytest.mark.parametrize("name,draws", [("np", 1500), ("wp", 1500)])
+def test_time_domain_running_baseline_has_the_gradients_norm(name, draws):
+    """passes='baseline' in time (one noisy run against a running baseline per step), through the
+    trainer's update seam with an optimizer that sums what it is asked to apply: once the
+    baselines settle, the summed estimate has the norm of the gradient of the reported loss
+    (one application per sequence; applying after every step would count the partial sums
+    again), and the reported loss and prediction are the (noisy) run's, close to the clean ones."""
+    model = rnn()
+    x, y = seq_batch()
+    true = flat(true_gradient(model, x, y, SEQ))
+    rule = make_rule(name, passes="baseline", sigma=0.05, baseline_decay=0.9)
+    rule.setup(model, SEQ, torch.Generator().manual_seed(0))
+
+    class Sum(torch.optim.Optimizer):
+        def __init__(self):
+            super().__init__(list(model.parameters()), {})
+            self.total = torch.zeros_like(true)
+
+        def step(self, closure=None):
+            self.total += torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    opt = Sum()
+    with torch.no_grad():
+        clean = model(x)
+        for i in range(50 + draws):
+            if i == 50:
+                opt.total.zero_()
+            out = rule.train_step(model, x, y, SEQ, opt)
+    est = opt.total / draws
+    ratio = float(est.norm() / true.norm())
+    assert 0.6 < ratio < 1.6, ratio
+    assert cos(est, true) > 0.7
+    assert float(out.loss.mean()) == pytest.approx(float(SEQ.loss(clean, y).mean()), rel=0.4)
+    assert out.pred.shape == clean.shape and cos(out.pred, clean) > 0.8
