@@ -21,7 +21,14 @@ The reference code scales the columns (``v * R`` = ``R diag(v)``); here the rows
 ``x̃_i``. Centring (on by default) subtracts a running mean of ``R x`` (momentum
 ``momentum``), so non-negative inputs (pixels, ReLU outputs, spikes) are decorrelated
 around their mean; the bias absorbs the shift when merging. ``lower_triangular=True`` keeps
-``R`` lower triangular (only ``tril(Σ̃, −1)`` is used, as in decorbp's ``full=False``).
+``R`` lower triangular: ``C = tril(Σ̃, −1)`` (each input decorrelated against the inputs before it,
+a Gram-Schmidt-like order), and the variance term as above. This differs from decorbp's
+``full=False`` on purpose: decorbp multiplies ``tril(Σ̃, −1)`` by ``√arange(d)`` broadcast over
+columns (``C[i, j] = √j Σ̃[i, j]``), so column 0 gets weight 0 (no input is ever decorrelated
+against input 0) and later columns are weighted up. Here every column has weight 1: the fixed
+point is the same where decorbp's has one (``tril(Σ̃, −1) = 0`` with a lower-triangular ``R``
+means ``x̃`` decorrelated), all pairs are reached, input 0's included, and one ``lr`` serves all
+columns (tests/test_decorrelation.py checks the pairs with input 0).
 
 What the rule needs: the layer's own inputs only (pre-synaptic activity, no error, no label)
 → local in the layer, Hebbian-like (anti-Hebbian on pairs of inputs); the matrix product

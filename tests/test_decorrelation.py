@@ -89,6 +89,19 @@ def test_lower_triangular_stays_lower_triangular():
     assert offdiag_corr(dec(x)) < 0.4 * before
 
 
+def test_lower_triangular_decorrelates_every_pair_including_the_first_input():
+    """Unweighted ``tril(Σ̃, −1)`` (docs/decorrelation.md: why not decorbp's √j column weights):
+    every pair is decorrelated, those with input 0 included, which a √j weighting of column j
+    would leave untouched (its weight is 0)."""
+    x = correlated_gaussian(4000, 6, seed=2)
+    dec = Decorrelation(6, lr=2e-2, kappa=0.0, centring=False, lower_triangular=True)
+    first_before = float(torch.corrcoef(dec(x).T)[1:, 0].abs().mean())
+    run_rule(dec, x, 3000)  # the pairs with input 0 (the smallest variance) are the slowest
+    c = torch.corrcoef(dec(x).T)
+    assert float(c[1:, 0].abs().mean()) < 0.2 * first_before
+    assert float((c - torch.eye(6)).abs().max()) < 0.1
+
+
 def test_guard_stops_diverging_R():
     x = correlated_gaussian(512, 8) * 10
     dec = Decorrelation(8, lr=1.0, kappa=0.0, centring=False)
@@ -184,7 +197,7 @@ def test_config_errors():
         add_decorrelation(model, layers=[5])
 
 
-def _train_digits(decor: bool, epochs: int) -> list[dict]:
+def _train_digits(decor: bool, epochs: int, seed: int = 0) -> list[dict]:
     from neurolearn.runs import build_run
     from neurolearn.training import Trainer
 
@@ -192,20 +205,24 @@ def _train_digits(decor: bool, epochs: int) -> list[dict]:
     if decor:
         sets += ["decor.enabled=true", "decor.lr=1e-2", "decor.kappa=0.5"]
     cfg = resolve_config(model="mlp-digits", rule="bp", overrides=sets, epochs=epochs, batch_size=64, lr=0.05,
-                         optimizer="sgd", seed=0)
+                         optimizer="sgd", seed=seed)
     run = build_run(cfg)
     return Trainer(run, None, progress=False, log=lambda m: None).fit()["epochs"]
 
 
 def test_dbp_trains_faster_than_bp_with_sgd_same_seed():
-    bp = _train_digits(False, 6)
-    dbp = _train_digits(True, 6)
-    assert "decor_loss_0" in dbp[-1] and "decor_loss_0" not in bp[-1]
-    assert dbp[-1]["decor_loss_0"] < dbp[0]["decor_loss_0"]
-    # same seed, same SGD: DBP's training loss falls clearly faster (measured 1.25 vs 2.06), and it is as accurate
-    assert dbp[-1]["train_loss"] < 0.75 * bp[-1]["train_loss"], ([e["train_loss"] for e in bp],
-                                                                 [e["train_loss"] for e in dbp])
-    assert dbp[-1]["test_accuracy"] >= bp[-1]["test_accuracy"] - 0.01
+    """Same seed, same SGD, five seeds: DBP's final training loss is below BP's at every seed
+    (measured ratios 0.73, 0.80, 0.81, 0.79, 0.79 at seeds 0-4) and on average by more than 15 %,
+    and it is as accurate. One seed with a bar tuned to it (0.73 vs 0.75) was not a test."""
+    ratios = []
+    for seed in range(5):
+        bp = _train_digits(False, 6, seed)
+        dbp = _train_digits(True, 6, seed)
+        assert "decor_loss_0" in dbp[-1] and "decor_loss_0" not in bp[-1]
+        assert dbp[-1]["decor_loss_0"] < dbp[0]["decor_loss_0"]
+        ratios.append(dbp[-1]["train_loss"] / bp[-1]["train_loss"])
+        assert dbp[-1]["test_accuracy"] >= bp[-1]["test_accuracy"] - 0.01, seed
+    assert max(ratios) < 0.9 and sum(ratios) / len(ratios) < 0.85, ratios
 
 
 def test_decor_table_from_model_file_and_cli_keys():

@@ -78,7 +78,7 @@ def test_hidden_update_ignores_other_layers(name, params):
 
 
 def test_drtp_matches_its_formula():
-    """Layer 2's update is -(y* B_2) ⊙ f'(z_2) ⊗ h_1, from its own taps only."""
+    """Layer 2's update is +(y* B_2) ⊙ f'(z_2) ⊗ h_1 (Frenkel's sign), from its own taps only."""
     net = mlp()
     rule = setup("drtp", net)
     x, y = batch()
@@ -87,7 +87,7 @@ def test_drtp_matches_its_formula():
     rec = net.run(x)
     lr = rec.layers[1]
     t = project(F.one_hot(y, 4).float(), rule.matrices[1])
-    delta = -t * (1 - torch.tanh(lr.pre[0]) ** 2)
+    delta = t * (1 - torch.tanh(lr.pre[0]) ** 2)
     expected = delta.T @ lr.input[0] / x.shape[1]
     torch.testing.assert_close(net.layers[1].weight.grad, expected)
 

@@ -18,8 +18,9 @@ pre-activation ``z`` (the input current of a spiking layer). For layer ``l``, sa
   ``g_l = c · δL · δz_l / ‖δz‖²`` with ``‖δz‖² = Σ_k ‖δz_k‖²`` over the whole network
   (``norm="network"``, Dalm et al.) or ``‖δz_l‖²`` of the layer alone (``norm="layer"``,
   the RNN paper); ``c = N`` (``scale="n"``, unbiased for isotropic directions: ``N`` = the
-  number of perturbed entries in the norm), ``√N`` (``scale="sqrt"``, the authors' code)
-  or a number. ANP never needs to read the noise, so it works with hardware noise.
+  number of perturbed entries in the norm), ``√N`` (``scale="sqrt"``, the authors' code; with
+  ``norm="layer"`` every layer uses the whole network's count ``N = n_in + Σ_l n_l``, as the
+  RNN reference's ``√(n_in + H + n_out)``) or a number. ANP never needs to read the noise, so it works with hardware noise.
 - **WP**: every weight is perturbed, ``W + ξ``, ``ξ ~ N(0, σ²)`` (one draw per mini-batch);
   ``g_W = ⟨δL⟩_B · ξ / σ²``.
 
@@ -45,7 +46,9 @@ Networks with state over time (recurrent, spiking) are handled in two ways:
   and ``δL`` of the sequence multiplies ``Σ_t g[t] x̃[t]ᵀ``; the ANP norm runs over space
   and time. For spiking layers ``activity="mem"`` (or a list, one entry per layer) uses the
   membrane difference instead of the current, and ``trace_tau`` (seconds) filters the
-  pre-synaptic spikes into a trace ``x̄[t] = β x̄[t-1] + x̃[t]``, ``β = 1 - dt/τ``.
+  pre-synaptic spikes into a trace ``x̄[t] = β x̄[t-1] + x̃[t]``, ``β = 1 - dt/τ``, and the
+  same filter is applied to every other pre-synaptic term: the recurrent input ``h[t-1]`` and
+  the bias's constant 1 (``b̄[t] = β b̄[t-1] + 1``).
 - *time-domain* (:mod:`neurolearn.rules.perturbation_time`): with a target at every step,
   per-step loss differences ``δL_t`` are paired with per-step activity differences and
   applied online (memory independent of ``T``) or accumulated over the sequence.
@@ -345,9 +348,10 @@ class NodeNoiseRule(PerturbationRule):
         return perturbation_time.node_time_step(self, model, x, y, objective, updater)
 
     def node_signal(self, dloss: torch.Tensor, diffs: list[torch.Tensor], noises: list[torch.Tensor],
-                    steps: int, span: float = 1.0) -> list[torch.Tensor]:
+                    steps: int, span: float = 1.0, inputs: int = 0) -> list[torch.Tensor]:
         """Per-layer post-synaptic factors ``g_l`` (``[S, B, ...]`` each), ``dloss`` ``[B]``;
-        ``span``: the steps one noise draw spans (:meth:`noise_span`)."""
+        ``span``: the steps one noise draw spans (:meth:`noise_span`); ``inputs``: the network's
+        input units (ANP's ``scale="sqrt"``, ``norm="layer"``)."""
         raise NotImplementedError
 
     def noise_span(self, steps: int, dt: float) -> float:
@@ -400,7 +404,7 @@ class NodeNoiseRule(PerturbationRule):
                      for k in range(nl)]
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
         g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps],
-                             steps, self.noise_span(steps, model.dt))
+                             steps, self.noise_span(steps, model.dt), inputs=math.prod(model.input_shape))
         beta = trace_beta(model, self.trace_tau)
         record = Record(output=output[:, clean])  # the clean run's inputs: what decorrelation learns from
         for k, layer in enumerate(model.layers):
@@ -411,9 +415,15 @@ class NodeNoiseRule(PerturbationRule):
             record.layers.append(LayerRecord(raw, None, None))
             inp = (raw if beta == 0.0 else stack_steps(pre_traces(xs, beta))).reshape(steps * batch, -1)
             add_grad(layer.weight, layer.weight_gradient(gk, inp))
-            add_grad(layer.bias, bias_grad(gk))
+            if beta == 0.0:
+                add_grad(layer.bias, bias_grad(gk))
+            else:  # the bias's constant input filtered like every other pre-synaptic term: b̄[t] = β b̄[t-1] + 1
+                b_bar = (1.0 - beta ** torch.arange(1, steps + 1, dtype=torch.float64)) / (1.0 - beta)
+                weights = b_bar.to(gk.dtype).repeat_interleave(batch).view(-1, *([1] * (gk.dim() - 1)))
+                add_grad(layer.bias, bias_grad(gk * weights))
             if layer.recurrent_weight is not None:
-                rec = stack_steps([taps_t[t][k].rec[clean] for t in range(steps)]).reshape(steps * batch, -1)
+                recs = [taps_t[t][k].rec[clean] for t in range(steps)]
+                rec = stack_steps(pre_traces(recs, beta)).reshape(steps * batch, -1)
                 add_grad(layer.recurrent_weight, gk.t() @ rec)
         return StepOutput(loss[clean].detach(), pred[clean].detach(), record)
 
@@ -497,7 +507,7 @@ class NodePerturbation(NodeNoiseRule):
                               f"{list(self.sigma).index(0)} would leave it untrained: give every layer a positive "
                               "sigma (anp learns un-noised layers from their measured activity difference)")
 
-    def node_signal(self, dloss, diffs, noises, steps, span=1.0):
+    def node_signal(self, dloss, diffs, noises, steps, span=1.0, inputs=0):
         sigmas = self.layer_sigmas(len(noises))
         return [e * (dloss.view(1, -1, *([1] * (e.dim() - 2))) / (self.noise_diff_var(sigma) * span))
                 for e, sigma in zip(noises, sigmas)]
@@ -537,7 +547,10 @@ class ActivityNodePerturbation(NodeNoiseRule):
         src = taps.mem if (mem and taps.mem is not None) else taps.pre
         return noisy_minus_clean(src, batch)
 
-    def node_signal(self, dloss, diffs, noises, steps, span=1.0):
+    def node_signal(self, dloss, diffs, noises, steps, span=1.0, inputs: int = 0):
+        """``inputs``: the network's input units; with ``scale="sqrt"`` and ``norm="layer"`` every
+        layer's ``c = √N``, ``N = n_in + Σ_l n_l`` (the whole network's unit count, the ANP RNN
+        reference, ALGORITHMS.md 5b; counted over ``steps/span`` independent steps as the norm)."""
         sq = [torch.linalg.vector_norm(d.reshape(d.shape[0], d.shape[1], -1), dim=(0, 2)).square()
               for d in diffs]  # [B] per layer
         dims = [d[0, 0].numel() * steps / span for d in diffs]  # independent perturbed directions
@@ -546,6 +559,9 @@ class ActivityNodePerturbation(NodeNoiseRule):
             total = torch.stack(sq).sum(0).clamp_min(1e-30)
             coef = self.scale_for(sum(dims)) * dloss / total
             coefs = [coef] * len(diffs)
+        elif self.scale == "sqrt":  # the reference: √(n_in + H + n_out) for every layer
+            c = math.sqrt(sum(dims) + inputs * steps / span)
+            coefs = [c * dloss / s.clamp_min(1e-30) for s in sq]
         else:
             coefs = [self.scale_for(n) * dloss / s.clamp_min(1e-30) for n, s in zip(dims, sq)]
         for d, c in zip(diffs, coefs):

@@ -15,8 +15,14 @@ that step's post-synaptic term of layer ``l``:
   or ``√N``; ``δz`` measured: the pre-activation, or the membrane with ``activity="mem"``)
 - WP:  ``g_W[t] = ⟨δL_t⟩_B ξ[t] / σ²``
 
-and ``∂L/∂W ≈ ⟨g[t] x̃[t]ᵀ⟩_B``, ``∂L/∂W_rec ≈ ⟨g[t] h[t-1]ᵀ⟩_B`` (``x̃`` from the clean copy,
-or its trace with ``trace_tau``). With ``apply="online"`` the update seam
+and ``∂L/∂W ≈ (1/T) Σ_t ⟨g[t] x̃[t]ᵀ⟩_B``, ``∂L/∂b ≈ (1/T) Σ_t ⟨g[t]⟩_B``,
+``∂L/∂W_rec ≈ (1/T) Σ_t ⟨g[t] h[t-1]ᵀ⟩_B`` (``x̃`` from the clean copy). The ``1/T`` (``T`` the
+counted steps: the loss mask's count when there is one) makes the sum an estimate of the
+gradient of the loss the trainer reports, ``L = (1/T) Σ_t L_t`` (the mean over the steps, as
+BPTT differentiates it), not of ``Σ_t L_t`` (``T`` times larger); online, each step applies its
+share. With ``trace_tau`` the same filter ``ā[t] = β ā[t-1] + a[t]`` is applied to every
+pre-synaptic term alike: the feed-forward input, the recurrent input ``h[t-1]`` and the bias's
+constant 1. With ``apply="online"`` the update seam
 (:class:`~neurolearn.updates.Updater`) applies them after every time step; with
 ``apply="sequence"`` the per-step estimates are summed into ``.grad`` and applied once per
 sequence. Layers with decorrelation update ``R`` at every step from the clean copy's inputs
@@ -26,6 +32,8 @@ output, ``[T, B, C]``, is kept to report the prediction).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -46,16 +54,32 @@ class _Sequence:
         self.steps, self.batch = x.shape[0], x.shape[1]
         self.online = rule.apply == "online"
         self.beta = trace_beta(model, rule.trace_tau)
-        self.counted = objective.loss_mask.sum().item() if objective.loss_mask is not None else self.steps
+        self.counted = float(objective.loss_mask.sum().item() if objective.loss_mask is not None else self.steps)
+        self.inputs = math.prod(model.input_shape)
         self.loss = torch.zeros(self.batch, device=x.device, dtype=x.dtype)
         self.output: torch.Tensor | None = None
         self.traces: list[torch.Tensor | None] = [None] * len(model.layers)
+        self.rec_traces: list[torch.Tensor | None] = [None] * len(model.layers)
+        self.bias_trace = 0.0
 
     def pre_input(self, k: int, inp: torch.Tensor) -> torch.Tensor:
+        """``x̄_k[t] = β x̄_k[t-1] + x̃_k[t]`` (``x̃`` itself without ``trace_tau``)."""
         if self.beta == 0.0:
             return inp
         self.traces[k] = inp.clone() if self.traces[k] is None else self.beta * self.traces[k] + inp
         return self.traces[k]
+
+    def rec_input(self, k: int, rec: torch.Tensor) -> torch.Tensor:
+        """The recurrent input's trace ``h̄_k[t-1] = β h̄_k[t-2] + h_k[t-1]``, the same filter as the feed-forward input."""
+        if self.beta == 0.0:
+            return rec
+        self.rec_traces[k] = rec.clone() if self.rec_traces[k] is None else self.beta * self.rec_traces[k] + rec
+        return self.rec_traces[k]
+
+    def advance_bias(self) -> float:
+        """``b̄[t] = β b̄[t-1] + 1``: the trace of the bias's constant input (1 without ``trace_tau``); call once a step."""
+        self.bias_trace = self.beta * self.bias_trace + 1.0
+        return self.bias_trace
 
     def keep(self, out_t: torch.Tensor, t: int) -> None:
         """Write the clean output of step ``t`` into one preallocated ``[T, B, C]`` tensor."""
@@ -68,15 +92,19 @@ class _Sequence:
 
 
 def _add_layer_grads(model: Network, g: list[torch.Tensor], taps, seq: _Sequence, rows: slice | None = None) -> None:
-    """``g_l[t] x̃_l[t]ᵀ`` (the trace with ``trace_tau``), ``Σ g_l[t]`` and ``g_l[t] h_l[t-1]ᵀ`` into ``.grad``."""
+    """``g_l[t] x̄_l[t]ᵀ``, ``b̄[t] Σ g_l[t]`` and ``g_l[t] h̄_l[t-1]ᵀ`` into ``.grad`` (the bars: traces
+    with ``trace_tau``, applied alike to the feed-forward input, the bias's constant 1 and the
+    recurrent input; the raw values without it)."""
+    bias_in = seq.advance_bias()
     for k, layer in enumerate(model.layers):
         gk = g[k]
         inp = taps[k].input if rows is None else taps[k].input[rows]
         add_grad(layer.weight, layer.weight_gradient(gk, seq.pre_input(k, inp)))
         if layer.bias is not None:
-            add_grad(layer.bias, bias_grad(gk))
+            add_grad(layer.bias, bias_grad(gk) * bias_in)
         if layer.recurrent_weight is not None:
-            add_grad(layer.recurrent_weight, gk.t() @ (taps[k].rec if rows is None else taps[k].rec[rows]))
+            rec = taps[k].rec if rows is None else taps[k].rec[rows]
+            add_grad(layer.recurrent_weight, gk.t() @ seq.rec_input(k, rec))
 
 
 def node_time_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
@@ -95,7 +123,8 @@ def node_time_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, objec
             dl = rule.reward_signal(lt, t)
             seq.loss += lt
             seq.keep(out, t)
-            g = rule.node_signal(dl / batch, [n.unsqueeze(0) for n in noise], [n.unsqueeze(0) for n in noise], 1)
+            g = rule.node_signal(dl / (batch * seq.counted), [n.unsqueeze(0) for n in noise],
+                                 [n.unsqueeze(0) for n in noise], 1, inputs=seq.inputs)
             _add_layer_grads(model, [gk[0] for gk in g], taps, seq)
             updater.apply(None if seq.online else [], taps=taps, generator=rule.generator)
     else:
@@ -113,7 +142,8 @@ def node_time_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, objec
             eps = [rule.noise_diff(n, batch) for n in noise]
             diffs = [rule.post_difference(tp, e, batch, k, nl) for k, (tp, e) in enumerate(zip(taps, eps))]
             # the mean over batch and draws is folded into the per-sample scalar (g is linear in δL)
-            g = rule.node_signal(dl / dl.shape[0], [d.unsqueeze(0) for d in diffs], [e.unsqueeze(0) for e in eps], 1)
+            g = rule.node_signal(dl / (dl.shape[0] * seq.counted), [d.unsqueeze(0) for d in diffs],
+                                 [e.unsqueeze(0) for e in eps], 1, inputs=seq.inputs)
             _add_layer_grads(model, [sum_draws(gk[0], batch) for gk in g], taps, seq, slice(0, batch))
             # R learns online from the clean copy's inputs (DANP in time)
             updater.apply(None if seq.online else [], taps=[tp._replace(input=tp.input[:batch]) for tp in taps],
@@ -141,7 +171,7 @@ def weight_time_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
             seq.loss += lt
             seq.keep(out, t)
             for (_, _, p), e in zip(params, xi):  # the weight's own noise x the batch-mean reward error
-                add_grad(p, e * (float(dl.mean()) / rule.sigma**2))
+                add_grad(p, e * (float(dl.mean()) / (rule.sigma**2 * seq.counted)))
             if seq.online:
                 updater.apply()
     else:
@@ -164,7 +194,7 @@ def weight_time_step(rule, model: Network, x: torch.Tensor, y: torch.Tensor, obj
             diff = xi2 if xi1 is None else [b - a for a, b in zip(xi1, xi2)]
             if dl != 0.0:
                 for (_, _, p), d in zip(params, diff):
-                    add_grad(p, d * (dl / rule.noise_diff_var(rule.sigma)))
+                    add_grad(p, d * (dl / (rule.noise_diff_var(rule.sigma) * seq.counted)))
             if seq.online:
                 updater.apply()
     if not seq.online:

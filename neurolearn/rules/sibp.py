@@ -44,6 +44,7 @@ from neurolearn.learning.options import check_number
 from neurolearn.network import Network
 from neurolearn.readout import with_ones
 from neurolearn.rules.base import Requirements, Rule, StepOutput
+from neurolearn.rules.zorb import static_input
 
 
 def prox_linear(w0: torch.Tensor, a: torch.Tensor, target: torch.Tensor, lam: float) -> torch.Tensor:
@@ -170,10 +171,9 @@ class SemiImplicitBP(Rule):
     def step(self, model, x, y, objective, updater) -> StepOutput:
         if objective.task != "classification":
             raise ConfigError("sibp trains classifiers (softmax cross-entropy) only")
-        if x.shape[0] > 1 and model.temporal:
-            raise ConfigError("sibp trains static networks (T = 1 or a direct encoder)")
+        inputs = static_input(model, x, "sibp")
         layers = self.check_network(model)
-        acts = [x[-1].reshape(x.shape[1], -1)]
+        acts = [inputs.reshape(x.shape[1], -1)]
         for layer in layers:
             z = F.linear(acts[-1], layer.weight, layer.bias)
             acts.append(z if layer.neuron is None else torch.relu(z))

@@ -15,7 +15,9 @@ Update of a hidden layer (pre-synaptic input ``x``, pre-activation ``z``, activi
 
 (the optimizer steps ``W ← W − η ∇W``). ``e_k = ∂J_k/∂h_k`` is the layer's learning signal:
 
-- **DRTP** (Frenkel et al. 2021): ``e_k = −t_k``, the linear "loss" ``J_k = −⟨t_k, h_k⟩``;
+- **DRTP** (Frenkel et al. 2021): ``e_k = +t_k``, the linear "loss" ``J_k = ⟨t_k, h_k⟩`` (Frenkel's
+  code replaces the gradient at the layer's output by ``+y* B_k``, ALGORITHMS.md 4.1; for
+  projections symmetric about 0 the sign only relabels ``B``, for ``uniform_positive`` it matters);
 - **tpSGD** (Lomnitz et al. 2022): ``e_k = ∂ℓ(h_k, t_k)/∂h_k`` for a local loss ``ℓ``:
   ``l2`` (``½‖h − t‖²`` → ``h − t``), ``l1`` (``‖h − t‖₁`` → ``sign(h − t)``), ``ce``
   (cross-entropy of ``softmax(h)`` to ``softmax(t)`` over the layer's units →
@@ -237,7 +239,7 @@ class TargetProjectionRule(FixedFeedback, Rule):
 class DRTP(TargetProjectionRule):
     r"""Direct random target projection (Frenkel, Lefebvre & Bol 2021).
 
-    Hidden layer ``k``: ``δ_k = −(y* B_k) ⊙ ψ_k`` (``ψ_k = f'(z_k)``, or a surrogate-free factor
+    Hidden layer ``k``: ``δ_k = (y* B_k) ⊙ ψ_k`` (``ψ_k = f'(z_k)``, or a surrogate-free factor
     for spiking units), ``∇W_k = δ_k^T x̄_k``; output layer: its true error. Needs per synapse the
     pre-synaptic trace, the post-synaptic ``ψ`` and a broadcast vector (the projected label);
     no weight transport, no update locking. See :mod:`neurolearn.rules.target_projection`.
@@ -249,7 +251,7 @@ class DRTP(TargetProjectionRule):
     Options = DRTPOptions
 
     def hidden_error(self, post: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``−t``; with ``margin`` m, ``−t · 1[t h < m t²]`` (the linear loss clipped per unit).
+        """``+t`` (Frenkel's sign); with ``margin`` m, ``t · 1[−t h < m t²]`` (the linear loss clipped per unit).
 
         ``margin`` is a neurolearn variant, not part of the published rule: off by default
         (``None`` or ``0``).
@@ -258,12 +260,12 @@ class DRTP(TargetProjectionRule):
         far along its target, which stops the update like an error would. Non-saturating units
         (ReLU, leaky ReLU, spike rates far above threshold) never stop, and every unit drifts
         toward a class-mean template. ``margin`` restores the stop: a unit stops learning from
-        a sample once its activity is on the target's side by ``m |t|``
-        (``J = Σ_j max(0, m t_j² − t_j h_j)``, still only the unit's own activity and target).
+        a sample once its activity is driven past ``−t`` (the direction descent on ``⟨t, h⟩`` moves
+        it) by ``m |t|`` (``J = Σ_j max(0, m t_j² + t_j h_j)``, still only the unit's own activity and target).
         """
         if self.margin is None:
-            return -target
-        return -target * (post * target < self.margin * target * target).to(target.dtype)
+            return target
+        return target * (-post * target < self.margin * target * target).to(target.dtype)
 
 
 class TPSGD(TargetProjectionRule):
@@ -286,8 +288,8 @@ class TPSGD(TargetProjectionRule):
             return post - target
         if self.loss == "l1":
             return torch.sign(post - target)
-        if self.loss == "linear":
-            return -target
+        if self.loss == "linear":  # ℓ = ⟨h, t⟩: DRTP's sign (Frenkel)
+            return target
         if self.loss == "ce":
             return (torch.softmax(post.flatten(1), 1) - torch.softmax(target.flatten(1), 1)).view_as(post)
         leaf = post.detach().requires_grad_(True)
