@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -99,20 +101,26 @@ def load_dataset(name: str, root: str | Path | None = None, **options: object) -
     and ``_`` may stand for ``-``. Raises :class:`ConfigError` for an unknown name or
     option, :class:`DataError` for missing or corrupt files.
     """
-    if ":" in name:
-        return load_user_dataset(name, **options)
     key = name.strip().lower().replace("_", "-")
-    if key not in DATASETS:
+    if ":" not in name and key not in DATASETS:
         raise unknown_name("dataset", name, list(DATASETS))
-    valid = dataset_options(key)
-    unknown = sorted(set(options) - set(valid))
+    valid = dataset_options(key) if ":" not in name else {}
+    unknown = sorted(set(options) - set(valid)) if ":" not in name else []
     if unknown:
         listed = ", ".join(f"{k}={v!r}" for k, v in valid.items()) or "none"
         raise ConfigError(
             f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
             f"for dataset {key!r}; valid options: {listed}"
         )
-    return DATASETS[key](root, **options)
+    print(f"loading {name} ...", file=sys.stderr, flush=True)  # MNIST takes seconds: say so
+    start = time.perf_counter()
+    if ":" in name:
+        dataset = load_user_dataset(name, root, **options)
+    else:
+        dataset = DATASETS[key](root, **options)
+    print(f"loaded {name}: {dataset.x_train.shape[0]} train / {dataset.x_test.shape[0]} test samples "
+          f"in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    return dataset
 
 
 def _import_loader(spec: str) -> Callable[..., object]:
