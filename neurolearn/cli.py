@@ -71,7 +71,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolearn.plotting import plot_activity, plot_curves
+    from neurolearn.plotting import encode_samples, layer_info, plot_activity, plot_curves
     from neurolearn.runs import METRICS_NAME, load_trained
 
     run_dir = Path(args.run_dir)
@@ -82,21 +82,27 @@ def cmd_plot(args: argparse.Namespace) -> int:
         written.append(run_dir / "curves.png")
     run = load_trained(run_dir)
     x = run.dataset.x_test[: args.samples]
-    with torch.no_grad():
-        gen = torch.Generator().manual_seed(0)
-        record = run.model.run(run.model.encode(x, gen))
-    plot_activity(record, run_dir / "activity.png", dt=run.model.dt if run.model.spiking else None)
+    with torch.no_grad():  # the same per-sample encoding as `simulate` (neurolearn.plotting.encode_samples)
+        record = run.model.run(encode_samples(run.model, x))
+    thresholds, units = layer_info(run.model)
+    plot_activity(record, run_dir / "activity.png", dt=run.model.dt if run.model.spiking else None, backend="torch",
+                  label=_label(run.dataset.y_test[0]), thresholds=thresholds, units=units)
     written.append(run_dir / "activity.png")
     for p in written:
         print(p)
     return 0
 
 
+def _label(y) -> object:
+    """A sample's label for a figure title (a class index; ``None`` for sequence targets)."""
+    return int(y) if y.dim() == 0 else None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run a trained network on test samples in the torch engine or in Brian2; raster + membrane plot."""
     import torch
 
-    from neurolearn.plotting import plot_activity
+    from neurolearn.plotting import encode_samples, layer_info, plot_activity
     from neurolearn.runs import load_trained
 
     run_dir = Path(args.run_dir)
@@ -105,7 +111,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     x = run.dataset.x_test[: args.samples].to(next(model.parameters()).dtype)
     y = run.dataset.y_test[: args.samples]
     with torch.no_grad():
-        xt = model.encode(x, torch.Generator().manual_seed(0))
+        xt = encode_samples(model, x)  # sample i's spikes do not depend on the batch size or dtype
         reference = model.run(xt)
     if args.backend == "brian2":
         from neurolearn.backends.brian2 import run_brian2
@@ -114,7 +120,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         record = reference
     path = run_dir / f"raster-{args.backend}.png"
-    plot_activity(record, path, dt=model.dt if model.spiking else None)
+    thresholds, units = layer_info(model)
+    plot_activity(record, path, dt=model.dt if model.spiking else None, backend=args.backend,
+                  label=_label(y[0]), thresholds=thresholds, units=units)
     summary = {"backend": args.backend, "samples": int(x.shape[0]), "steps": int(xt.shape[0]), "figure": str(path)}
     if y.dim() == 1:
         pred = model.decode_output(record.output).argmax(-1)
