@@ -222,14 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the ready model definitions").set_defaults(func=cmd_models)
     sub.add_parser("rules", help="list the learning rules and what each needs").set_defaults(func=cmd_rules)
 
-    p = sub.add_parser("export", help="export a trained spiking run to NIR (neuromorphic hardware); see docs/nir.md")
+    p = sub.add_parser("export", help="export a trained spiking run to NIR (neuromorphic hardware); see docs/results/nir.md")
     p.add_argument("run_dir")
     p.add_argument("--nir", required=True, metavar="OUT.nir", help="the NIR (HDF5) file to write")
     p.add_argument("--dt", type=float, default=None,
                    help="step the graph is written for (default: the reader's, 1e-4 s; Norse 1e-3 s)")
     p.add_argument("--for", dest="reader", default="neurolearn",
                    choices=["neurolearn", "snntorch", "norse", "spikingjelly", "sinabs", "rockpool"],
-                   help="the library that will read the file: written in its conventions (docs/nir.md)")
+                   help="the library that will read the file: written in its conventions (docs/results/nir.md)")
     p.add_argument("--subtract-as-value", action="store_true",
                    help="export reset-by-subtraction layers as reset-to-value (spikes will differ; warns)")
     p.add_argument("--check-samples", type=int, default=64, help="test samples compared after re-import")
