@@ -30,7 +30,7 @@ def test_tutorial_runs(script, tmp_path):
     extra = NEEDS.get(script.name)
     if extra and importlib.util.find_spec(extra) is None:
         pytest.skip(f"needs the {extra} extra")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, f"{script.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
