@@ -8,7 +8,7 @@ alone, so ``R`` stays diagonal and learns to centre and scale every input of eve
 to unit variance (inputs below ``min_variance = 0.2`` of the layer's mean variance are left
 alone). On this MLP that is what speeds SGD up and generalises; adding the off-diagonal
 term (κ = 0.9, 0.5) reaches BP's loss about as fast but tests 1-2 points lower
-(docs/decorrelation.md). BP trains ``--epochs`` epochs; DBP trains the same
+(docs/results/decorrelation.md). BP trains ``--epochs`` epochs; DBP trains the same
 number and we read off the first epoch at which its (running) training loss is at or
 below BP's final one, and the wall time it took to get there (the trainer's clock, test
 evaluation included on both sides).

@@ -8,7 +8,7 @@ it, and neurolearn imports the file with ``from_nir(graph, writer=R)``.
 
 A cell is ``exact`` (100 % identical output spikes; an LI readout's membrane equal to 1e-5),
 ``refused`` (a message saying why) or ``wrong`` (anything else: the fraction of identical
-spikes is printed). Readers' environments (docs/nir.md: how to install them):
+spikes is printed). Readers' environments (docs/results/nir.md: how to install them):
 ``NEUROLEARN_READERS_PY`` (Norse, SpikingJelly; default /work/venv-readers/bin/python) and
 ``NEUROLEARN_READERS_OLD_PY`` (Sinabs, Rockpool, nir 1.0.4; default
 /work/venv-readers-old/bin/python). snnTorch runs in this environment.

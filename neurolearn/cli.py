@@ -83,7 +83,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import torch
 
     from neurolearn.io import read_json
-    from neurolearn.plotting import plot_activity, plot_curves
+    from neurolearn.plotting import encode_samples, layer_info, plot_activity, plot_curves
     from neurolearn.runs import METRICS_NAME, load_trained
 
     positive("--samples", args.samples)
@@ -95,21 +95,27 @@ def cmd_plot(args: argparse.Namespace) -> int:
         plot_curves(read_json(metrics_path), run_dir / "curves.png")
         written.append(run_dir / "curves.png")
     x = run.dataset.x_test[: args.samples]
-    with torch.no_grad():
-        gen = torch.Generator().manual_seed(0)
-        record = run.model.run(run.model.encode(x, gen))
-    plot_activity(record, run_dir / "activity.png", dt=run.model.dt if run.model.spiking else None)
+    with torch.no_grad():  # the same per-sample encoding as `simulate` (neurolearn.plotting.encode_samples)
+        record = run.model.run(encode_samples(run.model, x))
+    thresholds, units = layer_info(run.model)
+    plot_activity(record, run_dir / "activity.png", dt=run.model.dt if run.model.spiking else None, backend="torch",
+                  label=_label(run.dataset.y_test[0]), thresholds=thresholds, units=units)
     written.append(run_dir / "activity.png")
     for p in written:
         print(p)
     return 0
 
 
+def _label(y) -> object:
+    """A sample's label for a figure title (a class index; ``None`` for sequence targets)."""
+    return int(y) if y.dim() == 0 else None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Run a trained network on test samples in the torch engine or in Brian2; raster + membrane plot."""
     import torch
 
-    from neurolearn.plotting import plot_activity
+    from neurolearn.plotting import encode_samples, layer_info, plot_activity
     from neurolearn.runs import load_trained
 
     positive("--samples", args.samples)
@@ -119,7 +125,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     x = run.dataset.x_test[: args.samples].to(next(model.parameters()).dtype)
     y = run.dataset.y_test[: args.samples]
     with torch.no_grad():
-        xt = model.encode(x, torch.Generator().manual_seed(0))
+        xt = encode_samples(model, x)  # sample i's spikes do not depend on the batch size or dtype
         reference = model.run(xt)
     if args.backend == "brian2":
         from neurolearn.backends.brian2 import run_brian2
@@ -128,7 +134,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         record = reference
     path = run_dir / f"raster-{args.backend}.png"
-    plot_activity(record, path, dt=model.dt if model.spiking else None)
+    thresholds, units = layer_info(model)
+    plot_activity(record, path, dt=model.dt if model.spiking else None, backend=args.backend,
+                  label=_label(y[0]), thresholds=thresholds, units=units)
     summary = {"backend": args.backend, "samples": int(x.shape[0]), "steps": int(xt.shape[0]), "figure": str(path)}
     if y.dim() == 1:
         pred = model.decode_output(record.output).argmax(-1)
@@ -242,14 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list the ready model definitions").set_defaults(func=cmd_models)
     sub.add_parser("rules", help="list the learning rules and what each needs").set_defaults(func=cmd_rules)
 
-    p = sub.add_parser("export", help="export a trained spiking run to NIR (neuromorphic hardware); see docs/nir.md")
+    p = sub.add_parser("export", help="export a trained spiking run to NIR (neuromorphic hardware); see docs/results/nir.md")
     p.add_argument("run_dir")
     p.add_argument("--nir", required=True, metavar="OUT.nir", help="the NIR (HDF5) file to write")
     p.add_argument("--dt", type=float, default=None,
                    help="step the graph is written for (default: the reader's, 1e-4 s; Norse 1e-3 s)")
     p.add_argument("--for", dest="reader", default="neurolearn",
                    choices=["neurolearn", "snntorch", "norse", "spikingjelly", "sinabs", "rockpool"],
-                   help="the library that will read the file: written in its conventions (docs/nir.md)")
+                   help="the library that will read the file: written in its conventions (docs/results/nir.md)")
     p.add_argument("--subtract-as-value", action="store_true",
                    help="export reset-by-subtraction layers as reset-to-value (spikes will differ; warns)")
     p.add_argument("--check-samples", type=int, default=64, help="test samples compared after re-import")

@@ -279,6 +279,10 @@ class Conv2d(Layer):
         init_gain: float = 1.0,
     ) -> None:
         super().__init__()
+        if not isinstance(in_shape, (tuple, list)) or len(in_shape) != 3:
+            raise ConfigError(f"Conv2d takes in_shape = (channels, height, width) first, then out_channels, kernel_size "
+                              f"(e.g. Conv2d((1, 28, 28), 4, 5, neuron)), got in_shape={in_shape!r}; torch's "
+                              "nn.Conv2d(in_channels, out_channels, kernel_size) order does not apply")
         c, h, w = in_shape
         self.in_shape = tuple(in_shape)
         self.stride, self.padding, self.pool, self.kernel_size = stride, padding, pool, kernel_size

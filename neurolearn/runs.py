@@ -11,7 +11,7 @@ import torch
 
 from neurolearn.build import build_network, check_memory, resolve_device
 from neurolearn.config import DECOR_SCHEMA, check_config, check_table
-from neurolearn.data import Dataset, load_dataset
+from neurolearn.data import Dataset, check_fits, load_dataset
 from neurolearn.errors import CheckpointError, NeurolearnError
 from neurolearn.io import load_checkpoint, read_json
 from neurolearn.network import Network
@@ -47,6 +47,7 @@ def build_run(config: dict[str, Any], dataset: Dataset | None = None) -> Run:
                  steps=_steps(config, dataset), device=device)  # before anything is allocated
     torch.manual_seed(int(config["train"]["seed"]))
     model = build_network(config["model"], dataset.input_shape)
+    check_fits(dataset, model.output_size)  # one readout unit per class / output, with a one-line message
     apply_decorrelation(model, config.get("decor", {}))
     rule = make_rule(config["rule"]["name"], **config["rule"].get("params", {}))
     return Run(config, dataset, model.to(device), Objective.for_dataset(dataset), rule, device)

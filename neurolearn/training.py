@@ -47,6 +47,7 @@ import torch
 from neurolearn.build import make_optimizer
 from neurolearn.decorrelation import decorrelation_metrics
 from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
+from neurolearn.feedback import Progress, spike_metrics, write_csv
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
 from neurolearn.updates import Updater, copy_all
@@ -136,7 +137,7 @@ class Trainer:
         sums: dict[str, float] = {}
         was_training = model.training
         model.eval()
-        for i in range(0, x.shape[0], bs):
+        for i in _progress(range(0, x.shape[0], bs), f"evaluating ({split}, {x.shape[0]} samples)", self.progress):
             xb, yb = self.batch(x[i:i + bs], y[i:i + bs], gen)
             pred = model.decode_output(model(xb))
             for k, v in objective.batch_metrics(pred, yb).items():
@@ -220,6 +221,9 @@ class Trainer:
             entry.update({f"test_{k}": v for k, v in self.evaluate("test").items()})
             entry.update(self.run.rule.epoch_metrics(self.run.model))
             entry.update(decorrelation_metrics(self.run.model))  # decor_loss_<layer>, if any
+            with self.averaged_weights():  # rate_<k>, rate_hz_<k>, synops_<k>, synops (spiking nets; neurolearn.feedback)
+                entry.update(spike_metrics(self.run.model, self.batch(self.x_test[:256], self.y_test[:256], torch.Generator(
+                    device=self.device).manual_seed(_seed(self.seed, 10**6)))[0]))
             self.elapsed += time.perf_counter() - t0
             entry["wall_time_s"] = self.elapsed
             self.history.append(entry)
@@ -306,6 +310,7 @@ class Trainer:
             metrics["status"] = "finished"
         if self.out_dir is not None:
             write_json(self.out_dir / METRICS_NAME, metrics)
+            write_csv(self.history, self.out_dir / "metrics.csv")
             if final:
                 from neurolearn.plotting import plot_curves
 
@@ -314,11 +319,9 @@ class Trainer:
 
 
 def _progress(iterable, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, leave=False, disable=None, file=sys.stderr)
+    """``iterable`` reporting its progress on stderr (a bar on a terminal, periodic lines otherwise;
+    :class:`neurolearn.feedback.Progress`)."""
+    return Progress(iterable, desc) if enabled else iterable
 
 
 def _format_entry(entry: dict[str, Any]) -> str:

@@ -138,7 +138,7 @@ def test_old_nir_is_refused_in_one_line():
 
 def _run_and_compare(reader, variant, tmp_path):
     if not reader_installed(reader):
-        pytest.skip(f"{reader} is not installed (docs/nir.md: the readers' environment)")
+        pytest.skip(f"{reader} is not installed (docs/results/nir.md: the readers' environment)")
     n = VARIANTS[variant]()
     g = to_nir(n, reader=reader)
     write_graph(tmp_path / "g.nir", g)
@@ -188,7 +188,7 @@ def test_import_of_spikingjelly_files_reproduces_its_spikes(variant, tmp_path):
     from neurolearn.export.readers import READER_ENVS
 
     if not reader_installed("spikingjelly"):
-        pytest.skip("spikingjelly is not installed (docs/nir.md: the readers' environment)")
+        pytest.skip("spikingjelly is not installed (docs/results/nir.md: the readers' environment)")
     x = x_in().numpy()
     np.save(tmp_path / "x.npy", x)
     subprocess.run([READER_ENVS["spikingjelly"], nir_drive.__file__, "write", "spikingjelly", str(tmp_path / "sj.nir"),

@@ -20,7 +20,7 @@ class Model(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc1 = nn.Linear(20, 30)
-        self.lif1 = snn.Leaky(beta=0.9, reset_mechanism="subtract", reset_delay=False)
+        self.lif1 = snn.Leaky(beta=0.9, reset_mechanism="zero")  # snnTorch's delayed zero reset: exact
         self.fc2 = nn.Linear(30, 25)
         self.lif2 = snn.RLeaky(beta=0.8, linear_features=25, reset_mechanism="zero", reset_delay=False)
         self.fc3 = nn.Linear(25, 15)
@@ -134,7 +134,7 @@ def test_neurolearn_rule_trains_the_snntorch_model_in_place():
 
 def test_to_snntorch_matches():
     torch.manual_seed(0)
-    net = Network([Dense(20, 30, LIFParams(reset="subtract"), init_gain=0.8),
+    net = Network([Dense(20, 30, LIFParams(reset="value"), init_gain=0.8),
                    Dense(30, 25, LIFParams(reset="value"), recurrent=True, init_gain=3.0, recurrent_gain=0.5),
                    Dense(25, 15, LIFParams(tau_syn=5e-3, reset="value"), init_gain=3.0),
                    Dense(15, 3, LIParams(tau=10e-3))], decode="mean")
@@ -170,3 +170,59 @@ def test_unsupported_snntorch_models_are_refused():
         to_snntorch(Network([Dense(4, 3, RateParams("tanh"))]))
     with pytest.raises(ConfigError, match="resets to zero only"):
         to_snntorch(Network([Dense(4, 3, LIFParams(reset="value", v_reset=-0.5))]))
+
+
+def _subtract_model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(10, 20), snn.Leaky(beta=0.9, reset_delay=False),
+                         nn.Linear(20, 3), snn.Leaky(beta=0.9, reset_mechanism="none"))
+
+
+def test_subtract_reset_is_refused_or_taken_knowingly():
+    """snnTorch's subtract reset spikes differently once a membrane stays above threshold after a
+    reset: wrapping it silently would give another network, so it is refused unless asked for."""
+    model = _subtract_model()
+    with pytest.raises(ConfigError, match="reset_mechanism='zero'"):
+        wrap_snntorch(model, readout="mem")
+    with pytest.warns(UserWarning, match="neurolearn's subtraction"):
+        net = wrap_snntorch(model, readout="mem", subtract="neurolearn")
+    x = (torch.rand(25, 4, 10, generator=torch.Generator().manual_seed(0)) < 0.5).float() * 3
+    with torch.no_grad():
+        lin1, lif1, lin2, _ = model
+        mem, spikes = torch.zeros(4, 20), []
+        for t in range(x.shape[0]):
+            s, mem = lif1(lin1(x[t]), mem)
+            spikes.append(s)
+        assert not torch.equal(torch.stack(spikes), net.run(x).layers[0].act)  # why the default refuses
+    with pytest.raises(ConfigError, match="resets by subtraction"):
+        to_snntorch(Network([Dense(4, 3, LIFParams(reset="subtract"))]))
+    with pytest.warns(UserWarning, match="snnTorch's 'subtract'"):
+        to_snntorch(Network([Dense(4, 3, LIFParams(reset="subtract"))]), subtract="snntorch")
+
+
+def test_tutorial_style_zero_reset_forward_equals_snntorch():
+    """snnTorch's tutorial defaults with a zero reset (delayed): the wrapped network's forward is
+    snnTorch's own, spike for spike and in the readout membrane."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 20), snn.Leaky(beta=0.9, reset_mechanism="zero"),
+                          nn.Linear(20, 3), snn.Leaky(beta=0.9, reset_mechanism="none"))
+    net = wrap_snntorch(model, readout="mem")
+    x = (torch.rand(25, 4, 10, generator=torch.Generator().manual_seed(0)) < 0.5).float() * 3
+    with torch.no_grad():
+        lin1, lif1, lin2, lif2 = model
+        m1, m2, spikes, mems = torch.zeros(4, 20), torch.zeros(4, 3), [], []
+        for t in range(x.shape[0]):
+            s, m1 = lif1(lin1(x[t]), m1)
+            _, m2 = lif2(lin2(s), m2)
+            spikes.append(s), mems.append(m2)
+        rec = net.run(x)
+    assert torch.stack(spikes).mean() > 0.05
+    assert torch.equal(torch.stack(spikes), rec.layers[0].act)
+    torch.testing.assert_close(torch.stack(mems), rec.output, rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_in_torch_argument_order_gets_one_line():
+    from neurolearn.layers import Conv2d
+
+    with pytest.raises(ConfigError, match=r"in_shape = \(channels, height, width\) first"):
+        Conv2d(1, 4, 5)

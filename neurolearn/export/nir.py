@@ -103,7 +103,7 @@ def check_nir_version(nir: Any) -> None:
             f"the installed nir {v} has no v_reset in its LIF node (NIR up to 1.0.4 resets by subtraction), so "
             "neurolearn can neither write nor read its graphs with it: install nir >= 1.0.5 (tested: 1.0.8, "
             "pip install 'nir==1.0.8'); readers that pin nir <= 1.0.4 (Sinabs, Rockpool) belong in a second "
-            "environment (docs/nir.md)")
+            "environment (docs/results/nir.md)")
 
 
 # ======================================================================================
@@ -577,7 +577,7 @@ def from_nir(
     export default; snnTorch writes every reset as ``v_reset = 0``, also its default subtract
     reset: a ``UserWarning`` says so), ``"auto"`` (neurolearn's metadata if present, else 1e-4 s
     with a warning). Norse, Sinabs and Rockpool files are refused (they do not determine the
-    dynamics: see docs/nir.md). ``dt`` overrides the writer's step.
+    dynamics: see docs/results/nir.md). ``dt`` overrides the writer's step.
 
     The graph must be a chain ``Input -> (Affine|Linear) -> [LIF|CubaLIF|LI] -> ... -> Output``
     (a neuron node without weights before it gets identity weights), where a neuron node may

@@ -19,7 +19,7 @@ per reader. The rewrites used here change the *parametrisation*, never the spike
 
 What a reader cannot represent is refused with a :class:`~neurolearn.export.nir.NIRError` that
 says what to change. Sinabs and Rockpool read NIR through ``nir <= 1.0.4`` (no ``v_reset``
-field, reset by subtraction in that version) and are refused for now (see docs/nir.md: what
+field, reset by subtraction in that version) and are refused for now (see docs/results/nir.md: what
 was measured, and why).
 """
 
@@ -197,7 +197,7 @@ READER_ENVS = {
     "sinabs": os.environ.get("NEUROLEARN_READERS_OLD_PY", "/work/venv-readers-old/bin/python"),
     "rockpool": os.environ.get("NEUROLEARN_READERS_OLD_PY", "/work/venv-readers-old/bin/python"),
 }
-"""The python of each reader's environment (docs/nir.md); override with ``NEUROLEARN_READERS_PY``
+"""The python of each reader's environment (docs/results/nir.md); override with ``NEUROLEARN_READERS_PY``
 (Norse, SpikingJelly: nir 1.0.8) and ``NEUROLEARN_READERS_OLD_PY`` (Sinabs, Rockpool: nir 1.0.4)."""
 
 _ENV = {"PIP_NO_INDEX": "1"}  # Rockpool tries to pip-install samna when imported: never reach a network
