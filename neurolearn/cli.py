@@ -32,9 +32,8 @@ decor.* keys (with decor.enabled=true; BP -> DBP, anp -> DANP, ...): lr (eta_R, 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolearn.config import describe, resolve_config
-    from neurolearn.runs import CHECKPOINT_NAME, build_run
-    from neurolearn.training import Trainer
+    from neurolearn.config import resolve_config
+    from neurolearn.runs import CHECKPOINT_NAME
 
     cfg = resolve_config(
         model=args.model, rule=args.rule, data=args.data, overrides=args.set,
@@ -48,12 +47,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg['model']['name']}-{cfg['rule']['name']}-s{cfg['train']['seed']}"
     if (out / CHECKPOINT_NAME).exists() and not args.resume:
         raise NeurolearnError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    from neurolearn.distributed import init_from_env
+
+    ctx = init_from_env(cfg["train"].get("device") or "cpu")  # torchrun: join the group (WORLD_SIZE > 1)
+    try:
+        return _train(args, cfg, out, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(args: argparse.Namespace, cfg, out: Path, ctx) -> int:
+    from neurolearn.config import describe
+    from neurolearn.runs import build_run
+    from neurolearn.training import Trainer
+
     run = build_run(cfg)
+    if not ctx.is_main:
+        Trainer(run, out, progress=False, ctx=ctx).fit(resume=args.resume)
+        return 0
+    where = f", {ctx.world} processes ({ctx.backend})" if ctx.active else ""
     print(f"training {cfg['model']['name']} with {cfg['rule']['name']} on {cfg['data']['name']} "
-          f"({cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr {cfg['train']['lr']}) -> {out}",
+          f"({cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr {cfg['train']['lr']}{where}) -> {out}",
           file=sys.stderr)
     print(describe(cfg), file=sys.stderr)
-    metrics = Trainer(run, out, progress=not args.no_progress).fit(resume=args.resume)
+    metrics = Trainer(run, out, progress=not args.no_progress, ctx=ctx).fit(resume=args.resume)
     print(json.dumps(metrics["final"], indent=2))
     return 0
 

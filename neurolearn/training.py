@@ -23,6 +23,14 @@ Randomness is explicit and repeatable: the weights are drawn from ``seed``; the 
 the input encoding and the rule's noise of epoch ``e`` come from generators seeded by
 ``(seed, e)``, so ``--resume`` continues a killed run to exactly the result of an
 uninterrupted one.
+
+**Data parallel** (``torchrun --nproc-per-node=W -m neurolearn train ...``; ``ctx`` = this
+process's place in the group, :mod:`neurolearn.distributed`): every process walks the same batch
+order and encodes the same global batch, keeps its contiguous share of it, and the update seam
+combines the shares' gradients and statistics in one all-reduce per step, so ``W`` processes
+train what one process would (up to the order of float sums; the resume may use another ``W``).
+Evaluation is shared out by batch and the metric sums added; rank 0 alone writes the run
+directory.
 """
 
 from __future__ import annotations
@@ -37,18 +45,15 @@ import torch
 
 from neurolearn.build import make_optimizer
 from neurolearn.decorrelation import decorrelation_metrics
+from neurolearn.distributed import Context, GradSync, check_identical, current, refuse_unsupported, report_failure, \
+    shard_range, mix_seed
 from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
 from neurolearn.updates import Updater, copy_all
 
 
-def _seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (stable across runs and platforms)."""
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (int(p) & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
-    return h
+_seed = mix_seed  # a 63-bit seed mixed from integers (stable across runs, platforms and world sizes)
 
 
 @torch.no_grad()
@@ -63,13 +68,15 @@ class Trainer:
     """Train ``run.model`` with ``run.rule`` on ``run.dataset``; see the module docstring."""
 
     def __init__(self, run: Run, out_dir: str | Path | None = None, *, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, ctx: Context | None = None) -> None:
         self.run = run
+        self.ctx = ctx if ctx is not None else current()
         self.cfg = run.config["train"]
         self.seed = int(self.cfg["seed"])
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.progress = progress
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.progress = progress and self.ctx.is_main
+        log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.log = log if self.ctx.is_main else (lambda msg: None)
         self.device = run.device
         ds = run.dataset
         self.x_train, self.y_train = ds.x_train.to(self.device), ds.y_train.to(self.device)
@@ -82,7 +89,14 @@ class Trainer:
         self.elapsed = 0.0
         self.start_epoch = 1
         # the update seam: optimizer step, decorrelation and the weight average (train.average)
-        self.updater = Updater(run.model, self.optimizer, average=self.cfg["average"])
+        self.sync = GradSync(self.ctx)
+        self.updater = Updater(run.model, self.optimizer, average=self.cfg["average"], synchronise=self.sync)
+        self.shard_sizes: list[int] = []
+        if self.ctx.active:
+            refuse_unsupported(self.ctx, run.rule, int(self.cfg["batch_size"]), self.x_train.shape[0])
+            self.updater.gather_batch = lambda t, dim: self.sync.gather(t, dim, self.shard_sizes)
+            run.rule.reduce_mean = self._global_mean
+            check_identical(self.ctx, list(run.model.parameters()), "the initial parameters")
         self.average = self.updater.average
         self.params = self.updater.params
 
@@ -103,6 +117,22 @@ class Trainer:
             y = y.transpose(0, 1)
         return xe, y
 
+    def _global_mean(self, values: torch.Tensor) -> float:
+        """The mean of a per-sample tensor over the whole batch (every process's share)."""
+        total, count = self.sync.sum_floats([float(values.sum()), float(values.numel())])
+        return total / count
+
+    def _shard(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's share of an encoded global batch (``x`` ``[T, B, ...]``; ``y`` ``[B]`` or
+        ``[T, B, C]``); sets the gradient weight ``n_r/n`` and the rule's shard."""
+        n = xb.shape[1]
+        ranges = [shard_range(n, r, self.ctx.world) for r in range(self.ctx.world)]
+        self.shard_sizes = [hi - lo for lo, hi in ranges]
+        lo, hi = ranges[self.ctx.rank]
+        self.sync.weight = (hi - lo) / n
+        self.run.rule.shard = (lo, hi, n)
+        return xb[:, lo:hi], (yb[:, lo:hi] if self.run.objective.sequential_targets else yb[lo:hi])
+
     def _batch_size(self, n: int) -> int:
         bs = int(self.cfg["batch_size"])
         return n if bs <= 0 else min(bs, n)
@@ -122,13 +152,23 @@ class Trainer:
         sums: dict[str, float] = {}
         was_training = model.training
         model.eval()
-        for i in range(0, x.shape[0], bs):
-            xb, yb = self.batch(x[i:i + bs], y[i:i + bs], gen)
+        for j, i in enumerate(range(0, x.shape[0], bs)):
+            xb, yb = self.batch(x[i:i + bs], y[i:i + bs], gen)  # every process encodes: the same draws
+            if j % self.ctx.world != self.ctx.rank:
+                continue
             pred = model.decode_output(model(xb))
             for k, v in objective.batch_metrics(pred, yb).items():
                 sums[k] = sums.get(k, 0.0) + v
         model.train(was_training)
+        if self.ctx.active:  # add up every process's sums (the keys are the objective's, the same everywhere)
+            keys = sorted(objective.batch_metrics(*self._probe(x, y, gen)).keys()) if not sums else sorted(sums)
+            sums = dict(zip(keys, self.sync.sum_floats([sums.get(k, 0.0) for k in keys])))
         return objective.summarise(sums)
+
+    def _probe(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sample's prediction and target (the metric names of a process that had no batch)."""
+        xb, yb = self.batch(x[:1], y[:1], torch.Generator(device=self.device).manual_seed(0))
+        return self.run.model.decode_output(self.run.model(xb)), yb
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -136,7 +176,11 @@ class Trainer:
         return None if self.out_dir is None else self.out_dir / CHECKPOINT_NAME
 
     def save(self, epoch: int) -> None:
+        """Write the checkpoint (rank 0 alone, atomically; the others wait at a barrier)."""
         if self.checkpoint_path is None:
+            return
+        if not self.ctx.is_main:
+            self.ctx.barrier()
             return
         training_model = None
         if self.averaged is not None:  # "model" is what was evaluated: the average
@@ -154,6 +198,7 @@ class Trainer:
             "history": self.history,
             "elapsed": self.elapsed,
         })
+        self.ctx.barrier()
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint; False if there is none yet."""
@@ -177,11 +222,19 @@ class Trainer:
         self.history = list(state["history"])
         self.elapsed = float(state["elapsed"])
         self.start_epoch = int(state["epoch"]) + 1
+        check_identical(self.ctx, list(self.run.model.parameters()), "the resumed parameters")
         return True
 
     # ------------------------------------------------------------------ training
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train for ``train.epochs`` epochs; returns the metrics written to metrics.json."""
+        try:
+            return self._fit(resume)
+        except BaseException as exc:
+            report_failure(self.ctx, exc)
+            raise
+
+    def _fit(self, resume: bool) -> dict[str, Any]:
         if self.out_dir is not None:
             if resume:
                 if self.resume():
@@ -192,7 +245,9 @@ class Trainer:
                 raise NeurolearnError(
                     f"{self.out_dir} already holds a run; pass --resume to continue it, or choose another --out"
                 )
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.ctx.barrier()  # every process has looked before rank 0 writes
+            if self.ctx.is_main:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
         epochs = int(self.cfg["epochs"])
         for epoch in range(self.start_epoch, epochs + 1):
             t0 = time.perf_counter()
@@ -230,6 +285,8 @@ class Trainer:
         for i in bar:
             idx = order[i:i + bs]
             xb, yb = self.batch(self.x_train[idx], self.y_train[idx], self.encode_gen)
+            if self.ctx.active:
+                xb, yb = self._shard(xb, yb)
             out = rule.train_step(model, xb, yb, objective, self.updater)
             loss = out.loss
             if not torch.isfinite(loss).all():
@@ -238,6 +295,8 @@ class Trainer:
             count += loss.shape[0]
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        if self.ctx.active:
+            total, count = self.sync.sum_floats([total, float(count)])
         return total / max(count, 1)
 
     def _check_parameters(self, epoch: int) -> None:
@@ -273,7 +332,7 @@ class Trainer:
             fin["peak_memory_mb"] = peak_memory_mb(self.device)
             metrics["final"] = fin
             metrics["status"] = "finished"
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.ctx.is_main:
             write_json(self.out_dir / METRICS_NAME, metrics)
             if final:
                 from neurolearn.plotting import plot_curves
