@@ -75,6 +75,18 @@ def _train(args: argparse.Namespace, cfg, out: Path, ctx) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from neurolearn.sweep import parse_seeds, sweep
+
+    extra = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("data_dir", args.data_dir))
+             if v is not None}
+    report = sweep(args.model, args.rule, args.set, parse_seeds(args.seeds), args.out, workers=args.workers,
+                   backend=args.backend, extra=extra, log=lambda m: print(m, file=sys.stderr))
+    print((Path(args.out) / "table.md").read_text(), end="")
+    print(f"{len(report['trials'])} trials -> {Path(args.out) / 'sweep.json'}, table.md, sweep.png", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from neurolearn.runs import load_trained
     from neurolearn.training import Trainer
@@ -209,6 +221,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's); use 1 when several runs share a machine")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="train a grid of settings x seeds on a process pool (or Ray); table + figure",
+                       description="Each --set KEY=V1,V2 is one axis of the grid; every combination runs once per "
+                                   "seed. Restartable: finished trials in --out are skipped. Data-parallel training "
+                                   "of one run: torchrun --nproc-per-node=N -m neurolearn train ... (docs/distributed.md)")
+    p.add_argument("--model", default="mlp-digits")
+    p.add_argument("--rule", default=None)
+    p.add_argument("--set", action="append", metavar="KEY=V1,V2,...", help="one grid axis (repeatable)")
+    p.add_argument("--seeds", default="0", help="seeds: a range 0-2 or a list 0,3,7 (default 0)")
+    p.add_argument("--workers", type=int, default=1, help="trials at once (one torch thread each)")
+    p.add_argument("--backend", choices=["pool", "ray"], default="pool",
+                   help="pool: local processes; ray: Ray tasks (pip install 'neurolearn[ray]')")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", required=True, help="sweep directory (trials/, sweep.json, table.md, sweep.png)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a trained run on its test split")
     p.add_argument("run_dir")
