@@ -19,6 +19,13 @@ average sits closer to it. The checkpoint's ``model`` is then the average (what 
 ``export`` and ``simulate`` load) and ``training_model`` the weights training continues from;
 after :meth:`fit` the model holds the average.
 
+**Your own data** (``train_data=``, ``test_data=``): a torch map-style ``Dataset`` of
+``(x, y)`` samples is batched in the trainer's own seeded order (the same batches as the
+in-memory path for the same tensors), an iterable ``Dataset`` ``batch_size`` samples at a
+time as it streams, and a ``DataLoader`` (or any iterable of ``(x, y)`` batches) as it comes;
+the run directory, metrics, checkpoints and resume are the same. Class labels are checked
+against the readout (one clear error, not an IndexError).
+
 Randomness is explicit and repeatable: the weights are drawn from ``seed``; the batch order,
 the input encoding and the rule's noise of epoch ``e`` come from generators seeded by
 ``(seed, e)``, so ``--resume`` continues a killed run to exactly the result of an
@@ -39,7 +46,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -47,7 +54,7 @@ from neurolearn.build import make_optimizer
 from neurolearn.decorrelation import decorrelation_metrics
 from neurolearn.distributed import Context, GradSync, check_identical, current, refuse_unsupported, report_failure, \
     shard_range, mix_seed
-from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
+from neurolearn.errors import CheckpointError, ConfigError, NeurolearnError, TrainingDiverged
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
 from neurolearn.updates import Updater, copy_all
@@ -68,8 +75,10 @@ class Trainer:
     """Train ``run.model`` with ``run.rule`` on ``run.dataset``; see the module docstring."""
 
     def __init__(self, run: Run, out_dir: str | Path | None = None, *, progress: bool = True,
-                 log: Callable[[str], None] | None = None, ctx: Context | None = None) -> None:
+                 log: Callable[[str], None] | None = None, ctx: Context | None = None,
+                 train_data: Any = None, test_data: Any = None) -> None:
         self.run = run
+        self.train_data, self.test_data = train_data, test_data
         self.ctx = ctx if ctx is not None else current()
         self.cfg = run.config["train"]
         self.seed = int(self.cfg["seed"])
@@ -81,6 +90,10 @@ class Trainer:
         ds = run.dataset
         self.x_train, self.y_train = ds.x_train.to(self.device), ds.y_train.to(self.device)
         self.x_test, self.y_test = ds.x_test.to(self.device), ds.y_test.to(self.device)
+        if train_data is None:
+            self._check_labels(self.y_train, "the training set")
+        if test_data is None:
+            self._check_labels(self.y_test, "the test set")
         self.optimizer = make_optimizer(run.model.parameters(), self.cfg) if run.rule.uses_optimizer else None
         self.noise_gen = torch.Generator(device=self.device)
         self.encode_gen = torch.Generator(device=self.device)
@@ -110,6 +123,49 @@ class Trainer:
         return self.updater.averaged_weights()
 
     # ------------------------------------------------------------------ data
+    def _check_labels(self, y: torch.Tensor, where: str) -> None:
+        """Class labels must fit the readout: one clear line, not an IndexError deep in a loss."""
+        if self.run.objective.task != "classification" or y.numel() == 0 or y.is_floating_point():
+            return
+        top, units = int(y.max()), self.run.model.output_size
+        if top >= units or int(y.min()) < 0:
+            raise ConfigError(f"{where} has class labels {int(y.min())}..{top} ({top + 1} classes) but the network's "
+                              f"readout has {units} units: labels must be 0..{units - 1}; give the last layer "
+                              f"{top + 1} units (model.layers.<last>.size) or map the labels")
+
+    def _source_batches(self, data: Any, order: torch.Tensor | None, bs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` batches of a user's data: a ``DataLoader`` (or any iterable of batches) as it
+        comes, an iterable ``Dataset`` of samples grouped ``bs`` at a time, a map-style ``Dataset``
+        in ``order`` (``None``: as stored) ``bs`` samples at a time. Labels are checked against the
+        readout on every batch."""
+        from torch.utils.data import DataLoader, IterableDataset, default_collate
+
+        if isinstance(data, DataLoader) or (not isinstance(data, IterableDataset) and not hasattr(data, "__getitem__")):
+            for item in data:
+                yield self._to_batch(item)
+            return
+        if isinstance(data, IterableDataset):
+            chunk: list[Any] = []
+            for sample in data:
+                chunk.append(sample)
+                if len(chunk) == bs:
+                    yield self._to_batch(default_collate(chunk))
+                    chunk = []
+            if chunk:
+                yield self._to_batch(default_collate(chunk))
+            return
+        idx = order.tolist() if order is not None else list(range(len(data)))
+        for i in range(0, len(idx), bs):
+            yield self._to_batch(default_collate([data[j] for j in idx[i:i + bs]]))
+
+    def _to_batch(self, item: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ConfigError(f"a data batch must be a pair (inputs, targets), got {type(item).__name__}"
+                              + (f" of {len(item)}" if isinstance(item, (tuple, list)) else ""))
+        x, y = (torch.as_tensor(t).to(self.device) for t in item)
+        self._check_labels(y, "a data batch")
+        return x.to(self.x_train.dtype) if x.is_floating_point() else x, y
+
     def batch(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode a data batch to ``[T, B, ...]``; per-step targets become ``[T, B, C]``."""
         xe = self.run.model.encode(x, gen)
@@ -147,13 +203,19 @@ class Trainer:
     def _evaluate(self, split: str) -> dict[str, float]:
         model, objective = self.run.model, self.run.objective
         x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
+        source = self.test_data if split == "test" else self.train_data
         gen = torch.Generator(device=self.device).manual_seed(_seed(self.seed, 10**6))
-        bs = min(int(self.cfg["eval_batch_size"]), x.shape[0])
+        bs = int(self.cfg["eval_batch_size"])
+        if source is None:
+            bs = min(bs, x.shape[0])
+            batches: Iterator = ((x[i:i + bs], y[i:i + bs]) for i in range(0, x.shape[0], bs))
+        else:
+            batches = self._source_batches(source, None, bs)
         sums: dict[str, float] = {}
         was_training = model.training
         model.eval()
-        for j, i in enumerate(range(0, x.shape[0], bs)):
-            xb, yb = self.batch(x[i:i + bs], y[i:i + bs], gen)  # every process encodes: the same draws
+        for j, (xs, ys) in enumerate(batches):
+            xb, yb = self.batch(xs, ys, gen)  # every process encodes: the same draws
             if j % self.ctx.world != self.ctx.rank:
                 continue
             pred = model.decode_output(model(xb))
@@ -270,27 +332,35 @@ class Trainer:
     def _train_epoch(self, epoch: int, epochs: int) -> float:
         model, rule, objective = self.run.model, self.run.rule, self.run.objective
         model.train()
-        n = self.x_train.shape[0]
-        bs = self._batch_size(n)
+        data = self.train_data
+        sized = data is None or (hasattr(data, "__getitem__") and hasattr(data, "__len__")
+                                 and not isinstance(data, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset)))
+        n = self.x_train.shape[0] if data is None else (len(data) if sized else 0)
+        bs = self._batch_size(n) if sized else int(self.cfg["batch_size"])
         order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch, 0)))
-        order = order.to(self.device)
+        if data is None:
+            order = order.to(self.device)
+            batches: Iterator = ((self.x_train[order[i:i + bs]], self.y_train[order[i:i + bs]])
+                                 for i in range(0, n, bs))
+        else:
+            if hasattr(data, "sampler") and hasattr(data.sampler, "set_epoch"):
+                data.sampler.set_epoch(epoch)  # a DistributedSampler or the like: a new order each epoch
+            batches = self._source_batches(data, order if sized else None, max(bs, 1))
         self.encode_gen.manual_seed(_seed(self.seed, epoch, 1))
         self.noise_gen.manual_seed(_seed(self.seed, epoch, 2))
         if self.optimizer is not None:  # train.lr_decay: exponential per-epoch decay, a function of the epoch alone
             for group in self.optimizer.param_groups:
                 group["lr"] = float(self.cfg["lr"]) * float(self.cfg["lr_decay"]) ** (epoch - 1)
-        starts = range(0, n, bs)
-        bar = _progress(starts, f"epoch {epoch}/{epochs}", self.progress)
+        bar = _progress(batches, f"epoch {epoch}/{epochs}", self.progress)
         total, count = 0.0, 0
-        for i in bar:
-            idx = order[i:i + bs]
-            xb, yb = self.batch(self.x_train[idx], self.y_train[idx], self.encode_gen)
+        for step, (xs, ys) in enumerate(bar):
+            xb, yb = self.batch(xs, ys, self.encode_gen)
             if self.ctx.active:
                 xb, yb = self._shard(xb, yb)
             out = rule.train_step(model, xb, yb, objective, self.updater)
             loss = out.loss
             if not torch.isfinite(loss).all():
-                raise self._diverged(epoch, i // bs, float(loss[~torch.isfinite(loss)][0]))
+                raise self._diverged(epoch, step, float(loss[~torch.isfinite(loss)][0]))
             total += float(loss.sum())
             count += loss.shape[0]
             if hasattr(bar, "set_postfix"):

@@ -21,6 +21,8 @@ from neurolearn.errors import ConfigError
 from neurolearn.runs import build_run
 from neurolearn.training import Trainer
 
+pytestmark = pytest.mark.distributed
+
 WORLD = 2
 # rule, --set overrides: every gradient rule; np/anp/wp draw keyed noise; decor = decorrelation synchronised
 CASES = {
