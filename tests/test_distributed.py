@@ -226,3 +226,49 @@ def test_keyed_draws_depend_on_the_key_alone():
     a = torch.randn(5, generator=keyed_generator(0, 1, 2))
     assert torch.equal(a, torch.randn(5, generator=keyed_generator(0, 1, 2)))
     assert not torch.equal(a, torch.randn(5, generator=keyed_generator(1, 0, 2)))
+
+
+# ---------------------------------------------------------------- the data seam (issue 20 item 1)
+def _digits_trainer(**data):
+    cfg = resolve_config(model="mlp-digits", rule="bp", epochs=1, overrides=["train.batch_size=128"])
+    return Trainer(build_run(cfg), None, progress=False, log=lambda m: None, **data)
+
+
+def test_a_map_style_dataset_trains_exactly_as_the_in_memory_data():
+    from torch.utils.data import TensorDataset
+
+    ref = _digits_trainer()
+    ds = ref.run.dataset
+    own = _digits_trainer(train_data=TensorDataset(ds.x_train, ds.y_train), test_data=TensorDataset(ds.x_test, ds.y_test))
+    a, b = ref.fit(), own.fit()
+    assert a["final"]["train_loss"] == b["final"]["train_loss"]
+    assert a["final"]["test_accuracy"] == b["final"]["test_accuracy"]
+    for p, q in zip(ref.run.model.parameters(), own.run.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_a_dataloader_and_an_iterable_dataset_train():
+    from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+    ref = _digits_trainer()
+    ds = ref.run.dataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return zip(ds.x_train, ds.y_train)
+
+    loader = DataLoader(TensorDataset(ds.x_train, ds.y_train), batch_size=64, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))
+    for data in (loader, Stream()):
+        out = _digits_trainer(train_data=data, test_data=DataLoader(TensorDataset(ds.x_test, ds.y_test), batch_size=100))
+        assert out.fit()["final"]["test_accuracy"] > 0.3
+
+
+def test_more_classes_than_readout_units_is_one_clear_error():
+    from torch.utils.data import TensorDataset
+
+    ref = _digits_trainer()
+    x = ref.run.dataset.x_train[:40]
+    y = torch.arange(40) % 12
+    with pytest.raises(ConfigError, match="12 classes.*readout has 10 units"):
+        _digits_trainer(train_data=TensorDataset(x, y)).fit()
