@@ -33,9 +33,8 @@ decor.* keys (with decor.enabled=true; BP -> DBP, anp -> DANP, ...): lr (eta_R, 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from neurolearn.config import describe, resolve_config
-    from neurolearn.runs import build_run, check_out_dir
-    from neurolearn.training import Trainer
+    from neurolearn.config import resolve_config
+    from neurolearn.runs import check_out_dir
 
     cfg = resolve_config(
         model=args.model, rule=args.rule, data=args.data, overrides=args.set,
@@ -52,12 +51,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg['model']['name']}-{cfg['rule']['name']}-s{cfg['train']['seed']}"
     # a run directory that cannot take the run is refused now, not after an epoch
     check_out_dir(out, resume=args.resume, create_parents=not args.out)
+    from neurolearn.distributed import init_from_env
+
+    ctx = init_from_env(cfg["train"].get("device") or "cpu")  # torchrun: join the group (WORLD_SIZE > 1)
+    try:
+        return _train(args, cfg, out, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(args: argparse.Namespace, cfg, out: Path, ctx) -> int:
+    from neurolearn.config import describe
+    from neurolearn.runs import build_run
+    from neurolearn.training import Trainer
+
     run = build_run(cfg)  # refuses sizes whose memory cannot be allocated (neurolearn.build.check_memory)
+    if not ctx.is_main:
+        Trainer(run, out, progress=False, ctx=ctx).fit(resume=args.resume)
+        return 0
+    where = f", {ctx.world} processes ({ctx.backend})" if ctx.active else ""
     print(f"training {cfg['model']['name']} with {cfg['rule']['name']} on {cfg['data']['name']} "
-          f"({cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr {cfg['train']['lr']}) -> {out}",
+          f"({cfg['train']['epochs']} epochs, {cfg['train']['optimizer']} lr {cfg['train']['lr']}{where}) -> {out}",
           file=sys.stderr)
     print(describe(cfg), file=sys.stderr)
-    metrics = Trainer(run, out, progress=not args.no_progress).fit(resume=args.resume)
+    metrics = Trainer(run, out, progress=not args.no_progress, ctx=ctx).fit(resume=args.resume)
     print(json.dumps(metrics["final"], indent=2))
     return 0
 
@@ -67,6 +84,18 @@ def positive(option: str, value: int) -> int:
     if value < 1:
         raise NeurolearnError(f"{option} must be at least 1, got {value}")
     return value
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from neurolearn.sweep import parse_seeds, sweep
+
+    extra = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("data_dir", args.data_dir))
+             if v is not None}
+    report = sweep(args.model, args.rule, args.set, parse_seeds(args.seeds), args.out, workers=args.workers,
+                   backend=args.backend, extra=extra, log=lambda m: print(m, file=sys.stderr))
+    print((Path(args.out) / "table.md").read_text(), end="")
+    print(f"{len(report['trials'])} trials -> {Path(args.out) / 'sweep.json'}, table.md, sweep.png", file=sys.stderr)
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -228,6 +257,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's); use 1 when several runs share a machine")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="train a grid of settings x seeds on a process pool (or Ray); table + figure",
+                       description="Each --set KEY=V1,V2 is one axis of the grid; every combination runs once per "
+                                   "seed. Restartable: finished trials in --out are skipped. Data-parallel training "
+                                   "of one run: torchrun --nproc-per-node=N -m neurolearn train ... (docs/distributed.md)")
+    p.add_argument("--model", default="mlp-digits")
+    p.add_argument("--rule", default=None)
+    p.add_argument("--set", action="append", metavar="KEY=V1,V2,...", help="one grid axis (repeatable)")
+    p.add_argument("--seeds", default="0", help="seeds: a range 0-2 or a list 0,3,7 (default 0)")
+    p.add_argument("--workers", type=int, default=1, help="trials at once (one torch thread each)")
+    p.add_argument("--backend", choices=["pool", "ray"], default="pool",
+                   help="pool: local processes; ray: Ray tasks (pip install 'neurolearn[ray]')")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", required=True, help="sweep directory (trials/, sweep.json, table.md, sweep.png)")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a trained run on its test split")
     p.add_argument("run_dir")

@@ -27,10 +27,25 @@ The epoch in progress is not saved, so the checkpoint keeps the last good epoch 
 are checked before every save: a NaN checkpoint is never written), and ``metrics.json`` gets
 ``status = "diverged"`` with ``diverged_at`` saying where and why.
 
+**Your own data** (``train_data=``, ``test_data=``): a torch map-style ``Dataset`` of
+``(x, y)`` samples is batched in the trainer's own seeded order (the same batches as the
+in-memory path for the same tensors), an iterable ``Dataset`` ``batch_size`` samples at a
+time as it streams, and a ``DataLoader`` (or any iterable of ``(x, y)`` batches) as it comes;
+the run directory, metrics, checkpoints and resume are the same. Class labels are checked
+against the readout (one clear error, not an IndexError).
+
 Randomness is explicit and repeatable: the weights are drawn from ``seed``; the batch order,
 the input encoding and the rule's noise of epoch ``e`` come from generators seeded by
 ``(seed, e)``, so ``--resume`` continues a killed run to exactly the result of an
 uninterrupted one.
+
+**Data parallel** (``torchrun --nproc-per-node=W -m neurolearn train ...``; ``ctx`` = this
+process's place in the group, :mod:`neurolearn.distributed`): every process walks the same batch
+order and encodes the same global batch, keeps its contiguous share of it, and the update seam
+combines the shares' gradients and statistics in one all-reduce per step, so ``W`` processes
+train what one process would (up to the order of float sums; the resume may use another ``W``).
+Evaluation is shared out by batch and the metric sums added; rank 0 alone writes the run
+directory.
 """
 
 from __future__ import annotations
@@ -40,13 +55,15 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from neurolearn.build import make_optimizer
 from neurolearn.decorrelation import decorrelation_metrics
-from neurolearn.errors import CheckpointError, NeurolearnError, TrainingDiverged
+from neurolearn.distributed import Context, GradSync, check_identical, current, refuse_unsupported, report_failure, \
+    shard_range, mix_seed
+from neurolearn.errors import CheckpointError, ConfigError, NeurolearnError, TrainingDiverged
 from neurolearn.feedback import Progress, spike_metrics, write_csv
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
@@ -56,13 +73,7 @@ from neurolearn.updates import Updater, copy_all
 DIVERGENCE_FACTOR = 1e4
 """A batch loss above this multiple of the run's first loss (floored at 1) is a blow-up (module docstring)."""
 
-
-def _seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (stable across runs and platforms)."""
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (int(p) & 0xFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
-    return h
+_seed = mix_seed  # a 63-bit seed mixed from integers (stable across runs, platforms and world sizes)
 
 
 @torch.no_grad()
@@ -77,17 +88,25 @@ class Trainer:
     """Train ``run.model`` with ``run.rule`` on ``run.dataset``; see the module docstring."""
 
     def __init__(self, run: Run, out_dir: str | Path | None = None, *, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, ctx: Context | None = None,
+                 train_data: Any = None, test_data: Any = None) -> None:
         self.run = run
+        self.train_data, self.test_data = train_data, test_data
+        self.ctx = ctx if ctx is not None else current()
         self.cfg = run.config["train"]
         self.seed = int(self.cfg["seed"])
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.progress = progress
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.progress = progress and self.ctx.is_main
+        log = log or (lambda msg: print(msg, file=sys.stderr))
+        self.log = log if self.ctx.is_main else (lambda msg: None)
         self.device = run.device
         ds = run.dataset
         self.x_train, self.y_train = ds.x_train.to(self.device), ds.y_train.to(self.device)
         self.x_test, self.y_test = ds.x_test.to(self.device), ds.y_test.to(self.device)
+        if train_data is None:
+            self._check_labels(self.y_train, "the training set")
+        if test_data is None:
+            self._check_labels(self.y_test, "the test set")
         self.optimizer = make_optimizer(run.model.parameters(), self.cfg) if run.rule.uses_optimizer else None
         self.noise_gen = torch.Generator(device=self.device)
         self.encode_gen = torch.Generator(device=self.device)
@@ -97,7 +116,14 @@ class Trainer:
         self.start_epoch = 1
         self.reference_loss: float | None = None  # L0 of the divergence test (module docstring)
         # the update seam: optimizer step, decorrelation and the weight average (train.average)
-        self.updater = Updater(run.model, self.optimizer, average=self.cfg["average"])
+        self.sync = GradSync(self.ctx)
+        self.updater = Updater(run.model, self.optimizer, average=self.cfg["average"], synchronise=self.sync)
+        self.shard_sizes: list[int] = []
+        if self.ctx.active:
+            refuse_unsupported(self.ctx, run.rule, int(self.cfg["batch_size"]), self.x_train.shape[0])
+            self.updater.gather_batch = lambda t, dim: self.sync.gather(t, dim, self.shard_sizes)
+            run.rule.reduce_mean = self._global_mean
+            check_identical(self.ctx, list(run.model.parameters()), "the initial parameters")
         self.average = self.updater.average
         self.params = self.updater.params
 
@@ -111,12 +137,71 @@ class Trainer:
         return self.updater.averaged_weights()
 
     # ------------------------------------------------------------------ data
+    def _check_labels(self, y: torch.Tensor, where: str) -> None:
+        """Class labels must fit the readout: one clear line, not an IndexError deep in a loss."""
+        if self.run.objective.task != "classification" or y.numel() == 0 or y.is_floating_point():
+            return
+        top, units = int(y.max()), self.run.model.output_size
+        if top >= units or int(y.min()) < 0:
+            raise ConfigError(f"{where} has class labels {int(y.min())}..{top} ({top + 1} classes) but the network's "
+                              f"readout has {units} units: labels must be 0..{units - 1}; give the last layer "
+                              f"{top + 1} units (model.layers.<last>.size) or map the labels")
+
+    def _source_batches(self, data: Any, order: torch.Tensor | None, bs: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` batches of a user's data: a ``DataLoader`` (or any iterable of batches) as it
+        comes, an iterable ``Dataset`` of samples grouped ``bs`` at a time, a map-style ``Dataset``
+        in ``order`` (``None``: as stored) ``bs`` samples at a time. Labels are checked against the
+        readout on every batch."""
+        from torch.utils.data import DataLoader, IterableDataset, default_collate
+
+        if isinstance(data, DataLoader) or (not isinstance(data, IterableDataset) and not hasattr(data, "__getitem__")):
+            for item in data:
+                yield self._to_batch(item)
+            return
+        if isinstance(data, IterableDataset):
+            chunk: list[Any] = []
+            for sample in data:
+                chunk.append(sample)
+                if len(chunk) == bs:
+                    yield self._to_batch(default_collate(chunk))
+                    chunk = []
+            if chunk:
+                yield self._to_batch(default_collate(chunk))
+            return
+        idx = order.tolist() if order is not None else list(range(len(data)))
+        for i in range(0, len(idx), bs):
+            yield self._to_batch(default_collate([data[j] for j in idx[i:i + bs]]))
+
+    def _to_batch(self, item: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ConfigError(f"a data batch must be a pair (inputs, targets), got {type(item).__name__}"
+                              + (f" of {len(item)}" if isinstance(item, (tuple, list)) else ""))
+        x, y = (torch.as_tensor(t).to(self.device) for t in item)
+        self._check_labels(y, "a data batch")
+        return x.to(self.x_train.dtype) if x.is_floating_point() else x, y
+
     def batch(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode a data batch to ``[T, B, ...]``; per-step targets become ``[T, B, C]``."""
         xe = self.run.model.encode(x, gen)
         if self.run.objective.sequential_targets:
             y = y.transpose(0, 1)
         return xe, y
+
+    def _global_mean(self, values: torch.Tensor) -> float:
+        """The mean of a per-sample tensor over the whole batch (every process's share)."""
+        total, count = self.sync.sum_floats([float(values.sum()), float(values.numel())])
+        return total / count
+
+    def _shard(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's share of an encoded global batch (``x`` ``[T, B, ...]``; ``y`` ``[B]`` or
+        ``[T, B, C]``); sets the gradient weight ``n_r/n`` and the rule's shard."""
+        n = xb.shape[1]
+        ranges = [shard_range(n, r, self.ctx.world) for r in range(self.ctx.world)]
+        self.shard_sizes = [hi - lo for lo, hi in ranges]
+        lo, hi = ranges[self.ctx.rank]
+        self.sync.weight = (hi - lo) / n
+        self.run.rule.shard = (lo, hi, n)
+        return xb[:, lo:hi], (yb[:, lo:hi] if self.run.objective.sequential_targets else yb[lo:hi])
 
     def _batch_size(self, n: int) -> int:
         bs = int(self.cfg["batch_size"])
@@ -132,18 +217,34 @@ class Trainer:
     def _evaluate(self, split: str) -> dict[str, float]:
         model, objective = self.run.model, self.run.objective
         x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
+        source = self.test_data if split == "test" else self.train_data
         gen = torch.Generator(device=self.device).manual_seed(_seed(self.seed, 10**6))
-        bs = min(int(self.cfg["eval_batch_size"]), x.shape[0])
+        bs = int(self.cfg["eval_batch_size"])
+        if source is None:
+            bs = min(bs, x.shape[0])
+            batches: Iterator = ((x[i:i + bs], y[i:i + bs]) for i in range(0, x.shape[0], bs))
+        else:
+            batches = self._source_batches(source, None, bs)
         sums: dict[str, float] = {}
         was_training = model.training
         model.eval()
-        for i in _progress(range(0, x.shape[0], bs), f"evaluating ({split}, {x.shape[0]} samples)", self.progress):
-            xb, yb = self.batch(x[i:i + bs], y[i:i + bs], gen)
+        for j, (xs, ys) in enumerate(_progress(batches, f"evaluating ({split})", self.progress and self.ctx.is_main)):
+            xb, yb = self.batch(xs, ys, gen)  # every process encodes: the same draws
+            if j % self.ctx.world != self.ctx.rank:
+                continue
             pred = model.decode_output(model(xb))
             for k, v in objective.batch_metrics(pred, yb).items():
                 sums[k] = sums.get(k, 0.0) + v
         model.train(was_training)
+        if self.ctx.active:  # add up every process's sums (the keys are the objective's, the same everywhere)
+            keys = sorted(objective.batch_metrics(*self._probe(x, y, gen)).keys()) if not sums else sorted(sums)
+            sums = dict(zip(keys, self.sync.sum_floats([sums.get(k, 0.0) for k in keys])))
         return objective.summarise(sums)
+
+    def _probe(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sample's prediction and target (the metric names of a process that had no batch)."""
+        xb, yb = self.batch(x[:1], y[:1], torch.Generator(device=self.device).manual_seed(0))
+        return self.run.model.decode_output(self.run.model(xb)), yb
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -151,7 +252,11 @@ class Trainer:
         return None if self.out_dir is None else self.out_dir / CHECKPOINT_NAME
 
     def save(self, epoch: int) -> None:
+        """Write the checkpoint (rank 0 alone, atomically; the others wait at a barrier)."""
         if self.checkpoint_path is None:
+            return
+        if not self.ctx.is_main:
+            self.ctx.barrier()
             return
         training_model = None
         if self.averaged is not None:  # "model" is what was evaluated: the average
@@ -170,6 +275,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "reference_loss": self.reference_loss,
         })
+        self.ctx.barrier()
 
     def resume(self) -> bool:
         """Load the run directory's checkpoint; False if there is none yet."""
@@ -197,11 +303,19 @@ class Trainer:
         self.reference_loss = float(ref) if ok else None
         self.elapsed = float(state["elapsed"])
         self.start_epoch = int(state["epoch"]) + 1
+        check_identical(self.ctx, list(self.run.model.parameters()), "the resumed parameters")
         return True
 
     # ------------------------------------------------------------------ training
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train for ``train.epochs`` epochs; returns the metrics written to metrics.json."""
+        try:
+            return self._fit(resume)
+        except BaseException as exc:
+            report_failure(self.ctx, exc)
+            raise
+
+    def _fit(self, resume: bool) -> dict[str, Any]:
         if self.out_dir is not None:
             if resume:
                 if self.resume():
@@ -212,7 +326,9 @@ class Trainer:
                 raise NeurolearnError(
                     f"{self.out_dir} already holds a run; pass --resume to continue it, or choose another --out"
                 )
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.ctx.barrier()  # every process has looked before rank 0 writes
+            if self.ctx.is_main:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
         epochs = int(self.cfg["epochs"])
         for epoch in range(self.start_epoch, epochs + 1):
             t0 = time.perf_counter()
@@ -238,36 +354,48 @@ class Trainer:
     def _train_epoch(self, epoch: int, epochs: int) -> float:
         model, rule, objective = self.run.model, self.run.rule, self.run.objective
         model.train()
-        n = self.x_train.shape[0]
-        bs = self._batch_size(n)
+        data = self.train_data
+        sized = data is None or (hasattr(data, "__getitem__") and hasattr(data, "__len__")
+                                 and not isinstance(data, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset)))
+        n = self.x_train.shape[0] if data is None else (len(data) if sized else 0)
+        bs = self._batch_size(n) if sized else int(self.cfg["batch_size"])
         order = torch.randperm(n, generator=torch.Generator().manual_seed(_seed(self.seed, epoch, 0)))
-        order = order.to(self.device)
+        if data is None:
+            order = order.to(self.device)
+            batches: Iterator = ((self.x_train[order[i:i + bs]], self.y_train[order[i:i + bs]])
+                                 for i in range(0, n, bs))
+        else:
+            if hasattr(data, "sampler") and hasattr(data.sampler, "set_epoch"):
+                data.sampler.set_epoch(epoch)  # a DistributedSampler or the like: a new order each epoch
+            batches = self._source_batches(data, order if sized else None, max(bs, 1))
         self.encode_gen.manual_seed(_seed(self.seed, epoch, 1))
         self.noise_gen.manual_seed(_seed(self.seed, epoch, 2))
         if self.optimizer is not None:  # train.lr_decay: exponential per-epoch decay, a function of the epoch alone
             for group in self.optimizer.param_groups:
                 group["lr"] = float(self.cfg["lr"]) * float(self.cfg["lr_decay"]) ** (epoch - 1)
-        starts = range(0, n, bs)
-        bar = _progress(starts, f"epoch {epoch}/{epochs}", self.progress)
+        bar = _progress(batches, f"epoch {epoch}/{epochs}", self.progress)
         total, count = 0.0, 0
-        for i in bar:
-            idx = order[i:i + bs]
-            xb, yb = self.batch(self.x_train[idx], self.y_train[idx], self.encode_gen)
+        for step, (xs, ys) in enumerate(bar):
+            xb, yb = self.batch(xs, ys, self.encode_gen)
+            if self.ctx.active:
+                xb, yb = self._shard(xb, yb)
             out = rule.train_step(model, xb, yb, objective, self.updater)
             loss = out.loss
             if not torch.isfinite(loss).all():
-                raise self._diverged(epoch, i // bs, float(loss[~torch.isfinite(loss)][0]))
+                raise self._diverged(epoch, step, float(loss[~torch.isfinite(loss)][0]))
             mean = float(loss.mean())
             if self.reference_loss is None:
                 self.reference_loss = mean
             limit = DIVERGENCE_FACTOR * max(self.reference_loss, 1.0)
             if mean > limit:
-                raise self._diverged(epoch, i // bs, mean, f"the training loss blew up to {mean:.3g} (above "
+                raise self._diverged(epoch, step, mean, f"the training loss blew up to {mean:.3g} (above "
                                      f"{DIVERGENCE_FACTOR:g} x max(first loss {self.reference_loss:.3g}, 1))")
             total += float(loss.sum())
             count += loss.shape[0]
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        if self.ctx.active:
+            total, count = self.sync.sum_floats([total, float(count)])
         return total / max(count, 1)
 
     def _check_parameters(self, epoch: int) -> None:
@@ -308,7 +436,7 @@ class Trainer:
             fin["peak_memory_mb"] = peak_memory_mb(self.device)
             metrics["final"] = fin
             metrics["status"] = "finished"
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.ctx.is_main:
             write_json(self.out_dir / METRICS_NAME, metrics)
             write_csv(self.history, self.out_dir / "metrics.csv")
             if final:

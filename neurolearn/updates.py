@@ -5,13 +5,18 @@ contract) and hands them to :meth:`Updater.apply`, which does, in this order:
 
 1. **frozen means frozen**: drop any ``.grad`` on a parameter with ``requires_grad=False``;
 2. **synchronise**: ``synchronise(grads, stats)`` with the list of gradients about to be applied
-   and the rule's statistics (a distributed mode all-reduces them here, in place; identity by
-   default);
+   and the rule's statistics (identity by default). The data-parallel mode
+   (:class:`neurolearn.distributed.GradSync`) all-reduces them here, in place, in one
+   collective: ``g ← Σ_r (n_r/n) g_r``; ``stats["sum"]`` (a float64 tensor) is summed over the
+   processes; ``stats["scalar_update"]`` (:class:`neurolearn.distributed.ScalarUpdate`, weight
+   perturbation) sends only its scalars and rebuilds the gradients from shared seeds;
 3. **step**: ``optimizer.step()`` on the given parameters only (a layer-by-layer or online rule
    passes one layer's), every other ``.grad`` set aside meanwhile;
 4. **clear** the stepped parameters' ``.grad``;
 5. **decorrelation**: the decorrelated layers learn ``R`` from the clean inputs the rule hands
-   over (a run's record, one step's taps or one layer's inputs).
+   over (a run's record, one step's taps or one layer's inputs); in a data-parallel run
+   ``gather_batch`` first joins every process's share, so ``R`` learns from the whole batch and
+   stays identical on every process.
 
 Once per training step, after the rule's last ``apply``, :meth:`Updater.finish_step` updates the
 **weight average** ``W̄ ← a W̄ + (1 − a) W`` (Polyak averaging, ``average = a``; 0: off), which
@@ -29,7 +34,7 @@ from neurolearn.decorrelation import (has_decorrelation, update_decorrelation, u
                                       update_layer_decorrelation)
 from neurolearn.errors import ConfigError
 from neurolearn.layers import Layer, Taps
-from neurolearn.network import Network, Record
+from neurolearn.network import LayerRecord, Network, Record
 
 Synchronise = Callable[[list[torch.Tensor], dict[str, Any]], None]
 
@@ -61,6 +66,9 @@ class Updater:
         self.optimizer = optimizer
         self.average = float(average)
         self.synchronise = synchronise or no_synchronisation
+        # data parallel (neurolearn.distributed): the whole batch's tensor from this process's
+        # share, ``gather_batch(t, batch_dim)``; decorrelation learns from it (None: one process)
+        self.gather_batch: Callable[[torch.Tensor, int], torch.Tensor] | None = None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.averaged = [p.detach().clone() for p in self.params] if self.average > 0 else None
 
@@ -116,11 +124,19 @@ class Updater:
     def update_decorrelation(self, *, record: Record | None = None, taps: Sequence[Taps] | None = None,
                              layer_inputs: tuple[Layer, torch.Tensor, str] | None = None,
                              generator: torch.Generator | None = None) -> None:
+        gather = self.gather_batch
         if layer_inputs is not None:
             layer, inputs, where = layer_inputs
+            if gather is not None and layer.decorrelation is not None:
+                inputs = gather(inputs, 0)
             update_layer_decorrelation(layer, inputs, generator, where=where)
         if not has_decorrelation(self.model):
             return
+        if gather is not None:  # data parallel: every process learns R from the whole batch's inputs
+            if record is not None:
+                record = Record(record.output, [LayerRecord(gather(lr.input, 1), None, None) for lr in record.layers])
+            if taps is not None:
+                taps = [Taps(gather(t.input, 0), None, None, None, None, None) for t in taps]
         if record is not None:
             update_decorrelation(self.model, record, generator)
         if taps is not None:

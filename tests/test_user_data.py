@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 
 from neurolearn.cli import main
 from neurolearn.data import check_fits, load_dataset

@@ -92,12 +92,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from neurolearn.errors import ConfigError
-from neurolearn.learning.grads import add_grad, bias_grad, layer_params
+from neurolearn.distributed import ScalarUpdate
+from neurolearn.learning.grads import add_grad, bias_grad, layer_params, trainable
 from neurolearn.learning.noise import NOISES, draw_noise, noisy_minus_clean, pair_step, sum_draws
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.learning.traces import pre_traces, trace_beta
@@ -191,9 +192,18 @@ class ANPOptions(PerturbationOptions):
 
 # ------------------------------------------------------------------------ the rules
 class PerturbationRule(GradientRule):
-    """Shared machinery of WP, NP and ANP (see the module docstring)."""
+    """Shared machinery of WP, NP and ANP (see the module docstring).
+
+    Data-parallel runs (:mod:`neurolearn.distributed`) set ``shard = (lo, hi, n)``: this process
+    holds samples ``lo..hi`` of an ``n``-sample batch; node noise is then drawn for all ``n``
+    samples (the draws one process would make) and this process keeps its rows, so every
+    sample gets the same noise whichever process holds it. ``reduce_mean`` (set there too)
+    turns a per-sample loss into the mean over the whole batch (the running baseline's input).
+    """
 
     Options = PerturbationOptions
+    shard: tuple[int, int, int] | None = None
+    reduce_mean: Callable[[torch.Tensor], float] | None = None
 
     def __init__(self, options: PerturbationOptions | None = None, **params: Any) -> None:
         super().__init__(options, **params)
@@ -262,6 +272,19 @@ class PerturbationRule(GradientRule):
 
     def step_noise(self, model: Network, batch: int, like: torch.Tensor, prev: list[torch.Tensor] | None,
                    paired: bool = True) -> list[torch.Tensor]:
+        """:meth:`whole_step_noise`, for this process's rows of the batch when :attr:`shard` is set."""
+        if self.shard is None:
+            return self.whole_step_noise(model, batch, like, prev, paired)
+        lo, hi, total = self.shard
+        if hi - lo != batch:
+            raise ConfigError(f"rule {self.name!r}: shard {lo}..{hi} does not match a batch of {batch}")
+        whole = self.whole_step_noise(model, total, like, None if prev is None else self._shard_prev, paired)
+        self._shard_prev = whole
+        copies = 1 + self.draws if paired else 1
+        return [t.unflatten(0, (copies, total))[:, lo:hi].flatten(0, 1) for t in whole]
+
+    def whole_step_noise(self, model: Network, batch: int, like: torch.Tensor, prev: list[torch.Tensor] | None,
+                         paired: bool = True) -> list[torch.Tensor]:
         """Every layer's node noise for one time step: for the stacked batch ``[clean; noisy_1 ..
         noisy_K]`` (``paired``, see :meth:`pair_noise`) or one noisy copy. ``prev`` is the previous
         step's noise (``None`` at the first step); with ``noise_tau`` set the new noise is
@@ -285,7 +308,7 @@ class PerturbationRule(GradientRule):
     def reward_signal(self, noisy_loss: torch.Tensor, step: int | None = None) -> torch.Tensor:
         """``L - b`` against the running-average baseline ``b`` (one per time step ``step`` in
         the time domain, whose loss changes along the sequence); updates ``b`` afterwards."""
-        mean = float(noisy_loss.mean())
+        mean = float(noisy_loss.mean()) if self.reduce_mean is None else self.reduce_mean(noisy_loss)
         base = self.baseline if step is None else self.step_baselines.get(step)
         new = mean if base is None else self.baseline_decay * base + (1.0 - self.baseline_decay) * mean
         if step is None:
@@ -487,9 +510,24 @@ class WeightPerturbation(PerturbationRule):
             noisy = self._run_with(model, x, params, xi2, record=False)
             dl = float((objective.loss(model.decode_output(noisy.output), y) - loss).mean())
             diff = xi2 if xi1 is None else [b - a for a, b in zip(xi1, xi2)]
+        scale = dl / self.noise_diff_var(self.sigma)
         for (_, _, p), d in zip(params, diff):
-            add_grad(p, d * (dl / self.noise_diff_var(self.sigma)))
+            add_grad(p, d * scale)
+        # scalar-only exchange: the update is d·scale with d the same on every process (drawn
+        # from the shared generator), so a data-parallel run exchanges only the scale
+        kept = [(p, d) for (_, _, p), d in zip(params, diff) if trainable(p)]
+        self._scalar = ScalarUpdate([p for p, _ in kept], torch.tensor([scale], dtype=torch.float64),
+                                    lambda k: [d for _, d in kept])
         return StepOutput(loss.detach(), pred.detach(), rec)
+
+    def step(self, model, x, y, objective, updater) -> StepOutput:
+        if self.uses_time_domain(model, objective):
+            return super().step(model, x, y, objective, updater)
+        out = self.estimate_gradients(model, x, y, objective)
+        scalar, self._scalar = self.__dict__.get("_scalar"), None
+        updater.apply(record=out.record, generator=self.generator,
+                      stats=None if scalar is None else {"scalar_update": scalar})
+        return out
 
 
 
