@@ -21,12 +21,11 @@ Relative error: max over parameters of ``max|g_eprop − g_bptt| / max|g_bptt|``
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import torch
 
+from neurolearn import harness
 from neurolearn.io import write_json
 from neurolearn.layers import Dense, LayerState
 from neurolearn.network import Network
@@ -36,7 +35,6 @@ from neurolearn.plotting import pyplot, save_figure
 from neurolearn.rules.eprop import EProp
 from neurolearn.rules.eprop_traces import pseudo_spike
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GAMMA, THETA = 0.3, 0.62
 
 
@@ -81,10 +79,9 @@ def rel_err(a: dict, b: dict) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="(the check takes seconds anyway)")
+    ap = harness.parser(__doc__, quick="(the check takes seconds anyway)")
     ap.add_argument("--seeds", type=int, default=3)
-    args = ap.parse_args(argv)
+    args = harness.start(ap, argv)
     torch.set_num_threads(1)
     rows = []
     for kind in ("lif", "alif"):
@@ -115,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
               "max_rel_err_truncated": max(r["truncated"] for r in rows),
               "rel_err_with_recurrence": min(r["with_recurrence"] for r in rows)}
     result["pass"] = result["max_rel_err"] <= 1e-5 and result["max_rel_err_truncated"] <= 1e-5
-    write_json(RESULTS / "eprop_gradient_check.json", {"rows": rows, **result})
+    write_json(args.out / "eprop_gradient_check.json", {"rows": rows, **result})
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
     labels = [f"{r['neuron']}/{r['task'][:3]}/{r['seed']}" for r in rows]
@@ -125,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=6)
     ax.set_ylabel("max rel. error vs autograd")
     ax.legend(fontsize=7)
-    save_figure(fig, RESULTS / "eprop_gradient_check.png", dpi=120)
+    save_figure(fig, args.out / "eprop_gradient_check.png", dpi=120)
     print(json.dumps(result))
     return result
 

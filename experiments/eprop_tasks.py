@@ -30,13 +30,13 @@ import sys
 import time
 from pathlib import Path
 
+from neurolearn import harness
 from neurolearn.io import write_json
 from neurolearn.plotting import pyplot, save_figure
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LITERAL_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
 
-#: the CI-scale evidence accumulation overrides of models/snn-evidence.toml (docs/eprop.md)
+#: the CI-scale evidence accumulation overrides of models/snn-evidence.toml (docs/results/eprop.md)
 EVIDENCE_CI = ["data.name=evidence-ci", "data.options.n_train=512", "data.options.n_test=256",
                "model.layers.0.size=60", "model.layers.0.recurrent_gain=2.58",
                "model.layers.0.neuron.tau_adapt=0.6", "model.layers.0.neuron.adapt_scale=0.058",
@@ -113,13 +113,12 @@ def memory(lengths: tuple[int, int], repeats: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer epochs and a shorter memory check (minutes)")
+    ap = harness.parser(__doc__, quick="fewer epochs and a shorter memory check (minutes)")
     ap.add_argument("--full", action="store_true", help="full-size evidence accumulation and pattern generation")
     ap.add_argument("--epochs", type=int, default=None, help="evidence epochs (default 4 CI, 1 quick, 30 full)")
     ap.add_argument("--pattern-epochs", type=int, default=None, help="pattern iterations (default 150, quick 50)")
     ap.add_argument("--child", nargs=2, metavar=("RULE", "T"), help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = harness.start(ap, argv)
     if args.child:
         print(json.dumps(memory_child(args.child[0], int(args.child[1]))))
         return {}
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         "evidence_scale": "full" if args.full else "ci",
         "evidence_epochs": ev_epochs,
     }
-    write_json(RESULTS / "eprop_tasks.json", {"evidence": evidence, "pattern": pattern, "memory": mem, **result})
+    write_json(args.out / "eprop_tasks.json", {"evidence": evidence, "pattern": pattern, "memory": mem, **result})
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     for rule, r in evidence.items():
@@ -180,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     axes[2].set_ylabel("peak MiB of a step")
     axes[2].legend()
     fig.tight_layout()
-    save_figure(fig, RESULTS / "eprop_tasks.png", dpi=110)
+    save_figure(fig, args.out / "eprop_tasks.png", dpi=110)
     print(json.dumps(result))
     return result
 

@@ -27,7 +27,6 @@ a torch loop on 2 shared cores does ~1-3 ms per step, so the runs here are scale
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -35,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurolearn import harness
 from neurolearn.neurons import IzhikevichParams
 from neurolearn.plotting import pyplot, save_figure
 from neurolearn.rules.rstdp import RSTDPParams
 
-RESULTS = Path(__file__).parent / "results"
 S_MAX = 4.0
 
 
@@ -138,8 +137,7 @@ def plot(res: dict, path: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="100 neurons, 100 s, delay 0.2-0.6 s, drive 16")
+    ap = harness.parser(__doc__, quick="100 neurons, 100 s, delay 0.2-0.6 s, drive 16")
     ap.add_argument("--neurons", type=int, default=None)
     ap.add_argument("--synapses", type=int, default=None, help="outgoing synapses per neuron")
     ap.add_argument("--seconds", type=float, default=None)
@@ -149,7 +147,7 @@ def main() -> None:
     ap.add_argument("--drive", type=float, default=None, help="thalamic input amplitude (paper: 13)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=None, help="results file name (default rstdp_izhikevich[_quick])")
-    args = ap.parse_args()
+    args = harness.start(ap)
     n = args.neurons or (100 if args.quick else 200)
     m = args.synapses or max(1, n // 10)
     seconds = args.seconds or (100.0 if args.quick else 1200.0)
@@ -158,9 +156,9 @@ def main() -> None:
     drive = args.drive or (16.0 if args.quick else 13.0)
     res = run(n, m, seconds, args.lr, args.seed, (int(delay[0] * 1000), int(delay[1] * 1000)), drive)
     name = args.name or "rstdp_izhikevich" + ("_quick" if args.quick else "")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1))
-    plot(res, RESULTS / f"{name}.png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    harness.write_results(args, name, res)
+    plot(res, args.out / f"{name}.png")
     print(f"{'neurons':>8} {'seconds':>8} {'lr':>6} {'rewarded/cap':>13} {'others/cap':>11} {'rate Hz':>8} {'wall s':>7}")
     print(f"{n:>8} {seconds:>8g} {args.lr:>6g} {res['rewarded_final_rel']:>13.3f} {res['others_mean_rel']:>11.3f} "
           f"{res['mean_rate_hz']:>8.2f} {res['wall_s']:>7.1f}")

@@ -27,7 +27,6 @@ instead of hundreds (PLASTICITY.md's CI-scale advice).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -35,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurolearn import harness
 from neurolearn import Dense, LIFParams, Network
 from neurolearn.plotting import pyplot, save_figure
 from neurolearn.rules.stdp import STDP
 
-RESULTS = Path(__file__).parent / "results"
 DT = 1e-3
 BINS = np.linspace(0.0, 1.0, 11)
 
@@ -116,8 +115,7 @@ def plot(rows: list[dict], w_max: float, path: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="20 s of simulated time instead of 60 s")
+    ap = harness.parser(__doc__, quick="20 s of simulated time instead of 60 s")
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--inputs", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=15.0, help="input rate (Hz)")
@@ -130,7 +128,7 @@ def main() -> None:
     ap.add_argument("--no-brian2", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=None, help="results file name (default stdp_song[_quick])")
-    args = ap.parse_args()
+    args = harness.start(ap)
     seconds = args.seconds or (20.0 if args.quick else 60.0)
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(args.seed)
@@ -155,9 +153,9 @@ def main() -> None:
         summary["torch_brian2_weight_corr"] = {r["variant"]: round(r["corr"], 6) for r in rows}
         summary["torch_brian2_spikes_identical"] = {r["variant"]: r["spike_trains_identical"] for r in rows}
     name = args.name or "stdp_song" + ("_quick" if args.quick else "")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"summary": summary, "rows": rows}))
-    plot(rows, args.w_max, RESULTS / f"{name}.png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    harness.write_results(args, name, {"summary": summary, "rows": rows})
+    plot(rows, args.w_max, args.out / f"{name}.png")
     print(f"{'variant':>15} {'hist of w/w_max (10 bins, torch)':>45} {'rate Hz':>8} {'torch s':>8} "
           f"{'b2 s':>7} {'max|dw|/wmax':>13}")
     for r in rows:

@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="train a grid of settings x seeds on a process pool (or Ray); table + figure",
                        description="Each --set KEY=V1,V2 is one axis of the grid; every combination runs once per "
                                    "seed. Restartable: finished trials in --out are skipped. Data-parallel training "
-                                   "of one run: torchrun --nproc-per-node=N -m neurolearn train ... (docs/distributed.md)")
+                                   "of one run: torchrun --nproc-per-node=N -m neurolearn train ... (docs/results/distributed.md)")
     p.add_argument("--model", default="mlp-digits")
     p.add_argument("--rule", default=None)
     p.add_argument("--set", action="append", metavar="KEY=V1,V2,...", help="one grid axis (repeatable)")

@@ -373,7 +373,8 @@ class Trainer:
         if self.optimizer is not None:  # train.lr_decay: exponential per-epoch decay, a function of the epoch alone
             for group in self.optimizer.param_groups:
                 group["lr"] = float(self.cfg["lr"]) * float(self.cfg["lr_decay"]) ** (epoch - 1)
-        bar = _progress(batches, f"epoch {epoch}/{epochs}", self.progress)
+        bar = _progress(batches, f"epoch {epoch}/{epochs}", self.progress and self.ctx.is_main,
+                        total=-(-n // bs) if sized and bs > 0 else None)
         total, count = 0.0, 0
         for step, (xs, ys) in enumerate(bar):
             xb, yb = self.batch(xs, ys, self.encode_gen)
@@ -446,10 +447,10 @@ class Trainer:
         return metrics
 
 
-def _progress(iterable, desc: str, enabled: bool):
+def _progress(iterable, desc: str, enabled: bool, total: int | None = None):
     """``iterable`` reporting its progress on stderr (a bar on a terminal, periodic lines otherwise;
-    :class:`neurolearn.feedback.Progress`)."""
-    return Progress(iterable, desc) if enabled else iterable
+    :class:`neurolearn.feedback.Progress`); ``total``: the number of items when ``iterable`` has no length."""
+    return Progress(iterable, desc, total=total) if enabled else iterable
 
 
 def _format_entry(entry: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ run the tests that guard it, report CAUGHT (a test failed) or SURVIVED, restore 
     PYTHONPATH=. NEUROLEARN_DATA=... python tests/deliberate_breaks.py            # all
     PYTHONPATH=. NEUROLEARN_DATA=... python tests/deliberate_breaks.py anp_c_1    # one
 
-Not collected by pytest (the name does not start with test_); docs/mutation.md has the table.
+Not collected by pytest (the name does not start with test_); docs/results/mutation.md has the table.
 Every break must be CAUGHT; the file is restored even when interrupted.
 """
 import os

@@ -2,7 +2,7 @@
 gradient (not only the direction), each block of the time-domain estimate on its own, the
 scale of the time-domain estimates, ANP's ``scale="sqrt"`` count, traces applied to every
 pre-synaptic term, ZORB's and SIBP's hidden layers, and the solvers' refusal of inputs they
-cannot fit. ``docs/mutation.md`` lists the deliberate breaks each test catches."""
+cannot fit. ``docs/results/mutation.md`` lists the deliberate breaks each test catches."""
 
 from __future__ import annotations
 
