@@ -228,7 +228,10 @@ class Trainer:
         sums: dict[str, float] = {}
         was_training = model.training
         model.eval()
-        for j, (xs, ys) in enumerate(_progress(batches, f"evaluating ({split})", self.progress and self.ctx.is_main)):
+        for j, (xs, ys) in enumerate(_progress(batches, f"evaluating ({split}, {x.shape[0]} samples)"
+                                               if source is None else f"evaluating ({split})",
+                                               self.progress and self.ctx.is_main,
+                                               total=-(-x.shape[0] // bs) if source is None else None)):
             xb, yb = self.batch(xs, ys, gen)  # every process encodes: the same draws
             if j % self.ctx.world != self.ctx.rank:
                 continue
