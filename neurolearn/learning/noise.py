@@ -43,12 +43,16 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     if not isinstance(first, Dense):
         return model.step(torch.cat([x] * copies), state, noise)
     xin = x.flatten(1) if x.dim() > 2 else x
-    z = torch.cat([first.drive(xin)] * copies)
+    drive = first.drive(xin)
     rec = state[0].prev if first.recurrent else None
-    if rec is not None:
-        z = z + F.linear(rec, first.recurrent_weight)
-    if noise is not None and noise[0] is not None:
-        z = z + noise[0]
+    if rec is None and noise is not None and noise[0] is not None:  # one pass: the copies' noise + the drive
+        z = torch.add(noise[0].view(copies, *drive.shape), drive).view(noise[0].shape)
+    else:
+        z = drive.repeat(copies, *([1] * (drive.dim() - 1)))
+        if rec is not None:
+            z = z + F.linear(rec, first.recurrent_weight)
+        if noise is not None and noise[0] is not None:
+            z = z + noise[0]
     h, s0, ns = first._neurons(z, state[0])
     taps = [Taps(xin, z, h, None if ns is None else ns.mem, rec, ns)]
     new_state = [s0]
@@ -75,3 +79,10 @@ def sum_draws(g: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
     if g.shape[dim] == batch:
         return g
     return g.unflatten(dim, (-1, batch)).sum(dim)
+
+
+def shares_first_drive(model: Network) -> bool:
+    """Whether :func:`pair_step` computes the first layer's drive once for every copy (a dense,
+    non-recurrent first layer): then its current difference between copies is their noise difference."""
+    first = model.layers[0]
+    return isinstance(first, Dense) and not first.recurrent
