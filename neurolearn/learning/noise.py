@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from neurolearn.layers import Dense, Taps
+from neurolearn.layers import Dense, LayerState, Taps
 from neurolearn.network import Network
 
 NOISES = ("gaussian", "bernoulli")
@@ -27,7 +27,7 @@ def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch
 
 
 def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True,
-              copies: int = 2):
+              copies: int = 2, inplace: bool = False):
     """One step of the stacked batch ``[clean; noisy_1; ...; noisy_K]`` (``copies = K + 1``
     copies of the input ``x``, ``[B, ...]``).
 
@@ -36,6 +36,9 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     the rest runs as :meth:`Network.step` would. Returns ``(output, state, taps)``; a dense
     first layer's ``input`` tap holds the shared input once (``[B, ...]``: its rows are the
     clean copy's, and every copy's), not ``copies`` stacked duplicates of it.
+
+    ``inplace`` (a caller without autograd that owns ``state`` and keeps no tap past the step):
+    the first layer's neurons update their state in place (:meth:`Neuron.step_`, same numbers).
     """
     if not paired:
         return model.step(x, state, noise)
@@ -53,7 +56,11 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
             z = z + F.linear(rec, first.recurrent_weight)
         if noise is not None and noise[0] is not None:
             z = z + noise[0]
-    h, s0, ns = first._neurons(z, state[0])
+    if inplace and first.neuron is not None and not first.rescaled and not first.recurrent:
+        h, ns = first.neuron.step_(z, state[0].neuron, first._spike_fn)
+        s0 = LayerState(ns, None)
+    else:
+        h, s0, ns = first._neurons(z, state[0])
     taps = [Taps(xin, z, h, None if ns is None else ns.mem, rec, ns)]
     new_state = [s0]
     for k, layer in enumerate(model.layers[1:], start=1):

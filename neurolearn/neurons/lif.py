@@ -172,6 +172,26 @@ class LIFParams(LeakyFireMixin, Neuron):
         spikes = spike_fn(v - self.threshold).to(v.dtype)  # snnTorch's surrogates return float32
         return spikes, LIFState(self._reset(v, spikes), i, v)
 
+    def step_(self, x, state, spike_fn=None):
+        """:meth:`step` in place (no autograd): the same operations in the same order, written into
+        ``state.v`` and a membrane buffer ``state.mem`` (allocated once while it aliases ``v``);
+        the spikes are written as floats directly (no bool tensor)."""
+        if self.current_based or torch.is_grad_enabled():
+            return self.step(x, state, spike_fn)
+        v = state.v
+        mem = state.mem if state.mem is not None and state.mem is not v else torch.empty_like(v)
+        torch.mul(x, self.r, out=mem)  # ṽ = β v + (1 − β)(v_leak + r I), as in _membrane
+        mem.add_(self.v_leak).mul_(1.0 - self.beta)
+        v.mul_(self.beta).add_(mem)
+        mem.copy_(v)
+        spikes = torch.empty_like(v)
+        torch.gt(v, self.threshold, out=spikes)  # H(ṽ − θ): fl(ṽ − θ) > 0 exactly when ṽ > θ
+        if self.reset == "subtract":
+            v.sub_(spikes * self.threshold)
+        else:  # ṽ − s (ṽ − v_reset)
+            v.sub_(torch.sub(v, self.v_reset).mul_(spikes))
+        return spikes, LIFState(v, None, mem)
+
     # ------------------------------------------------------------------ edges
     def brian2(self) -> Brian2Neuron:
         from brian2 import second

@@ -416,7 +416,8 @@ class NodeNoiseRule(PerturbationRule):
         noise = None
         for t in range(steps):
             noise = self.step_noise(model, batch, x, noise, paired=paired)
-            out, state, taps = pair_step(model, x[t], state, noise, batch, paired=paired, copies=copies)
+            out, state, taps = pair_step(model, x[t], state, noise, batch, paired=paired, copies=copies,
+                                         inplace=True)
             outs.append(out)
             for k, tp in enumerate(taps):
                 xin = tp.input if single else tp.input[:batch]
