@@ -173,23 +173,28 @@ class LIFParams(LeakyFireMixin, Neuron):
         return spikes, LIFState(self._reset(v, spikes), i, v)
 
     def step_(self, x, state, spike_fn=None):
-        """:meth:`step` in place (no autograd): the same operations in the same order, written into
-        ``state.v`` and a membrane buffer ``state.mem`` (allocated once while it aliases ``v``);
-        the spikes are written as floats directly (no bool tensor)."""
+        """:meth:`step` in place (no autograd), bit for bit: ``state.mem`` (a buffer allocated once,
+        while it aliases ``v``) receives ``ṽ = (1 − β)(v_leak + r I) + β v`` (the same roundings as
+        :meth:`_membrane`), the spikes ``H(ṽ − θ)`` are written as floats (``fl(ṽ − θ) > 0`` exactly
+        when ``ṽ > θ``; no bool tensor) and ``v`` receives the reset membrane: seven passes over
+        the population instead of about twelve with as many allocations."""
         if self.current_based or torch.is_grad_enabled():
             return self.step(x, state, spike_fn)
         v = state.v
         mem = state.mem if state.mem is not None and state.mem is not v else torch.empty_like(v)
-        torch.mul(x, self.r, out=mem)  # ṽ = β v + (1 − β)(v_leak + r I), as in _membrane
-        mem.add_(self.v_leak).mul_(1.0 - self.beta)
-        v.mul_(self.beta).add_(mem)
-        mem.copy_(v)
+        torch.mul(x, self.r, out=mem)
+        if self.v_leak != 0.0:
+            mem.add_(self.v_leak)
+        mem.mul_(1.0 - self.beta).add_(v.mul_(self.beta))
         spikes = torch.empty_like(v)
-        torch.gt(v, self.threshold, out=spikes)  # H(ṽ − θ): fl(ṽ − θ) > 0 exactly when ṽ > θ
-        if self.reset == "subtract":
-            v.sub_(spikes * self.threshold)
-        else:  # ṽ − s (ṽ − v_reset)
-            v.sub_(torch.sub(v, self.v_reset).mul_(spikes))
+        torch.gt(mem, self.threshold, out=spikes)
+        if self.reset == "subtract":  # ṽ − s θ
+            torch.mul(spikes, self.threshold, out=v)
+        elif self.v_reset == 0.0:  # ṽ − s (ṽ − v_reset)
+            torch.mul(mem, spikes, out=v)
+        else:
+            torch.sub(mem, self.v_reset, out=v).mul_(spikes)
+        torch.sub(mem, v, out=v)
         return spikes, LIFState(v, None, mem)
 
     # ------------------------------------------------------------------ edges
