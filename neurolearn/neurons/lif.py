@@ -172,7 +172,7 @@ class LIFParams(LeakyFireMixin, Neuron):
         spikes = spike_fn(v - self.threshold).to(v.dtype)  # snnTorch's surrogates return float32
         return spikes, LIFState(self._reset(v, spikes), i, v)
 
-    def step_(self, x, state, spike_fn=None):
+    def step_(self, x, state, spike_fn=None, out=None):
         """:meth:`step` in place (no autograd), bit for bit: ``state.mem`` (a buffer allocated once,
         while it aliases ``v``) receives ``ṽ = (1 − β)(v_leak + r I) + β v`` (the same roundings as
         :meth:`_membrane`), the spikes ``H(ṽ − θ)`` are written as floats (``fl(ṽ − θ) > 0`` exactly
@@ -186,7 +186,7 @@ class LIFParams(LeakyFireMixin, Neuron):
         if self.v_leak != 0.0:
             mem.add_(self.v_leak)
         mem.mul_(1.0 - self.beta).add_(v.mul_(self.beta))
-        spikes = torch.empty_like(v)
+        spikes = torch.empty_like(v) if out is None else out
         torch.gt(mem, self.threshold, out=spikes)
         if self.reset == "subtract":  # ṽ − s θ
             torch.mul(spikes, self.threshold, out=v)

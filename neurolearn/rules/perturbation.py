@@ -414,10 +414,11 @@ class NodeNoiseRule(PerturbationRule):
         recs: list[torch.Tensor | None] = [None] * nl
         outs: list[torch.Tensor] = []
         noise = None
+        work: dict[str, torch.Tensor] = {}  # the first layer's current and activity, rewritten every step
         for t in range(steps):
             noise = self.step_noise(model, batch, x, noise, paired=paired)
             out, state, taps = pair_step(model, x[t], state, noise, batch, paired=paired, copies=copies,
-                                         inplace=True)
+                                         inplace=True, work=work)
             outs.append(out)
             for k, tp in enumerate(taps):
                 xin = tp.input if single else tp.input[:batch]
