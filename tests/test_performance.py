@@ -116,3 +116,17 @@ def test_adam_is_built_with_a_multi_tensor_or_fused_implementation():
     p = [torch.nn.Parameter(torch.zeros(3))]
     opt = make_optimizer(p, {"optimizer": "adam", "lr": 1e-3})
     assert opt.defaults.get("foreach") or opt.defaults.get("fused")
+
+
+def test_rademacher_noise_from_packed_bits_is_plus_minus_sigma_and_balanced():
+    from neurolearn.learning.noise import rademacher
+
+    g = torch.Generator().manual_seed(0)
+    e = rademacher((300, 211), 0.25, g, torch.zeros(()))
+    assert e.shape == (300, 211) and set(e.unique().tolist()) == {-0.25, 0.25}
+    assert abs(float(e.mean())) < 0.25 * 4 / math.sqrt(e.numel())
+    a = (e.flatten()[:-1] > 0).float()  # neighbouring entries (bits of one word) are independent
+    b = (e.flatten()[1:] > 0).float()
+    assert abs(float((a * b).mean()) - 0.25) < 0.01
+    per_bit = (e.flatten()[:63 * 1000].view(1000, 63) > 0).float().mean(0)  # each bit position of a word
+    assert float((per_bit - 0.5).abs().max()) < 0.07

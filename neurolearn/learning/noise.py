@@ -8,6 +8,8 @@ before the outer product with the shared clean input (:func:`sum_draws`).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -17,13 +19,28 @@ from neurolearn.network import Network
 NOISES = ("gaussian", "bernoulli")
 
 
+_BITS = 63  # random bits used of one int64 draw (randint's range stops below 2**63)
+
+
+def rademacher(shape: tuple[int, ...], sigma: float, generator: torch.Generator | None,
+               like: torch.Tensor) -> torch.Tensor:
+    """``±σ`` with probability 1/2 each, from packed random bits: one int64 draw gives 63 signs
+    (``b = (w >> k) & 1``, ``ε = σ (2b − 1)``), about 10x faster than one integer draw per entry
+    and 3x faster than Gaussian noise (issue 19). Draws ``[0, 2^63 − 1)``: the all-ones word is
+    missing, a bias of 2^-63."""
+    n = math.prod(shape)
+    words = torch.randint(0, 2**_BITS - 1, ((n + _BITS - 1) // _BITS, 1), dtype=torch.int64,
+                          generator=generator, device=like.device)
+    bits = (words >> torch.arange(_BITS, device=like.device)).bitwise_and_(1)
+    return bits.view(-1)[:n].to(like.dtype).mul_(2.0 * sigma).sub_(sigma).view(shape)
+
+
 def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch.Generator | None,
                like: torch.Tensor) -> torch.Tensor:
-    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ``."""
+    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ`` (:func:`rademacher`)."""
     if kind == "gaussian":
         return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
-    u = torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype)
-    return (2.0 * u - 1.0) * sigma
+    return rademacher(shape, sigma, generator, like)
 
 
 def _buffer(work: dict[str, torch.Tensor] | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
