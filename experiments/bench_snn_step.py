@@ -14,12 +14,18 @@ Memory: each rule's step runs in a fresh child process with glibc's allocator ma
 (``VmHWM`` after ``clear_refs``) minus the resident set before it, after a warm-up step of the
 same rule on a small batch: what the step itself needs (activations, buffers, autograd graph).
 
-``--precision bf16`` is not built yet (issue 19 item 3): the bf16 ratios are reported as null.
+bf16: every rule also runs with ``train.precision = "bf16"`` (bfloat16 autocast of the matrix
+products, :func:`neurolearn.rules.base.precision_context`), interleaved with the fp32 steps; its
+ratios are to fp32 BPTT. The accuracy cost: each rule trains ``--train-steps`` steps from the same
+initial network in fp32 and in bf16 (same batches, same noise seed) and both are tested on the
+first 2000 test images (fp32 evaluation); ``<rule>_bf16_acc_cost`` = fp32 accuracy − bf16 accuracy
+(a short run: a check that bf16 does not break learning, not the final accuracy).
 
     python experiments/bench_snn_step.py [--quick] [--steps 20] [--rules bp,drtp,...] [--threads 1]
 
 Last stdout line: {"anp_over_bptt": ..., "anp_mem_over_bptt": ..., "drtp_over_bptt": ...,
-"drtp_bf16_over_bptt": null, ...} (ratios of CPU time per step and of peak memory per step).
+"drtp_bf16_over_bptt": ..., "<rule>_bf16_acc_cost": ..., ...} (ratios of CPU time per step and of
+peak memory per step).
 """
 
 from __future__ import annotations
@@ -47,17 +53,29 @@ from bench_memory_in_time import LITERAL_MALLOC, _status  # noqa: E402  (the sam
 RULES = ("bp", "drtp", "dfa", "tpsgd", "anp", "np")
 
 
-def setup(rules: list[str], limit: int):
-    """The shared network and data, and per rule: (rule with the model file's options, optimizer, copy)."""
+def setup(rules: list[str], limit: int, precisions: tuple[str, ...] = ("fp32",), lr: float | None = None):
+    """The shared network and data, and per ``rule`` (fp32) or ``rule_bf16``: (rule with the model
+    file's options and that precision, its optimizer, its copy of the network)."""
     run = build_run(harness.resolve(model="snn-mnist", rule="bp", overrides=[f"data.options.train_limit={limit}"]))
     states = {}
-    for name in rules:
-        cfg = harness.resolve(model="snn-mnist", rule=name, overrides=[f"data.options.train_limit={limit}"])
-        net = copy.deepcopy(run.model)
-        rule = make_rule(name, **cfg["rule"]["params"])
-        rule.setup(net, run.objective, torch.Generator().manual_seed(0))
-        states[name] = (rule, make_optimizer(net.parameters(), {"optimizer": "adam", "lr": 1e-4}), net)
+    for precision in precisions:
+        for name in rules:
+            cfg = harness.resolve(model="snn-mnist", rule=name, overrides=[f"data.options.train_limit={limit}"])
+            net = copy.deepcopy(run.model)
+            rule = make_rule(name, **cfg["rule"]["params"])
+            rule.precision = precision
+            rule.setup(net, run.objective, torch.Generator().manual_seed(0))
+            opt = make_optimizer(net.parameters(), {"optimizer": "adam", "lr": lr or cfg["train"]["lr"]})
+            states[name if precision == "fp32" else f"{name}_{precision}"] = (rule, opt, net)
     return run, states
+
+
+@torch.no_grad()
+def accuracy(run, net, n: int = 2000) -> float:
+    x, y = run.dataset.x_test[:n], run.dataset.y_test[:n]
+    torch.manual_seed(1)  # the same rate-coded spikes for every network
+    pred = net.decode_output(net.run(net.encode(x), record=False).output)
+    return float((pred.argmax(1) == y).float().mean())
 
 
 def child(name: str, batch: int) -> dict:
@@ -81,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2, help="fresh processes per memory probe (the smallest kept)")
     ap.add_argument("--rules", default=",".join(RULES))
+    ap.add_argument("--train-steps", type=int, default=60, help="steps of the fp32/bf16 accuracy comparison")
     ap.add_argument("--child", metavar="RULE", help=argparse.SUPPRESS)
     args = harness.start(ap, argv)
     if args.child:
@@ -91,15 +110,16 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--rules must include bp (BPTT, the reference)")
     torch.set_num_threads(args.threads)
     steps = 5 if args.quick else args.steps
-    run, states = setup(rules, 2000)
+    run, states = setup(rules, 2000, ("fp32", "bf16"), lr=1e-4)
     xs, ys = run.dataset.x_train, run.dataset.y_train
     gen = torch.Generator().manual_seed(0)
-    wall: dict[str, list[float]] = {n: [] for n in rules}
-    cpu: dict[str, list[float]] = {n: [] for n in rules}
+    names = list(states)
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for i in range(steps + 1):
         idx = torch.randint(0, xs.shape[0], (args.batch,), generator=gen)
         x, y = run.model.encode(xs[idx]), ys[idx]
-        for name in rules:
+        for name in names:
             rule, opt, net = states[name]
             t0, c0 = time.perf_counter(), time.thread_time()
             rule.train_step(net, x, y, run.objective, opt)
@@ -116,21 +136,37 @@ def main(argv: list[str] | None = None) -> dict:
                                  capture_output=True, text=True, check=True, env={**os.environ, **LITERAL_MALLOC})
             probes.append(json.loads(res.stdout.strip().splitlines()[-1])["peak_mb"])
         peak[name] = min(probes)
-    label = {"bp": "bptt"}
-    table = [f"{'rule':7s} {'wall ms':>9s} {'cpu ms':>9s} {'cpu/bptt':>9s} {'wall/bptt':>10s} {'peak MiB':>9s} "
-             f"{'mem/bptt':>9s}   (medians of {steps} interleaved steps; one thread; shared machine)"]
-    for n in rules:
-        table.append(f"{label.get(n, n):7s} {med[n]:9.1f} {med_cpu[n]:9.1f} {med_cpu[n] / med_cpu['bp']:9.2f} "
-                     f"{med[n] / med['bp']:10.2f} {peak[n]:9.1f} {peak[n] / peak['bp']:9.2f}")
+    # the accuracy cost of bf16: the same short training in both precisions, with the model file's lr
+    acc = {}
+    train_steps = 8 if args.quick else args.train_steps
+    _, trained = setup(rules, 2000, ("fp32", "bf16"))
+    order = torch.randperm(xs.shape[0], generator=torch.Generator().manual_seed(1))
+    for name, (rule, opt, net) in trained.items():
+        torch.manual_seed(2)  # the same encoded spikes for both precisions
+        for i in range(train_steps):
+            idx = order[(i * args.batch) % xs.shape[0]:][:args.batch]
+            rule.train_step(net, net.encode(xs[idx]), ys[idx], run.objective, opt)
+        acc[name] = accuracy(run, net)
+    label = {"bp": "bptt", "bp_bf16": "bptt_bf16"}
+    table = [f"{'rule':10s} {'wall ms':>9s} {'cpu ms':>9s} {'cpu/bptt':>9s} {'wall/bptt':>10s} {'peak MiB':>9s} "
+             f"{'mem/bptt':>9s} {'acc':>9s}   (medians of {steps} interleaved steps, one thread, shared "
+             f"machine; acc: test accuracy after {train_steps} training steps)"]
+    for n in names:
+        mem = f"{peak[n]:9.1f} {peak[n] / peak['bp']:9.2f}" if n in peak else f"{'':9s} {'':9s}"
+        table.append(f"{label.get(n, n):10s} {med[n]:9.1f} {med_cpu[n]:9.1f} {med_cpu[n] / med_cpu['bp']:9.2f} "
+                     f"{med[n] / med['bp']:10.2f} {mem} {acc[n]:9.3f}")
     summary: dict = {}
-    for n in rules:
+    for n in names:
         if n != "bp":
             summary[f"{n}_over_bptt"] = round(med_cpu[n] / med_cpu["bp"], 3)
             summary[f"{n}_wall_over_bptt"] = round(med[n] / med["bp"], 3)
+        if n in peak and n != "bp":
             summary[f"{n}_mem_over_bptt"] = round(peak[n] / peak["bp"], 3)
-    summary["drtp_bf16_over_bptt"] = None  # not built yet (see the docstring)
+    for n in rules:
+        summary[f"{n}_bf16_acc_cost"] = round(acc[n] - acc[f"{n}_bf16"], 4)
     record = {"ms_per_step": med, "cpu_ms_per_step": med_cpu, "peak_mb_per_step": peak, "batch": args.batch,
-              "steps": steps, "threads": args.threads, "precision": "fp32", **summary}
+              "steps": steps, "threads": args.threads, "accuracy_after_train_steps": acc,
+              "train_steps": train_steps, **summary}
     return harness.finish(args, "bench_snn_step", summary, record=record, table=table)
 
 

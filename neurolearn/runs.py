@@ -47,6 +47,7 @@ def build_run(config: dict[str, Any], dataset: Dataset | None = None) -> Run:
     model = build_network(config["model"], dataset.input_shape)
     apply_decorrelation(model, config.get("decor", {}))
     rule = make_rule(config["rule"]["name"], **config["rule"].get("params", {}))
+    rule.precision = config["train"]["precision"]
     return Run(config, dataset, model.to(device), Objective.for_dataset(dataset), rule, device)
 
 
