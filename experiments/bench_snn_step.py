@@ -47,8 +47,16 @@ from neurolearn.build import make_optimizer
 from neurolearn.rules import make_rule
 from neurolearn.runs import build_run
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_memory_in_time import LITERAL_MALLOC, _status  # noqa: E402  (the same memory probe)
+# the memory probe of bench_memory_in_time.py (scripts do not import each other): glibc returns
+# freed memory at once, so that the resident peak is the live peak
+LITERAL_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def _status(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return float(line.split()[1]) / 1024.0  # MiB
+    raise RuntimeError(f"no {key} in /proc/self/status")
 
 RULES = ("bp", "drtp", "dfa", "tpsgd", "anp", "np")
 
