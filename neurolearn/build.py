@@ -167,14 +167,19 @@ def build_network(model_cfg: dict[str, Any], input_shape: tuple[int, ...]) -> Ne
 
 
 def make_optimizer(params, train: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD or Adam from a train section (checked, defaults from :data:`neurolearn.config.TRAIN_SCHEMA`)."""
+    """SGD or Adam from a train section (checked, defaults from :data:`neurolearn.config.TRAIN_SCHEMA`),
+    with torch's multi-tensor (``foreach``) implementation: one kernel per operation over all
+    parameters instead of a Python loop over them (the same update; on CPU torch's default is the
+    loop, which cost 1.3-1.5 ms of a 784-500-500-10 step, issue 19)."""
     train = check_table("train", train, TRAIN_SCHEMA)
     name = train["optimizer"]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"])
+        return torch.optim.SGD(params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"],
+                               foreach=True)
     if name == "adam":
         betas = (float(train["beta1"]), float(train["beta2"]))
-        return torch.optim.Adam(params, lr=train["lr"], betas=betas, weight_decay=train["weight_decay"])
+        return torch.optim.Adam(params, lr=train["lr"], betas=betas, weight_decay=train["weight_decay"],
+                                foreach=True)
     raise unknown_name("optimizer", name, ("sgd", "adam"))
 
 

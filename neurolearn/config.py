@@ -201,6 +201,9 @@ TRAIN_SCHEMA: dict[str, Key] = {
     "weight_decay": Key("number", 0.0, lo=0),
     "seed": Key("int", 0, lo=0, hi=SEED_LIMIT, hi_open=True),
     "device": Key("str", "cpu", check=_device),
+    "precision": Key("str", "fp32", choices=("fp32", "bf16"),
+                     doc="bf16: the training step's matrix products under bfloat16 autocast (every rule, BPTT "
+                         "too); weights, state and optimizer stay fp32"),
     "eval_batch_size": Key("int", 1000, lo=1),
     "lr_decay": Key("number", 1.0, lo=0, lo_open=True,
                     doc="per-epoch factor: epoch e trains with lr * lr_decay**(e-1); 1.0 = constant"),

@@ -50,6 +50,7 @@ def build_run(config: dict[str, Any], dataset: Dataset | None = None) -> Run:
     check_fits(dataset, model.output_size)  # one readout unit per class / output, with a one-line message
     apply_decorrelation(model, config.get("decor", {}))
     rule = make_rule(config["rule"]["name"], **config["rule"].get("params", {}))
+    rule.precision = config["train"]["precision"]
     return Run(config, dataset, model.to(device), Objective.for_dataset(dataset), rule, device)
 
 

@@ -28,6 +28,8 @@ def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:
     missing or frozen parameter."""
     if not trainable(param):
         return
+    if value.dtype != param.dtype:  # a product under bf16 autocast: .grad stays in the weight's dtype
+        value = value.to(param.dtype)
     if param.grad is None:
         param.grad = value.detach()
     else:

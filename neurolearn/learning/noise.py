@@ -8,26 +8,56 @@ before the outer product with the shared clean input (:func:`sum_draws`).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from neurolearn.layers import Dense, Taps
+from neurolearn.layers import Dense, LayerState, Taps
 from neurolearn.network import Network
 
 NOISES = ("gaussian", "bernoulli")
 
 
+_BITS = 63  # random bits used of one int64 draw (randint's range stops below 2**63)
+
+
+def rademacher(shape: tuple[int, ...], sigma: float, generator: torch.Generator | None,
+               like: torch.Tensor) -> torch.Tensor:
+    """``±σ`` with probability 1/2 each, from packed random bits: one int64 draw gives 63 signs
+    (``b = (w >> k) & 1``, ``ε = σ (2b − 1)``), about 10x faster than one integer draw per entry
+    and 3x faster than Gaussian noise (issue 19). Draws ``[0, 2^63 − 1)``: the all-ones word is
+    missing, a bias of 2^-63."""
+    n = math.prod(shape)
+    words = torch.randint(0, 2**_BITS - 1, ((n + _BITS - 1) // _BITS, 1), dtype=torch.int64,
+                          generator=generator, device=like.device)
+    bits = (words >> torch.arange(_BITS, device=like.device)).bitwise_and_(1)
+    return bits.view(-1)[:n].to(like.dtype).mul_(2.0 * sigma).sub_(sigma).view(shape)
+
+
 def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch.Generator | None,
                like: torch.Tensor) -> torch.Tensor:
-    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ``."""
+    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ`` (:func:`rademacher`)."""
     if kind == "gaussian":
         return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
-    u = torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype)
-    return (2.0 * u - 1.0) * sigma
+    return rademacher(shape, sigma, generator, like)
+
+
+def _buffer(work: dict[str, torch.Tensor] | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
+    """A workspace tensor shaped like ``like``, kept in ``work`` across steps (``None``: allocate anew).
+
+    Writing into memory the process already touched matters on CPU: a fresh ``[2176, 500]``
+    tensor written once costs about ten times a pass over a reused one (page faults)."""
+    if work is None:
+        return None
+    buf = work.get(name)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+        buf = work[name] = torch.empty_like(like)
+    return buf
 
 
 def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True,
-              copies: int = 2):
+              copies: int = 2, inplace: bool = False, work: dict[str, torch.Tensor] | None = None):
     """One step of the stacked batch ``[clean; noisy_1; ...; noisy_K]`` (``copies = K + 1``
     copies of the input ``x``, ``[B, ...]``).
 
@@ -36,6 +66,12 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     the rest runs as :meth:`Network.step` would. Returns ``(output, state, taps)``; a dense
     first layer's ``input`` tap holds the shared input once (``[B, ...]``: its rows are the
     clean copy's, and every copy's), not ``copies`` stacked duplicates of it.
+
+    ``inplace`` (a caller without autograd that owns ``state`` and keeps no tap past the step):
+    the first layer's neurons update their state in place (:meth:`Neuron.step_`, same numbers).
+    ``work``: a dict the caller keeps over the sequence, in which the first layer's current and
+    (``inplace``) activity are written at every step instead of fresh tensors (then no tap of
+    the first layer outlives the step).
     """
     if not paired:
         return model.step(x, state, noise)
@@ -43,13 +79,25 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     if not isinstance(first, Dense):
         return model.step(torch.cat([x] * copies), state, noise)
     xin = x.flatten(1) if x.dim() > 2 else x
-    z = torch.cat([first.drive(xin)] * copies)
+    drive = first.drive(xin)
     rec = state[0].prev if first.recurrent else None
-    if rec is not None:
-        z = z + F.linear(rec, first.recurrent_weight)
-    if noise is not None and noise[0] is not None:
-        z = z + noise[0]
-    h, s0, ns = first._neurons(z, state[0])
+    if rec is None and noise is not None and noise[0] is not None:  # one pass: the copies' noise + the drive
+        if work is None:
+            z = torch.add(noise[0].view(copies, *drive.shape), drive).view(noise[0].shape)
+        else:
+            z = _buffer(work, "z", noise[0])
+            torch.add(noise[0].view(copies, *drive.shape), drive, out=z.view(copies, *drive.shape))
+    else:
+        z = drive.repeat(copies, *([1] * (drive.dim() - 1)))
+        if rec is not None:
+            z = z + F.linear(rec, first.recurrent_weight)
+        if noise is not None and noise[0] is not None:
+            z = z + noise[0]
+    if inplace and first.neuron is not None and not first.rescaled and not first.recurrent:
+        h, ns = first.neuron.step_(z, state[0].neuron, first._spike_fn, out=_buffer(work, "act", z))
+        s0 = LayerState(ns, None)
+    else:
+        h, s0, ns = first._neurons(z, state[0])
     taps = [Taps(xin, z, h, None if ns is None else ns.mem, rec, ns)]
     new_state = [s0]
     for k, layer in enumerate(model.layers[1:], start=1):
@@ -75,3 +123,10 @@ def sum_draws(g: torch.Tensor, batch: int, dim: int = 0) -> torch.Tensor:
     if g.shape[dim] == batch:
         return g
     return g.unflatten(dim, (-1, batch)).sum(dim)
+
+
+def shares_first_drive(model: Network) -> bool:
+    """Whether :func:`pair_step` computes the first layer's drive once for every copy (a dense,
+    non-recurrent first layer): then its current difference between copies is their noise difference."""
+    first = model.layers[0]
+    return isinstance(first, Dense) and not first.recurrent

@@ -147,6 +147,14 @@ class Neuron:
     def step(self, x: torch.Tensor, state: Any, spike_fn: SpikeFn | None = None) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
+    def step_(self, x: torch.Tensor, state: Any, spike_fn: SpikeFn | None = None,
+              out: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """:meth:`step` for loops without autograd (``torch.no_grad``) that own ``state``: a model may
+        update ``state``'s tensors in place and return them, and write its output into ``out`` (a
+        buffer shaped like ``x``, reused by the caller); the same numbers as :meth:`step`, bit for
+        bit; ``x`` is left as it is. Default: :meth:`step`."""
+        return self.step(x, state, spike_fn)
+
     @property
     def has_memory(self) -> bool:
         """Whether the state carries over from one step to the next (BP becomes BPTT)."""

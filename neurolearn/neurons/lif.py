@@ -172,6 +172,31 @@ class LIFParams(LeakyFireMixin, Neuron):
         spikes = spike_fn(v - self.threshold).to(v.dtype)  # snnTorch's surrogates return float32
         return spikes, LIFState(self._reset(v, spikes), i, v)
 
+    def step_(self, x, state, spike_fn=None, out=None):
+        """:meth:`step` in place (no autograd), bit for bit: ``state.mem`` (a buffer allocated once,
+        while it aliases ``v``) receives ``ṽ = (1 − β)(v_leak + r I) + β v`` (the same roundings as
+        :meth:`_membrane`), the spikes ``H(ṽ − θ)`` are written as floats (``fl(ṽ − θ) > 0`` exactly
+        when ``ṽ > θ``; no bool tensor) and ``v`` receives the reset membrane: seven passes over
+        the population instead of about twelve with as many allocations."""
+        if self.current_based or torch.is_grad_enabled():
+            return self.step(x, state, spike_fn)
+        v = state.v
+        mem = state.mem if state.mem is not None and state.mem is not v else torch.empty_like(v)
+        torch.mul(x, self.r, out=mem)
+        if self.v_leak != 0.0:
+            mem.add_(self.v_leak)
+        mem.mul_(1.0 - self.beta).add_(v.mul_(self.beta))
+        spikes = torch.empty_like(v) if out is None else out
+        torch.gt(mem, self.threshold, out=spikes)
+        if self.reset == "subtract":  # ṽ − s θ
+            torch.mul(spikes, self.threshold, out=v)
+        elif self.v_reset == 0.0:  # ṽ − s (ṽ − v_reset)
+            torch.mul(mem, spikes, out=v)
+        else:
+            torch.sub(mem, self.v_reset, out=v).mul_(spikes)
+        torch.sub(mem, v, out=v)
+        return spikes, LIFState(v, None, mem)
+
     # ------------------------------------------------------------------ edges
     def brian2(self) -> Brian2Neuron:
         from brian2 import second

@@ -65,6 +65,18 @@ class StepOutput:
     record: Record | None = None
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def precision_context(precision: str, device: torch.device):
+    """The autocast of a training step: ``"bf16"`` runs matrix products and convolutions in
+    bfloat16 (torch's autocast op list; elementwise work, state, weights, ``.grad`` and the
+    optimizer stay fp32); ``"fp32"``: nothing changes."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 class Rule:
     """Base class of all learning rules. Subclasses set ``name``, ``summary``, ``requires`` and
     ``Options`` (a frozen dataclass of their validated options) and implement :meth:`step`.
@@ -99,6 +111,7 @@ class Rule:
     requires: ClassVar[Requirements] = Requirements()
     uses_optimizer: ClassVar[bool] = True
     Options: ClassVar[type] = NoOptions
+    precision: str = "fp32"  # "bf16": train_step runs under bfloat16 autocast (train.precision)
 
     def __init__(self, options: Any = None, **params: Any) -> None:
         self.options = build_options(self.Options, options, params, f"rule {self.name!r}")
@@ -129,7 +142,8 @@ class Rule:
         if self.uses_optimizer and updater.optimizer is None:
             raise ConfigError(f"rule {self.name!r} computes gradients: train_step needs an optimizer")
         updater.zero_grad()
-        out = self.step(model, x, y, objective, updater)
+        with precision_context(self.precision, x.device):
+            out = self.step(model, x, y, objective, updater)
         updater.finish_step()
         return out
 

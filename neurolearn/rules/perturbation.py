@@ -99,7 +99,8 @@ import torch
 from neurolearn.errors import ConfigError
 from neurolearn.distributed import ScalarUpdate
 from neurolearn.learning.grads import add_grad, bias_grad, layer_params, trainable
-from neurolearn.learning.noise import NOISES, draw_noise, noisy_minus_clean, pair_step, sum_draws
+from neurolearn.learning.noise import (NOISES, draw_noise, noisy_minus_clean, pair_step, shares_first_drive,
+                                      sum_draws)
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.learning.traces import pre_traces, trace_beta
 from neurolearn.network import LayerRecord, Network, Record, stack_steps
@@ -392,63 +393,137 @@ class NodeNoiseRule(PerturbationRule):
         k = torch.arange(1, steps, dtype=torch.float64)
         return 1.0 + 2.0 * float(((steps - k) * a**k).sum()) / steps
 
+    def constant_post(self, model: Network, layer: int, paired: bool) -> bool:
+        """Whether layer ``layer``'s post-synaptic term is the same at every step of a sequence:
+        with noise frozen over the trial (``noise_tau = inf``) NP's own noise is; so is ANP's
+        current difference ``δz`` of a first layer whose drive every copy shares (dense, not
+        recurrent: ``δz = ε_noisy − ε_clean`` exactly). Then ``Σ_t g x̄[t]ᵀ = g (Σ_t x̄[t])ᵀ``:
+        one outer product per sequence, and nothing of size ``T`` kept."""
+        return self.noise_memory(model.dt) == 1.0 and self.noise_is_post(model, layer, paired)
+
+    def noise_is_post(self, model: Network, layer: int, paired: bool) -> bool:
+        """Whether the post-synaptic term of ``layer`` is its noise difference itself (NP: always)."""
+        return True
+
     def _node_perturbation(self, model: Network, x: torch.Tensor, y: torch.Tensor,
                            objective: Objective) -> StepOutput:
+        r"""One sequence-level step, streamed over time (no autograd, nothing of the past kept
+        but what the estimate reads).
+
+        Per step ``t`` and layer ``l``: the post-synaptic term ``d_l[t]`` (noise or measured
+        difference of the noisy copies, ``[K·B, ...]``) goes into a preallocated ``[T, K·B, ...]``
+        buffer and the clean input (or its trace ``x̄ = β x̄ + x̃``, updated in place) into a
+        ``[T, B, ...]`` one; a layer whose ``d_l`` is constant over the sequence
+        (:meth:`constant_post`) keeps ``Σ_t x̄_l[t]`` (``[B, ...]``) instead. At the end the
+        per-sample coefficients (:meth:`node_coefficients`: ``δL``, and for ANP the norm
+        ``Σ_{t,l} ‖d_l[t]‖²``) scale the buffers in place and one product per layer gives
+        ``Σ_t (Σ_k g_k[t]) x̄[t]ᵀ``. The layers' records (stacked clean inputs) come for free
+        when every layer keeps its raw inputs; otherwise they are copied only when a layer is
+        decorrelated (what reads them)."""
         model.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
         single = self.passes == "baseline"
+        paired = not single
         copies = 1 if single else 1 + self.draws  # [clean; noisy_1 .. noisy_K]
         rows = copies * batch
+        nl = len(model.layers)
         state = model.init_state(rows, x.device, x.dtype)
+        beta = trace_beta(model, self.trace_tau)
+        const = [self.constant_post(model, k, paired) for k in range(nl)]
+        # the record's layers: free when every layer keeps its raw inputs anyway, else copied only
+        # for decorrelation (their reader)
+        free = beta == 0.0 and not any(const)
+        keep_inputs = not free and any(layer.decorrelation is not None for layer in model.layers)
+        posts: list[torch.Tensor | None] = [None] * nl  # [T, K·B, ...] or, constant, [K·B, ...]
+        inputs: list[torch.Tensor | None] = [None] * nl  # clean inputs (traces) [T, B, ...], or Σ_t [B, ...]
+        raws: list[torch.Tensor | None] = [None] * nl  # the raw clean inputs for the record (decorrelation)
+        traces: list[torch.Tensor | None] = [None] * nl
+        recs: list[torch.Tensor | None] = [None] * nl
         outs: list[torch.Tensor] = []
-        taps_t, noise_t = [], []
         noise = None
+        work: dict[str, torch.Tensor] = {}  # the first layer's current and activity, rewritten every step
         for t in range(steps):
-            noise = self.step_noise(model, batch, x, noise, paired=not single)
-            out, state, taps = pair_step(model, x[t], state, noise, batch, paired=not single, copies=copies)
+            noise = self.step_noise(model, batch, x, noise, paired=paired)
+            out, state, taps = pair_step(model, x[t], state, noise, batch, paired=paired, copies=copies,
+                                         inplace=True, work=work)
             outs.append(out)
-            taps_t.append(taps)
-            noise_t.append(noise)
+            for k, tp in enumerate(taps):
+                xin = tp.input if single else tp.input[:batch]
+                if keep_inputs:
+                    if raws[k] is None:
+                        raws[k] = xin.new_empty((steps, *xin.shape))
+                    raws[k][t].copy_(xin)
+                if beta != 0.0:  # x̄[t] = β x̄[t-1] + x̃[t], in place
+                    if traces[k] is None:
+                        traces[k] = xin.clone()
+                    else:
+                        traces[k].mul_(beta).add_(xin)
+                    xin = traces[k]
+                if const[k]:
+                    if t == 0:
+                        posts[k] = noise[k] if single else self.noise_diff(noise[k], batch)
+                        inputs[k] = xin.clone()
+                    else:
+                        inputs[k].add_(xin)
+                    continue
+                d = self.post_difference(tp, noise[k] if single else self.noise_diff(noise[k], batch), batch, k, nl)
+                if posts[k] is None:
+                    posts[k] = d.new_empty((steps, *d.shape))
+                    inputs[k] = xin.new_empty((steps, *xin.shape))
+                posts[k][t].copy_(d)
+                inputs[k][t].copy_(xin)
+                if tp.rec is not None:  # the recurrent input, filtered like the feed-forward one (trace_tau)
+                    if recs[k] is None:
+                        recs[k] = tp.rec.new_empty((steps, batch, *tp.rec.shape[1:]))
+                    if beta == 0.0 or t == 0:
+                        recs[k][t].copy_(tp.rec[:batch])
+                    else:
+                        torch.add(tp.rec[:batch], recs[k][t - 1], alpha=beta, out=recs[k][t])
         output = stack_steps(outs)
         pred = model.decode_output(output)
         yy = y if single else torch.cat([y] * copies, dim=1 if y.dim() == 3 else 0)
         loss = objective.loss(pred, yy)
-        nl = len(model.layers)
-        if single:
-            dloss = self.reward_signal(loss)
-            clean = slice(0, batch)
-            eps = [[noise_t[t][k] for t in range(steps)] for k in range(nl)]
-            diffs = eps
-        else:
-            dloss = noisy_minus_clean(loss, batch)
-            clean = slice(0, batch)
-            eps = [[self.noise_diff(noise_t[t][k], batch) for t in range(steps)] for k in range(nl)]
-            diffs = [[self.post_difference(taps_t[t][k], eps[k][t], batch, k, nl) for t in range(steps)]
-                     for k in range(nl)]
+        dloss = self.reward_signal(loss) if single else noisy_minus_clean(loss, batch)
+        span = self.noise_span(steps, model.dt)
+        sq = [steps * torch.linalg.vector_norm(p.reshape(p.shape[0], -1), dim=1).square() if c else
+              torch.linalg.vector_norm(p.reshape(p.shape[0], p.shape[1], -1), dim=(0, 2)).square()
+              for p, c in zip(posts, const)]  # Σ_t ‖d_l[t]‖² per noisy row
+        dims = [(p[0].numel() if c else p[0, 0].numel()) * steps / span for p, c in zip(posts, const)]
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
-        g = self.node_signal(dloss / dloss.shape[0], [stack_steps(d) for d in diffs], [stack_steps(e) for e in eps],
-                             steps, self.noise_span(steps, model.dt), inputs=math.prod(model.input_shape))
-        beta = trace_beta(model, self.trace_tau)
-        record = Record(output=output[:, clean])  # the clean run's inputs: what decorrelation learns from
+        coefs = self.node_coefficients(dloss / dloss.shape[0], sq, dims, span, nl,
+                                       inputs=math.prod(model.input_shape) * steps / span)
+        # b̄[t] = β b̄[t-1] + 1: the bias's constant input, filtered like the other pre-synaptic terms
+        bias_trace = (1.0 - beta ** torch.arange(1, steps + 1, dtype=torch.float64)) / (1.0 - beta) if beta else None
         for k, layer in enumerate(model.layers):
-            gk = sum_draws(g[k], batch, dim=1)
+            p, c = posts[k], coefs[k]
+            if const[k]:
+                gk = sum_draws(p * c.view(-1, *([1] * (p.dim() - 1))), batch)
+                add_grad(layer.weight, layer.weight_gradient(gk, inputs[k]))
+                add_grad(layer.bias, bias_grad(gk) * (steps if bias_trace is None else float(bias_trace.sum())))
+                continue
+            p.mul_(c.view(1, -1, *([1] * (p.dim() - 2))))  # g = d · coefficient, in place
+            gk = sum_draws(p, batch, dim=1)
             gk = gk.reshape(steps * batch, *gk.shape[2:])
-            xs = [taps_t[t][k].input[clean] for t in range(steps)]
-            raw = stack_steps(xs)
-            record.layers.append(LayerRecord(raw, None, None))
-            inp = (raw if beta == 0.0 else stack_steps(pre_traces(xs, beta))).reshape(steps * batch, -1)
-            add_grad(layer.weight, layer.weight_gradient(gk, inp))
+            add_grad(layer.weight, layer.weight_gradient(gk, inputs[k].reshape(steps * batch, -1)))
             if beta == 0.0:
                 add_grad(layer.bias, bias_grad(gk))
             else:  # the bias's constant input filtered like every other pre-synaptic term: b̄[t] = β b̄[t-1] + 1
-                b_bar = (1.0 - beta ** torch.arange(1, steps + 1, dtype=torch.float64)) / (1.0 - beta)
-                weights = b_bar.to(gk.dtype).repeat_interleave(batch).view(-1, *([1] * (gk.dim() - 1)))
-                add_grad(layer.bias, bias_grad(gk * weights))
+                add_grad(layer.bias, bias_grad(gk * bias_trace.to(gk.dtype).repeat_interleave(batch).view(
+                    -1, *([1] * (gk.dim() - 1)))))
             if layer.recurrent_weight is not None:
-                recs = [taps_t[t][k].rec[clean] for t in range(steps)]
-                rec = stack_steps(pre_traces(recs, beta)).reshape(steps * batch, -1)
-                add_grad(layer.recurrent_weight, gk.t() @ rec)
+                add_grad(layer.recurrent_weight, gk.t() @ recs[k].reshape(steps * batch, -1))
+        clean = slice(0, batch)
+        record = Record(output=output[:, clean])  # the clean run's inputs: what decorrelation learns from
+        if free or keep_inputs:
+            record.layers.extend(LayerRecord(r, None, None) for r in (inputs if free else raws))
         return StepOutput(loss[clean].detach(), pred[clean].detach(), record)
+
+    def node_coefficients(self, dloss: torch.Tensor, sq: list[torch.Tensor], dims: list[float],
+                          span: float, layers: int, inputs: float = 0.0) -> list[torch.Tensor]:
+        """Per-layer, per-row coefficients ``c_l`` (``[K·B]``) with ``g_l = c_l · d_l``, from the
+        loss differences ``dloss``, each layer's ``Σ_t ‖d_l‖²`` (``sq``) and its count of
+        independent perturbed directions ``dims``; ``span``: the steps one draw spans."""
+        raise NotImplementedError
 
 
 
@@ -546,9 +621,12 @@ class NodePerturbation(NodeNoiseRule):
                               "sigma (anp learns un-noised layers from their measured activity difference)")
 
     def node_signal(self, dloss, diffs, noises, steps, span=1.0, inputs=0):
-        sigmas = self.layer_sigmas(len(noises))
-        return [e * (dloss.view(1, -1, *([1] * (e.dim() - 2))) / (self.noise_diff_var(sigma) * span))
-                for e, sigma in zip(noises, sigmas)]
+        coefs = self.node_coefficients(dloss, [], [], span, len(noises))
+        return [e * c.view(1, -1, *([1] * (e.dim() - 2))) for e, c in zip(noises, coefs)]
+
+    def node_coefficients(self, dloss, sq, dims, span, layers, inputs=0.0):
+        """``c_l = δL / (σ_l² m)`` (``2σ_l²`` for two noisy runs; ``m`` the steps a draw spans)."""
+        return [dloss / (self.noise_diff_var(sigma) * span) for sigma in self.layer_sigmas(layers)]
 
 
 class ActivityNodePerturbation(NodeNoiseRule):
@@ -585,6 +663,12 @@ class ActivityNodePerturbation(NodeNoiseRule):
         src = taps.mem if (mem and taps.mem is not None) else taps.pre
         return noisy_minus_clean(src, batch)
 
+    def noise_is_post(self, model: Network, layer: int, paired: bool) -> bool:
+        """``δz`` of the first layer is its noise difference when every copy shares its drive and it
+        measures its input current (``activity="pre"``)."""
+        return (paired and layer == 0 and shares_first_drive(model)
+                and self.layer_activity(0, len(model.layers)) == "pre")
+
     def node_signal(self, dloss, diffs, noises, steps, span=1.0, inputs: int = 0):
         """``inputs``: the network's input units; with ``scale="sqrt"`` and ``norm="layer"`` every
         layer's ``c = √N``, ``N = n_in + Σ_l n_l`` (the whole network's unit count, the ANP RNN
@@ -592,19 +676,21 @@ class ActivityNodePerturbation(NodeNoiseRule):
         sq = [torch.linalg.vector_norm(d.reshape(d.shape[0], d.shape[1], -1), dim=(0, 2)).square()
               for d in diffs]  # [B] per layer
         dims = [d[0, 0].numel() * steps / span for d in diffs]  # independent perturbed directions
-        out = []
+        coefs = self.node_coefficients(dloss, sq, dims, span, len(diffs), inputs=inputs * steps / span)
+        return [d * c.view(1, -1, *([1] * (d.dim() - 2))) for d, c in zip(diffs, coefs)]
+
+    def node_coefficients(self, dloss, sq, dims, span, layers, inputs=0.0):
+        """``c = scale(N) δL / ‖δz‖²`` (network-wide norm and ``N = Σ_l N_l``, or per layer; with
+        ``scale="sqrt"`` and a per-layer norm every layer's ``c = √(inputs + Σ_l N_l)``, ``inputs`` the
+        input units counted like ``dims``)."""
         if self.norm == "network":
             total = torch.stack(sq).sum(0).clamp_min(1e-30)
             coef = self.scale_for(sum(dims)) * dloss / total
-            coefs = [coef] * len(diffs)
-        elif self.scale == "sqrt":  # the reference: √(n_in + H + n_out) for every layer
-            c = math.sqrt(sum(dims) + inputs * steps / span)
-            coefs = [c * dloss / s.clamp_min(1e-30) for s in sq]
-        else:
-            coefs = [self.scale_for(n) * dloss / s.clamp_min(1e-30) for n, s in zip(dims, sq)]
-        for d, c in zip(diffs, coefs):
-            out.append(d * c.view(1, -1, *([1] * (d.dim() - 2))))
-        return out
+            return [coef] * len(sq)
+        if self.scale == "sqrt":  # the reference: √(n_in + H + n_out) for every layer
+            c = math.sqrt(sum(dims) + inputs)
+            return [c * dloss / s.clamp_min(1e-30) for s in sq]
+        return [self.scale_for(n) * dloss / s.clamp_min(1e-30) for n, s in zip(dims, sq)]
 
 
 __all__ = ["PerturbationOptions", "ANPOptions", "PerturbationRule", "NodeNoiseRule", "WeightPerturbation",

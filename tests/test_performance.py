@@ -1,0 +1,132 @@
+"""Correctness of the fast paths (issue 19), not their timings: the in-place LIF step equals the
+pure one bit for bit, and the streamed ANP/NP sequence step (preallocated buffers, one product per
+sequence for noise frozen over the trial) gives the gradients of the plain formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from neurolearn.build import make_optimizer
+from neurolearn.layers import Dense
+from neurolearn.learning.noise import noisy_minus_clean, sum_draws
+from neurolearn.network import Network, stack_steps
+from neurolearn.neurons import LIFParams, LIParams
+from neurolearn.objectives import Objective
+from neurolearn.rules import make_rule
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+CLS = Objective("classification")
+
+
+@pytest.mark.parametrize("params", [dict(reset="value"), dict(reset="subtract"),
+                                    dict(reset="value", v_reset=-0.3, v_leak=0.2, threshold=0.7)])
+def test_lif_step_in_place_equals_the_pure_step_bit_for_bit(params):
+    lif = LIFParams(tau_mem=10e-3, **params)
+    g = torch.Generator().manual_seed(0)
+    pure = lif.init_state((64, 40))
+    fast = lif.init_state((64, 40))
+    with torch.no_grad():
+        for _ in range(12):
+            x = torch.randn(64, 40, generator=g) * 0.6
+            s1, pure = lif.step(x, pure)
+            x_before = x.clone()
+            s2, fast = lif.step_(x, fast)
+            assert torch.equal(x, x_before)  # the input is left as it is
+            assert torch.equal(s1, s2) and torch.equal(pure.v, fast.v) and torch.equal(pure.mem, fast.mem)
+    assert s1.sum() > 0  # spikes happened
+
+
+def snn() -> Network:
+    torch.manual_seed(0)
+    return Network([Dense(6, 16, LIFParams(tau_mem=10e-3, reset="value"), init="kaiming_uniform", init_gain=2.0),
+                    Dense(16, 3, LIParams(tau=10e-3), init="kaiming_uniform")], decode="mean")
+
+
+def data(steps: int = 6, batch: int = 8):
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(steps, batch, 6, generator=g) > 0.5).float()
+    return x, torch.randint(0, 3, (batch,), generator=g)
+
+
+def plain_estimate(rule, model: Network, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The estimate written out: all copies run through Network.step (pure steps), every tap kept
+    over time, then the rule's per-step formula (node_signal) and one product per step."""
+    steps, batch = x.shape[:2]
+    copies = 1 + rule.draws
+    nl = len(model.layers)
+    with torch.no_grad():
+        state = model.init_state(copies * batch)
+        noise, outs, taps_t = None, [], []
+        for t in range(steps):
+            noise = rule.step_noise(model, batch, x, noise)
+            out, state, taps = model.step(torch.cat([x[t]] * copies), state, noise)
+            outs.append(out)
+            taps_t.append((taps, noise))
+        loss = CLS.loss(model.decode_output(stack_steps(outs)), torch.cat([y] * copies))
+        dloss = noisy_minus_clean(loss, batch)
+        eps = [stack_steps([rule.noise_diff(n[k], batch) for _, n in taps_t]) for k in range(nl)]
+        diffs = [stack_steps([rule.post_difference(tp[k], rule.noise_diff(n[k], batch), batch, k, nl)
+                              for tp, n in taps_t]) for k in range(nl)]
+        g = rule.node_signal(dloss / dloss.shape[0], diffs, eps, steps, rule.noise_span(steps, model.dt))
+        grads = {}
+        for k, layer in enumerate(model.layers):
+            gk = sum_draws(g[k], batch, dim=1)
+            xs = stack_steps([tp[k].input[:batch] for tp, _ in taps_t])
+            grads[f"{k}.weight"] = torch.einsum("tbo,tbi->oi", gk, xs)
+            grads[f"{k}.bias"] = gk.sum((0, 1))
+    return grads
+
+
+@pytest.mark.parametrize("name,params", [
+    ("anp", dict(sigma=[0.1, 0.0], noise_tau=math.inf, activity=["pre", "mem"], draws=3)),  # snn-mnist's
+    ("anp", dict(sigma=0.1, noise_tau=math.inf, draws=2, norm="layer")),
+    ("anp", dict(sigma=0.1, activity="mem", draws=2)),  # white noise: every post term kept over time
+    ("np", dict(sigma=[0.1, 0.05], noise_tau=math.inf, draws=2)),
+    ("np", dict(sigma=0.1, noise_tau=4e-3)),
+])
+def test_streamed_sequence_step_gives_the_plain_gradients(name, params):
+    x, y = data()
+    fast_net, plain_net = snn(), snn()
+    fast, plain = make_rule(name, **params), make_rule(name, **params)
+    fast.setup(fast_net, CLS, torch.Generator().manual_seed(3))
+    plain.setup(plain_net, CLS, torch.Generator().manual_seed(3))
+    fast.estimate_gradients(fast_net, x, y, CLS)
+    want = plain_estimate(plain, plain_net, x, y)
+    got = {n: p.grad for n, p in fast_net.layers.named_parameters() if p.grad is not None}
+    assert sorted(got) == sorted(want)
+    for n in want:
+        assert want[n].abs().max() > 0, n
+        torch.testing.assert_close(got[n], want[n], rtol=1e-4, atol=1e-6 * float(want[n].abs().max()))
+
+
+def test_streamed_step_keeps_no_record_nobody_reads():
+    x, y = data()
+    net = snn()
+    rule = make_rule("anp", sigma=[0.1, 0.0], noise_tau=math.inf, activity=["pre", "mem"], draws=2)
+    rule.setup(net, CLS, torch.Generator().manual_seed(0))
+    out = rule.estimate_gradients(net, x, y, CLS)
+    assert out.record.layers == []  # no decorrelation: the inputs are summed, not kept
+    assert out.record.output.shape == (x.shape[0], x.shape[1], 3)
+
+
+def test_adam_is_built_with_a_multi_tensor_or_fused_implementation():
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    opt = make_optimizer(p, {"optimizer": "adam", "lr": 1e-3})
+    assert opt.defaults.get("foreach") or opt.defaults.get("fused")
+
+
+def test_rademacher_noise_from_packed_bits_is_plus_minus_sigma_and_balanced():
+    from neurolearn.learning.noise import rademacher
+
+    g = torch.Generator().manual_seed(0)
+    e = rademacher((300, 211), 0.25, g, torch.zeros(()))
+    assert e.shape == (300, 211) and set(e.unique().tolist()) == {-0.25, 0.25}
+    assert abs(float(e.mean())) < 0.25 * 4 / math.sqrt(e.numel())
+    a = (e.flatten()[:-1] > 0).float()  # neighbouring entries (bits of one word) are independent
+    b = (e.flatten()[1:] > 0).float()
+    assert abs(float((a * b).mean()) - 0.25) < 0.01
+    per_bit = (e.flatten()[:63 * 1000].view(1000, 63) > 0).float().mean(0)  # each bit position of a word
+    assert float((per_bit - 0.5).abs().max()) < 0.07
