@@ -127,3 +127,33 @@ def test_bad_binning_options(tmp_path: Path) -> None:
         load_dataset("nmnist", root=tmp_path, n_time_bins=0)
     with pytest.raises(ConfigError, match="n_time_bins"):
         load_dataset("shd", root=tmp_path, n_time_bin=5)
+
+
+def test_shd_frames_count_the_written_spikes(tmp_path: Path) -> None:
+    """SHD's HDF5 layout (spikes/times in s, spikes/units, labels): x [N, T, 700] spike counts."""
+    pytest.importorskip("tonic")
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(0)
+    written = {}
+    for split, labels in (("train", [3, 7, 19]), ("test", [0, 5])):
+        (tmp_path / "SHD").mkdir(exist_ok=True)
+        with h5py.File(tmp_path / "SHD" / f"shd_{split}.h5", "w") as f:
+            times = f.create_dataset("spikes/times", (len(labels),), dtype=h5py.vlen_dtype(np.float32))
+            units = f.create_dataset("spikes/units", (len(labels),), dtype=h5py.vlen_dtype(np.uint16))
+            written[split] = []
+            for i in range(len(labels)):
+                t, u = np.sort(rng.uniform(0, 1, 40)).astype(np.float32), rng.integers(0, 700, 40).astype(np.uint16)
+                times[i], units[i] = t, u
+                written[split].append((t.astype(np.float64) * 1e6, u))  # tonic's microseconds
+            f["labels"] = np.array(labels, dtype=np.uint16)
+            f["extra/keys"] = np.array([b"digit"] * 20)
+            f["extra/speaker"] = np.zeros(len(labels), dtype=np.uint16)
+    ds = load_dataset("shd", root=tmp_path, n_time_bins=4)
+    assert ds.x_train.shape == (3, 4, 700) and ds.x_test.shape == (2, 4, 700) and ds.n_outputs == 20
+    assert ds.y_train.tolist() == [3, 7, 19] and ds.y_test.tolist() == [0, 5]
+    for i, (t, u) in enumerate(written["train"]):
+        w = (t[-1] - t[0]) // 4
+        b = ((t - t[0]) // w).astype(int)
+        expected = np.zeros((4, 700))
+        np.add.at(expected, (b[b < 4], u[b < 4]), 1)
+        np.testing.assert_array_equal(ds.x_train[i].numpy(), expected)
