@@ -267,7 +267,7 @@ def test_mackey_glass_determinism() -> None:
 
 def test_unknown_name_and_option() -> None:
     assert set(DATASETS) == {"digits", "mnist", "fashion-mnist", "seqmnist", "copy", "mackey-glass", "evidence",
-                             "evidence-ci", "pattern"}
+                             "evidence-ci", "pattern", "nmnist", "shd", "dvs-gesture"}
     with pytest.raises(ConfigError, match="known datasets"):
         load_dataset("cifar-10")
     with pytest.raises(ConfigError, match="n_symbols") as err:

@@ -9,6 +9,7 @@ Names (see :data:`DATASETS`):
 - ``mackey-glass``: predict the Mackey-Glass series ``horizon`` samples ahead.
 - ``evidence`` / ``evidence-ci``: evidence accumulation (e-prop, full size / CI scale).
 - ``pattern``: pattern generation, a sum of sines from frozen Poisson input (e-prop).
+- ``nmnist`` / ``shd`` / ``dvs-gesture``: event data via tonic (``neurolearn[events]``), see :mod:`neurolearn.data.events`.
 - ``module:function`` (any name with a colon): a user's loader, see :func:`load_user_dataset`.
 
 Static data is ``[N, *input_shape]``; sequence data (``sequence=True``) is
@@ -28,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from neurolearn.data import tasks, vision
+from neurolearn.data import events, tasks, vision
 from neurolearn.data.dataset import Dataset, check_int
 from neurolearn.errors import ConfigError, DataError, ShapeError, unknown_name
 
@@ -44,6 +45,9 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "evidence": tasks.load_evidence,
     "evidence-ci": tasks.load_evidence_ci,
     "pattern": tasks.load_pattern,
+    "nmnist": events.load_nmnist,  # the events extra (tonic), local files only
+    "shd": events.load_shd,
+    "dvs-gesture": events.load_dvs_gesture,
 }
 
 
