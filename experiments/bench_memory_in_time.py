@@ -36,15 +36,8 @@ from pathlib import Path
 from neurolearn import harness
 from neurolearn.plotting import pyplot, save_figure
 
-# glibc: return freed memory at once, so that the resident peak is the live peak (see above)
-LITERAL_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
-def _status(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return float(line.split()[1]) / 1024.0  # MiB
-    raise RuntimeError(f"no {key} in /proc/self/status")
 
 
 def child(rule_name: str, steps: int, hidden: int, batch: int) -> dict:
@@ -63,7 +56,7 @@ def child(rule_name: str, steps: int, hidden: int, batch: int) -> dict:
     objective = Objective("sequence_regression")
     warm = Network([Dense(6, 8, RateParams("tanh"), recurrent=True), Dense(8, 6)], decode="all")
     make_rule(rule_name).train_step(warm, x[:3], y[:3], objective, torch.optim.Adam(warm.parameters()))  # load kernels
-    before = _status("VmRSS")
+    before = harness.proc_status_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     torch.manual_seed(0)
     model = Network([Dense(6, hidden, RateParams("tanh"), recurrent=True, init="xavier_normal",
@@ -74,7 +67,7 @@ def child(rule_name: str, steps: int, hidden: int, batch: int) -> dict:
     rule.setup(warm, objective, torch.Generator().manual_seed(0))
     rule.setup(model, objective, torch.Generator().manual_seed(0))
     out = rule.train_step(model, x, y, objective, opt)
-    peak = _status("VmHWM")
+    peak = harness.proc_status_mib("VmHWM")
     return {"rule": rule_name, "T": steps, "peak_mb": peak - before, "loss": float(out.loss.mean())}
 
 
@@ -97,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
                 res = subprocess.run([sys.executable, __file__, "--child", rule, str(steps), "--hidden",
                                       str(args.hidden), "--batch", str(args.batch)],
                                      capture_output=True, text=True, check=True,
-                                     env={**os.environ, **LITERAL_MALLOC})
+                                     env={**os.environ, **harness.LITERAL_MALLOC})
                 runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
             rows.append(min(runs, key=lambda r: r["peak_mb"]))
     peak = {(r["rule"], r["T"]): r["peak_mb"] for r in rows}

@@ -47,16 +47,7 @@ from neurolearn.build import make_optimizer
 from neurolearn.rules import make_rule
 from neurolearn.runs import build_run
 
-# the memory probe of bench_memory_in_time.py (scripts do not import each other): glibc returns
-# freed memory at once, so that the resident peak is the live peak
-LITERAL_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
 
-
-def _status(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return float(line.split()[1]) / 1024.0  # MiB
-    raise RuntimeError(f"no {key} in /proc/self/status")
 
 RULES = ("bp", "drtp", "dfa", "tpsgd", "anp", "np")
 
@@ -94,10 +85,10 @@ def child(name: str, batch: int) -> dict:
     x = run.model.encode(run.dataset.x_train[:batch])
     y = run.dataset.y_train[:batch]
     rule.train_step(net, x[:, :8], y[:8], run.objective, opt)  # warm-up: kernels, optimizer state
-    before = _status("VmRSS")
+    before = harness.proc_status_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     rule.train_step(net, x, y, run.objective, opt)
-    return {"rule": name, "peak_mb": _status("VmHWM") - before}
+    return {"rule": name, "peak_mb": harness.proc_status_mib("VmHWM") - before}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -141,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         probes = []
         for _ in range(1 if args.quick else args.repeats):
             res = subprocess.run([sys.executable, __file__, "--child", name, "--batch", str(args.batch)],
-                                 capture_output=True, text=True, check=True, env={**os.environ, **LITERAL_MALLOC})
+                                 capture_output=True, text=True, check=True, env={**os.environ, **harness.LITERAL_MALLOC})
             probes.append(json.loads(res.stdout.strip().splitlines()[-1])["peak_mb"])
         peak[name] = min(probes)
     # the accuracy cost of bf16: the same short training in both precisions, with the model file's lr

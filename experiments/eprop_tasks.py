@@ -34,7 +34,6 @@ from neurolearn import harness
 from neurolearn.io import write_json
 from neurolearn.plotting import pyplot, save_figure
 
-LITERAL_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 #: the CI-scale evidence accumulation overrides of models/snn-evidence.toml (docs/results/eprop.md)
 EVIDENCE_CI = ["data.name=evidence-ci", "data.options.n_train=512", "data.options.n_test=256",
@@ -62,11 +61,6 @@ def train(model: str, rule: str, overrides: list[str], epochs: int, quiet: bool 
                                                                           // max(1, cfg["train"]["batch_size"]))}
 
 
-def _status(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return float(line.split()[1]) / 1024.0  # MiB
-    raise RuntimeError(f"no {key} in /proc/self/status")
 
 
 def memory_child(rule_name: str, steps: int) -> dict:
@@ -88,7 +82,7 @@ def memory_child(rule_name: str, steps: int) -> dict:
     rule = make_rule(rule_name, **cfg["rule"]["params"])
     rule.setup(warm, objective, torch.Generator().manual_seed(0))
     rule.train_step(warm, x[:160], y, objective, torch.optim.Adam(warm.parameters()))  # load kernels
-    before = _status("VmRSS")
+    before = harness.proc_status_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     torch.manual_seed(0)
     model = build_network(cfg["model"], (40,))
@@ -96,7 +90,7 @@ def memory_child(rule_name: str, steps: int) -> dict:
     rule = make_rule(rule_name, **cfg["rule"]["params"])
     rule.setup(model, objective, torch.Generator().manual_seed(0))
     out = rule.train_step(model, x, y, objective, opt)
-    return {"rule": rule_name, "T": steps, "peak_mb": _status("VmHWM") - before, "loss": float(out.loss.mean())}
+    return {"rule": rule_name, "T": steps, "peak_mb": harness.proc_status_mib("VmHWM") - before, "loss": float(out.loss.mean())}
 
 
 def memory(lengths: tuple[int, int], repeats: int) -> list[dict]:
@@ -106,7 +100,7 @@ def memory(lengths: tuple[int, int], repeats: int) -> list[dict]:
             runs = []
             for _ in range(repeats):  # the smallest of a few fresh processes: allocator noise is one-sided
                 res = subprocess.run([sys.executable, __file__, "--child", rule, str(steps)], capture_output=True,
-                                     text=True, check=True, env={**os.environ, **LITERAL_MALLOC})
+                                     text=True, check=True, env={**os.environ, **harness.LITERAL_MALLOC})
                 runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
             rows.append(min(runs, key=lambda r: r["peak_mb"]))
     return rows

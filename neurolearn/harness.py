@@ -131,3 +131,18 @@ def finish(args: argparse.Namespace, stem: str, summary: dict[str, Any], *, reco
     sys.stdout.flush()
     print(json.dumps(summary), flush=True)
     return summary
+
+
+# ------------------------------------------------------------------ memory measured in child processes
+#: glibc set to hand freed memory back at once, so that a process's resident peak is its live peak
+#: (otherwise freed blocks stay resident by chance and a peak swings from run to run); pass it in the
+#: environment of the child process that measures
+LITERAL_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "16384", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def proc_status_mib(key: str) -> float:
+    """A memory line of ``/proc/self/status`` in MiB (``VmRSS``: resident now, ``VmHWM``: resident peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return float(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no {key} in /proc/self/status")
