@@ -41,9 +41,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         seed=args.seed, device=args.device, data_dir=args.data_dir,
     )
-    for key, value in cfg["train"].items():  # inf passes the range checks (lr > 0) but is no setting
-        if isinstance(value, float) and not math.isfinite(value):
-            raise NeurolearnError(f"train.{key} must be a finite number, got {value}")
     if args.threads is not None:
         if args.threads < 1:
             raise NeurolearnError(f"--threads must be at least 1, got {args.threads}")

@@ -88,8 +88,8 @@ def check_value(where: str, value: Any, key: Key) -> None:
     kind = key.kind
     if kind in ("int", "number"):
         expect_number(where, value, integer=kind == "int")
-        if isinstance(value, float) and math.isnan(value):
-            raise ConfigError(f"{where} must be a number, got nan")
+        if isinstance(value, float) and not math.isfinite(value):  # inf passes lo/hi checks but is no setting
+            raise ConfigError(f"{where} must be a finite number, got {value}")
         too_low = key.lo is not None and (value <= key.lo if key.lo_open else value < key.lo)
         too_high = key.hi is not None and (value >= key.hi if key.hi_open else value > key.hi)
         if too_low or too_high:

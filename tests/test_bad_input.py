@@ -126,6 +126,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("zero encoder steps", [*TRAIN, "--out", "{tmp}/r", "--set", "model.encoder.steps=0"], "steps"),
     ("nan lr", [*TRAIN, "--out", "{tmp}/r", "--lr", "nan"], "train.lr"),
     ("inf lr", [*TRAIN, "--out", "{tmp}/r", "--lr", "inf"], "train.lr"),
+    ("inf decor lr", [*TRAIN, "--out", "{tmp}/r", "--set", "decor.lr=inf"], "decor.lr must be a finite number"),
+    ("inf dt", [*TRAIN, "--out", "{tmp}/r", "--set", "model.dt=inf"], "model.dt must be a finite number"),
     ("huge epochs type", [*TRAIN, "--out", "{tmp}/r", "--set", "train.epochs=\"10\""], "train.epochs"),
     ("layer type typo", [*TRAIN, "--out", "{tmp}/r", "--set", "model.layers.0.type=\"dens\""], "dense"),
     ("negative tau", [*TRAIN, "--out", "{tmp}/r", "--set", "model.layers.0.neuron={{model=\"lif\",tau_mem=-1}}"],
