@@ -205,7 +205,9 @@ class GradSync:
         if not grads and not extras:
             return
         dtype = grads[0].dtype if grads else torch.float64
-        parts = [g.reshape(-1) * self.weight for g in grads]
+        for g in grads:  # float64 batch sums (train.exact_sums) travel in float64
+            dtype = torch.promote_types(dtype, g.dtype)
+        parts = [g.reshape(-1).to(dtype) * self.weight for g in grads]
         parts += [e.to(dtype) for e in extras]
         flat = torch.cat(parts) if parts else torch.zeros(0)
         self._all_reduce(flat)

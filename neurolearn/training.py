@@ -65,6 +65,7 @@ from neurolearn.distributed import Context, GradSync, check_identical, current, 
     shard_range, mix_seed
 from neurolearn.errors import CheckpointError, ConfigError, NeurolearnError, TrainingDiverged
 from neurolearn.feedback import Progress, spike_metrics, write_csv
+from neurolearn.learning.grads import clear_pending, exact_sums
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
 from neurolearn.updates import Updater, copy_all
@@ -119,6 +120,9 @@ class Trainer:
         self.sync = GradSync(self.ctx)
         self.updater = Updater(run.model, self.optimizer, average=self.cfg["average"], synchronise=self.sync)
         self.shard_sizes: list[int] = []
+        self.exact = bool(self.cfg.get("exact_sums", False))  # float64 batch sums (neurolearn.learning.grads)
+        if self.exact:
+            run.rule.reduce_mean = self._global_mean
         if self.ctx.active:
             refuse_unsupported(self.ctx, run.rule, int(self.cfg["batch_size"]), self.x_train.shape[0])
             self.updater.gather_batch = lambda t, dim: self.sync.gather(t, dim, self.shard_sizes)
@@ -188,8 +192,8 @@ class Trainer:
         return xe, y
 
     def _global_mean(self, values: torch.Tensor) -> float:
-        """The mean of a per-sample tensor over the whole batch (every process's share)."""
-        total, count = self.sync.sum_floats([float(values.sum()), float(values.numel())])
+        """The mean of a per-sample tensor over the whole batch (every process's share; summed in float64)."""
+        total, count = self.sync.sum_floats([float(values.double().sum()), float(values.numel())])
         return total / count
 
     def _shard(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -383,7 +387,11 @@ class Trainer:
             xb, yb = self.batch(xs, ys, self.encode_gen)
             if self.ctx.active:
                 xb, yb = self._shard(xb, yb)
-            out = rule.train_step(model, xb, yb, objective, self.updater)
+            try:
+                with exact_sums(self.exact):
+                    out = rule.train_step(model, xb, yb, objective, self.updater)
+            finally:
+                clear_pending()
             loss = out.loss
             if not torch.isfinite(loss).all():
                 raise self._diverged(epoch, step, float(loss[~torch.isfinite(loss)][0]))
@@ -394,7 +402,7 @@ class Trainer:
             if mean > limit:
                 raise self._diverged(epoch, step, mean, f"the training loss blew up to {mean:.3g} (above "
                                      f"{DIVERGENCE_FACTOR:g} x max(first loss {self.reference_loss:.3g}, 1))")
-            total += float(loss.sum())
+            total += float(loss.double().sum())
             count += loss.shape[0]
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)

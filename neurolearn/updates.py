@@ -5,7 +5,10 @@ contract) and hands them to :meth:`Updater.apply`, which does, in this order:
 
 1. **frozen means frozen**: drop any ``.grad`` on a parameter with ``requires_grad=False``;
 2. **synchronise**: ``synchronise(grads, stats)`` with the list of gradients about to be applied
-   and the rule's statistics (identity by default). The data-parallel mode
+   and the rule's statistics (identity by default). Under ``train.exact_sums``
+   (:func:`neurolearn.learning.grads.exact_sums`) a gradient a rule formed in float64 is handed
+   over in float64 (its pending sum plus any ``.grad``) and cast to the parameter's dtype only
+   after synchronising, so the combined sum is rounded to float32 once, whatever the split. The data-parallel mode
    (:class:`neurolearn.distributed.GradSync`) all-reduces them here, in place, in one
    collective: ``g ← Σ_r (n_r/n) g_r``; ``stats["sum"]`` (a float64 tensor) is summed over the
    processes; ``stats["scalar_update"]`` (:class:`neurolearn.distributed.ScalarUpdate`, weight
@@ -34,6 +37,7 @@ from neurolearn.decorrelation import (has_decorrelation, update_decorrelation, u
                                       update_layer_decorrelation)
 from neurolearn.errors import ConfigError
 from neurolearn.layers import Layer, Taps
+from neurolearn.learning.grads import has_pending, take_pending
 from neurolearn.network import LayerRecord, Network, Record
 
 Synchronise = Callable[[list[torch.Tensor], dict[str, Any]], None]
@@ -85,9 +89,10 @@ class Updater:
 
     # ------------------------------------------------------------------ the step
     def zero_grad(self) -> None:
-        """Clear every ``.grad`` of the model (before a rule fills them)."""
+        """Clear every ``.grad`` of the model (before a rule fills them), pending float64 sums too."""
         for p in self.model.parameters():
             p.grad = None
+            take_pending(p)
 
     @torch.no_grad()
     def apply(self, params: Iterable[torch.Tensor] | None = None, *, record: Record | None = None,
@@ -102,9 +107,17 @@ class Updater:
         for p in self.model.parameters():  # 1. frozen means frozen
             if not p.requires_grad:
                 p.grad = None
-        chosen = [p for p in chosen if p.requires_grad and p.grad is not None]
+        chosen = [p for p in chosen if p.requires_grad and (p.grad is not None or has_pending(p))]
         if chosen:
-            self.synchronise([p.grad for p in chosen], dict(stats or {}))  # 2.
+            grads, exact = [], []
+            for p in chosen:
+                g64 = take_pending(p)  # float64 batch sums (train.exact_sums): cast after synchronising
+                if g64 is not None:
+                    exact.append((p, g64))
+                grads.append(p.grad if g64 is None else g64)
+            self.synchronise(grads, dict(stats or {}))  # 2.
+            for p, g64 in exact:
+                p.grad = g64.to(p.dtype)
             if self.optimizer is None:
                 raise ConfigError("this rule computed gradients but the updater has no optimizer")
             aside: list[tuple[torch.Tensor, torch.Tensor]] = []

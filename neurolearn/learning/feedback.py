@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from neurolearn.errors import ConfigError, ShapeError, unknown_name
 from neurolearn.layers import Layer
+from neurolearn.learning.grads import exact
 from neurolearn.learning.options import check_choice, check_number
 from neurolearn.learning.traces import SPIKE_DERIVATIVES, SpikeDerivative
 from neurolearn.network import Network
@@ -70,12 +71,12 @@ def label_vectors(y: torch.Tensor, n_labels: int, steps: int, dtype: torch.dtype
 def output_error(model: Network, outputs: torch.Tensor, y: torch.Tensor, objective: Objective
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(e, loss, pred)``: ``e = ∂⟨L⟩_B/∂out[t]`` (``[T, B, C]``) through the model's decode."""
-    leaf = outputs.detach().requires_grad_(True)
+    leaf = exact(outputs.detach()).requires_grad_(True)  # float64 under train.exact_sums (the 1/B)
     with torch.enable_grad():
         pred = model.decode_output(leaf)
         loss = objective.loss(pred, y)
         (e,) = torch.autograd.grad(loss.mean(), leaf)
-    return e, loss.detach(), pred.detach()
+    return e, loss.detach().to(outputs.dtype), pred.detach().to(outputs.dtype)
 
 
 def check_readout(model: Network) -> None:

@@ -4,9 +4,28 @@ A rule writes its estimate of ``∂L/∂θ`` into ``θ.grad`` (adding to what is
 the step to the update seam (:class:`neurolearn.updates.Updater`). Every helper here skips
 a **frozen** parameter (``requires_grad=False``): it never receives a ``.grad``, so no
 optimizer moves it.
+
+**Exact batch sums** (``train.exact_sums = true``; :func:`exact_sums`): a local rule's update
+is a sum over the batch of per-sample outer products, ``∇W = Σ_n s_n δ_nᵀ x_n``. In float32
+that sum's rounding depends on how the batch is split (one GEMM over ``B`` rows, or two over
+``B/2`` added afterwards), so ``W`` data-parallel processes and one process drift apart in
+chaotic runs. In this mode the helpers form every batch sum in **float64**
+(:func:`weight_gradient`, :func:`bias_grad`, :func:`add_update`): the products of float32
+numbers are exact in float64 and the sum's rounding (``≈ n·2⁻⁵³`` relative) is far below
+float32's, and keep it *pending* in float64 (:func:`add_grad`, :func:`write_grads`) instead of
+``.grad``. The update seam then adds the processes' pending sums in float64
+(:class:`neurolearn.distributed.GradSync`) and casts once to the parameter's dtype
+(:func:`take_pending`): ``cast(Σ_r S_r) = cast(S)`` for every split, up to a float64 rounding
+that moves the float32 result only when it lies within ``≈1e-16`` of a float32 rounding
+boundary. Rows (the forward pass, ``δ_n``) are computed sample by sample and do not depend on
+the split (DISTRIBUTED.md §4). Costs: the weight-gradient GEMM in float64 (off by default).
+Decorrelated layers map the gradient through ``R`` in the layer's dtype (not exact).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -23,10 +42,83 @@ def trainable(param: torch.Tensor | None) -> bool:
     return param is not None and param.requires_grad
 
 
+_EXACT = False
+_PENDING: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(param) -> (param, float64 sum)
+
+
+@contextmanager
+def exact_sums(enabled: bool = True) -> Iterator[None]:
+    """Within the block the helpers form batch sums in float64 and keep them pending for the
+    update seam (module docstring); ``enabled=False``: the plain float32 path."""
+    global _EXACT
+    before = _EXACT
+    _EXACT = bool(enabled)
+    try:
+        yield
+    finally:
+        _EXACT = before
+
+
+def exact_enabled() -> bool:
+    """``True`` inside :func:`exact_sums`."""
+    return _EXACT
+
+
+def exact(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float64 under :func:`exact_sums` (a per-sample factor about to be divided by the
+    batch size or summed over it), else ``t`` unchanged. ``x/n_r`` rounded to float32 differs from
+    ``x/n`` for a shard of ``n_r`` of ``n`` samples; in float64 the difference stays below the
+    float32 rounding of the final sum."""
+    return t.to(torch.float64) if _EXACT and t.is_floating_point() else t
+
+
+def has_pending(param: torch.Tensor) -> bool:
+    """``param`` has a float64 batch sum waiting for the update seam."""
+    return id(param) in _PENDING
+
+
+def take_pending(param: torch.Tensor) -> torch.Tensor | None:
+    """Remove and return ``param``'s pending float64 sum, with its ``.grad`` (if any) added in
+    float64 (``.grad`` is cleared); ``None`` if nothing is pending."""
+    item = _PENDING.pop(id(param), None)
+    if item is None:
+        return None
+    g = item[1]
+    if param.grad is not None:
+        g = g + param.grad.to(torch.float64)
+        param.grad = None
+    return g
+
+
+def clear_pending() -> None:
+    """Forget every pending sum (a step that failed half-way)."""
+    _PENDING.clear()
+
+
+def _add_pending(param: torch.Tensor, value: torch.Tensor) -> None:
+    value = value.detach().to(torch.float64)
+    item = _PENDING.get(id(param))
+    if item is None:
+        _PENDING[id(param)] = (param, value)
+    else:
+        item[1].add_(value)
+
+
+def weight_gradient(layer: Layer, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``layer.weight_gradient(post, inputs)`` (``Σ_n post_n ⊗ x_n``), formed in float64 under
+    :func:`exact_sums` (for a layer without decorrelation)."""
+    if _EXACT and layer.decorrelation is None:
+        return layer.weight_gradient(post.to(torch.float64), inputs.to(torch.float64))
+    return layer.weight_gradient(post, inputs)
+
+
 def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:
     """Accumulate ``value`` (a fresh tensor, kept without a copy) into ``param.grad``; nothing for a
-    missing or frozen parameter."""
+    missing or frozen parameter. Under :func:`exact_sums` the sum is kept pending in float64."""
     if not trainable(param):
+        return
+    if _EXACT:
+        _add_pending(param, value)
         return
     if value.dtype != param.dtype:  # a product under bf16 autocast: .grad stays in the weight's dtype
         value = value.to(param.dtype)
@@ -37,7 +129,10 @@ def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:
 
 
 def bias_grad(g: torch.Tensor) -> torch.Tensor:
-    """``Σ g`` over samples (and positions of a conv layer) per output unit/channel."""
+    """``Σ g`` over samples (and positions of a conv layer) per output unit/channel (float64 under
+    :func:`exact_sums`)."""
+    if _EXACT:
+        g = g.to(torch.float64)
     return g.sum(0) if g.dim() == 2 else g.sum(dim=(0, *range(2, g.dim())))
 
 
@@ -60,6 +155,9 @@ def write_grads(layer: Layer, grads: dict[str, torch.Tensor]) -> None:
         p = getattr(layer, name)
         if not trainable(p):
             continue
+        if _EXACT:
+            _add_pending(p, g)
+            continue
         p.grad = g.to(p.dtype) if p.grad is None else p.grad + g
 
 
@@ -73,8 +171,10 @@ def add_update(layer: Layer, delta: torch.Tensor, sig: Signals, grads: dict[str,
     if not isinstance(layer, (Dense, Conv2d)):
         raise ConfigError(f"this rule does not know how to update a {type(layer).__name__} layer")
     if trainable(layer.weight):
-        acc("weight", layer.weight_gradient(delta, sig.pre))
+        acc("weight", weight_gradient(layer, delta, sig.pre))
+    if _EXACT:
+        delta = delta.to(torch.float64)
     if trainable(layer.recurrent_weight) and sig.rec is not None:
-        acc("recurrent_weight", delta.flatten(1).T @ sig.rec.flatten(1))
+        acc("recurrent_weight", delta.flatten(1).T @ sig.rec.flatten(1).to(delta.dtype))
     if trainable(layer.bias):
         acc("bias", delta.sum(0).flatten(1).sum(1) * sig.bias if delta.dim() > 2 else delta.sum(0) * sig.bias)

@@ -98,7 +98,7 @@ import torch
 
 from neurolearn.errors import ConfigError
 from neurolearn.distributed import ScalarUpdate
-from neurolearn.learning.grads import add_grad, bias_grad, layer_params, trainable
+from neurolearn.learning.grads import add_grad, bias_grad, exact, layer_params, trainable, weight_gradient
 from neurolearn.learning.noise import (NOISES, draw_noise, noisy_minus_clean, pair_step, shares_first_drive,
                                       sum_draws)
 from neurolearn.learning.options import check_bool, check_choice, check_number
@@ -490,7 +490,7 @@ class NodeNoiseRule(PerturbationRule):
               for p, c in zip(posts, const)]  # Σ_t ‖d_l[t]‖² per noisy row
         dims = [(p[0].numel() if c else p[0, 0].numel()) * steps / span for p, c in zip(posts, const)]
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
-        coefs = self.node_coefficients(dloss / dloss.shape[0], sq, dims, span, nl,
+        coefs = self.node_coefficients(exact(dloss) / dloss.shape[0], sq, dims, span, nl,
                                        inputs=math.prod(model.input_shape) * steps / span)
         # b̄[t] = β b̄[t-1] + 1: the bias's constant input, filtered like the other pre-synaptic terms
         bias_trace = (1.0 - beta ** torch.arange(1, steps + 1, dtype=torch.float64)) / (1.0 - beta) if beta else None
@@ -498,13 +498,13 @@ class NodeNoiseRule(PerturbationRule):
             p, c = posts[k], coefs[k]
             if const[k]:
                 gk = sum_draws(p * c.view(-1, *([1] * (p.dim() - 1))), batch)
-                add_grad(layer.weight, layer.weight_gradient(gk, inputs[k]))
+                add_grad(layer.weight, weight_gradient(layer, gk, inputs[k]))
                 add_grad(layer.bias, bias_grad(gk) * (steps if bias_trace is None else float(bias_trace.sum())))
                 continue
             p.mul_(c.view(1, -1, *([1] * (p.dim() - 2))))  # g = d · coefficient, in place
             gk = sum_draws(p, batch, dim=1)
             gk = gk.reshape(steps * batch, *gk.shape[2:])
-            add_grad(layer.weight, layer.weight_gradient(gk, inputs[k].reshape(steps * batch, -1)))
+            add_grad(layer.weight, weight_gradient(layer, gk, inputs[k].reshape(steps * batch, -1)))
             if beta == 0.0:
                 add_grad(layer.bias, bias_grad(gk))
             else:  # the bias's constant input filtered like every other pre-synaptic term: b̄[t] = β b̄[t-1] + 1
