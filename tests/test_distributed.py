@@ -80,6 +80,21 @@ def train(cfg, ctx: Context, out: Path | None = None, resume: bool = False):
             "collectives": trainer.sync.traffic.collectives}
 
 
+# float32 with train.exact_sums (the batch sums in float64, rounded once after the all-reduce):
+# 2 ranks train bitwise what 1 process trains. Without it DRTP at the model defaults drifts apart
+# (rel. 1e-9 after 2 epochs, 1e-2 by epoch 19, another final accuracy by epoch 30).
+EXACT32 = {"drtp-exact32": ("drtp", {"train.exact_sums": True}, 3)}
+
+
+def train32(rule: str, sets: dict, epochs: int, ctx: Context) -> dict:
+    cfg = resolve_config(model="mlp-digits", rule=rule, epochs=epochs,
+                         overrides=[f"{k}={_toml(v)}" for k, v in sets.items()])
+    trainer = Trainer(build_run(cfg), None, progress=False, log=lambda m: None, ctx=ctx)
+    metrics = trainer.fit()
+    return {"params": [p.detach().clone() for p in trainer.run.model.parameters()], "final": metrics["final"],
+            "losses": [e["train_loss"] for e in metrics["epochs"]]}
+
+
 def wp_problem():
     torch.manual_seed(3)
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
@@ -95,6 +110,7 @@ def worker(rank: int, tmp: str) -> None:
         res: dict = {"runs": {}}
         for name, (rule, sets) in CASES.items():
             res["runs"][name] = train(config(rule, sets), ctx)
+        res["exact32"] = {name: train32(rule, sets, epochs, ctx) for name, (rule, sets, epochs) in EXACT32.items()}
         for draws in (8, 7):  # scalar-only WP: K draws shared out, only K float64 exchanged
             model, loss, params = wp_problem()
             sync = GradSync(ctx)
@@ -158,6 +174,44 @@ def test_two_ranks_of_half_batches_train_what_one_process_trains(ranks, single, 
     for k, st in r0["opt"].items():  # optimizer state (Adam moments) identical across ranks
         for key, t in st.items():
             assert torch.equal(t, r1["opt"][k][key])
+
+
+@pytest.mark.parametrize("name", list(EXACT32))
+def test_float32_with_exact_sums_two_ranks_train_bitwise_what_one_process_trains(ranks, name):
+    _, res = ranks
+    torch.set_num_threads(1)
+    rule, sets, epochs = EXACT32[name]
+    one = train32(rule, sets, epochs, SINGLE)
+    two = res[0]["exact32"][name]
+    for a, b, c in zip(two["params"], res[1]["exact32"][name]["params"], one["params"]):
+        assert a.dtype == torch.float32
+        assert torch.equal(a, b)  # the ranks agree
+        assert torch.equal(a, c), f"max |diff| {float((a - c).abs().max()):.3g}"  # and equal one process
+    assert two["final"]["test_accuracy"] == one["final"]["test_accuracy"]
+    for x, y in zip(two["losses"], one["losses"]):
+        assert abs(x - y) <= 1e-12 * abs(y)
+
+
+def test_exact_sums_change_float32_sums_only_in_their_rounding():
+    """The float64 path of the gradient helpers gives the float32 path's numbers up to float32 rounding."""
+    from neurolearn.layers import Dense
+    from neurolearn.learning.grads import add_grad, bias_grad, exact_sums, take_pending, weight_gradient
+
+    torch.manual_seed(0)
+    layer = Dense(6, 4)
+    post, x = torch.randn(33, 4), torch.randn(33, 6)
+    plain = layer.weight_gradient(post, x)
+    with exact_sums():
+        g = weight_gradient(layer, post, x)
+        add_grad(layer.weight, g)
+        add_grad(layer.bias, bias_grad(post))
+        assert layer.weight.grad is None  # pending in float64 until the update seam takes it
+    assert g.dtype == torch.float64
+    assert torch.allclose(g.float(), plain, rtol=1e-5, atol=1e-6)
+    exact = (post.double().T @ x.double())
+    assert torch.equal(take_pending(layer.weight), exact)
+    assert torch.equal(take_pending(layer.bias), post.double().sum(0))
+    assert take_pending(layer.weight) is None
 
 
 def test_decorrelation_and_optimizer_state_are_covered(ranks):
