@@ -38,6 +38,29 @@ CASES = {
 }
 
 
+# the time-domain rules (float64, one epoch): a spiking network (node noise through T steps), the
+# time-domain perturbation rules on a recurrent net with a target at every step
+# (rules/perturbation_time.py), e-prop on a recurrent ALIF network (model, rule, data, --set)
+_MG = {"data.options.n_train": 16, "data.options.n_test": 4, "data.options.length": 40, "train.batch_size": 8}
+TIME_CASES = {
+    "anp-spiking": ("mlp-digits", "anp", None, {"model.layers.0.neuron": "lif", "model.layers.1.neuron": "lif",
+                                                "model.encoder.kind": "rate", "model.encoder.steps": 4,
+                                                "rule.params.draws": 2, "train.batch_size": 128}),
+    "anp-time-rnn": ("rnn-mackey-glass", "anp", None, {**_MG, "rule.params.draws": 2}),
+    "np-time-rnn": ("rnn-mackey-glass", "np", None, {**_MG, "rule.params.draws": 2}),
+    "wp-time-rnn": ("rnn-mackey-glass", "wp", None, {**_MG, "rule.params.sigma": 1e-3}),
+    "eprop": ("snn-evidence", "eprop", "evidence-ci", {"data.options.n_train": 8, "data.options.n_test": 4,
+                                                       "data.options.n_cues": 1, "data.options.delay": 50,
+                                                       "train.batch_size": 4}),
+}
+
+
+def time_config(name: str):
+    model, rule, data, sets = TIME_CASES[name]
+    return resolve_config(model=model, rule=rule, data=data, epochs=1,
+                          overrides=[f"{k}={_toml(v)}" for k, v in sets.items()])
+
+
 def config(rule: str, sets: dict, epochs: int = 1):
     base = {"train.optimizer": "sgd", "train.lr": 0.05, "train.lr_decay": 1.0, "train.batch_size": 128}
     base.update(sets)
@@ -83,7 +106,8 @@ def train(cfg, ctx: Context, out: Path | None = None, resume: bool = False):
 # float32 with train.exact_sums (the batch sums in float64, rounded once after the all-reduce):
 # 2 ranks train bitwise what 1 process trains. Without it DRTP at the model defaults drifts apart
 # (rel. 1e-9 after 2 epochs, 1e-2 by epoch 19, another final accuracy by epoch 30).
-EXACT32 = {"drtp-exact32": ("drtp", {"train.exact_sums": True}, 3)}
+EXACT32 = {"drtp-exact32": ("drtp", {"train.exact_sums": True}, 3),
+           "anp-exact32": ("anp", {"train.exact_sums": True, "train.batch_size": 100}, 2)}  # shards 50/50, last 37: 19/18
 
 
 def train32(rule: str, sets: dict, epochs: int, ctx: Context) -> dict:
@@ -110,6 +134,7 @@ def worker(rank: int, tmp: str) -> None:
         res: dict = {"runs": {}}
         for name, (rule, sets) in CASES.items():
             res["runs"][name] = train(config(rule, sets), ctx)
+        res["time"] = {name: train(time_config(name), ctx) for name in TIME_CASES}
         res["exact32"] = {name: train32(rule, sets, epochs, ctx) for name, (rule, sets, epochs) in EXACT32.items()}
         for draws in (8, 7):  # scalar-only WP: K draws shared out, only K float64 exchanged
             model, loss, params = wp_problem()
@@ -212,6 +237,19 @@ def test_exact_sums_change_float32_sums_only_in_their_rounding():
     assert torch.equal(take_pending(layer.weight), exact)
     assert torch.equal(take_pending(layer.bias), post.double().sum(0))
     assert take_pending(layer.weight) is None
+
+
+@pytest.mark.parametrize("name", list(TIME_CASES))
+def test_time_domain_rules_on_two_ranks_train_what_one_process_trains(ranks, name):
+    _, res = ranks
+    torch.set_num_threads(1)
+    one = train(time_config(name), SINGLE)
+    r0, r1 = res[0]["time"][name], res[1]["time"][name]
+    for a, b in zip(r0["params"], r1["params"]):
+        assert torch.equal(a, b)
+    assert _close(r0["params"], one["params"]) < 1e-9
+    assert abs(r0["final"]["train_loss"] - one["final"]["train_loss"]) <= 1e-9 * abs(one["final"]["train_loss"])
+    assert r0["final"]["test_loss"] == pytest.approx(one["final"]["test_loss"], rel=1e-9)
 
 
 def test_decorrelation_and_optimizer_state_are_covered(ranks):

@@ -501,7 +501,7 @@ class NodeNoiseRule(PerturbationRule):
                 add_grad(layer.weight, weight_gradient(layer, gk, inputs[k]))
                 add_grad(layer.bias, bias_grad(gk) * (steps if bias_trace is None else float(bias_trace.sum())))
                 continue
-            p.mul_(c.view(1, -1, *([1] * (p.dim() - 2))))  # g = d · coefficient, in place
+            p = exact(p).mul_(c.view(1, -1, *([1] * (p.dim() - 2))))  # g = d · coefficient, in place (float64: exact_sums)
             gk = sum_draws(p, batch, dim=1)
             gk = gk.reshape(steps * batch, *gk.shape[2:])
             add_grad(layer.weight, weight_gradient(layer, gk, inputs[k].reshape(steps * batch, -1)))
