@@ -204,15 +204,15 @@ TRAIN_SCHEMA: dict[str, Key] = {
     "precision": Key("str", "fp32", choices=("fp32", "bf16"),
                      doc="bf16: the training step's matrix products under bfloat16 autocast (every rule, BPTT "
                          "too); weights, state and optimizer stay fp32"),
+    "exact_sums": Key("bool", False,
+                      doc="local rules form their batch sums in float64 and the update seam rounds the (all-reduced) "
+                          "sum to the weights' dtype once: W processes train what one process trains "
+                          "(neurolearn.learning.grads); costs the weight-gradient products in float64"),
     "eval_batch_size": Key("int", 1000, lo=1),
     "lr_decay": Key("number", 1.0, lo=0, lo_open=True,
                     doc="per-epoch factor: epoch e trains with lr * lr_decay**(e-1); 1.0 = constant"),
     "average": Key("number", 0.0, lo=0, hi=1, hi_open=True,
                    doc="weight averaging: evaluate and keep the EMA of the weights, decay per step; 0 = off"),
-    "exact_sums": Key("bool", False,
-                      doc="local rules form their batch sums in float64 and the update seam rounds the (all-reduced) "
-                          "sum to the weights' dtype once: W processes train what one process trains "
-                          "(neurolearn.learning.grads); costs the weight-gradient products in float64"),
 }
 
 # The [decor] table: ``enabled`` plus the keyword arguments of neurolearn.decorrelation.Decorrelation

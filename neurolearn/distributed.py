@@ -225,6 +225,14 @@ class GradSync:
         t = torch.tensor(list(values), dtype=torch.float64, device=self._comm_device())
         return [float(v) for v in self._all_reduce(t).cpu()]
 
+    def sum_tensor(self, t: torch.Tensor) -> torch.Tensor:
+        """``Σ_r t_r`` over the processes (a new float64 tensor; a rule's batch statistic)."""
+        out = t.to(torch.float64, copy=True)
+        if not self.ctx.active:
+            return out
+        dev = self._comm_device()
+        return self._all_reduce(out.to(dev)).to(t.device)
+
     def gather(self, t: torch.Tensor, dim: int, sizes: Sequence[int]) -> torch.Tensor:
         """Concatenate every rank's ``t`` along ``dim`` in rank order (rank ``r`` holds ``sizes[r]``
         entries there): the global batch's tensor from the shards."""

@@ -127,6 +127,7 @@ class Trainer:
             refuse_unsupported(self.ctx, run.rule, int(self.cfg["batch_size"]), self.x_train.shape[0])
             self.updater.gather_batch = lambda t, dim: self.sync.gather(t, dim, self.shard_sizes)
             run.rule.reduce_mean = self._global_mean
+            run.rule.reduce_sum = self.sync.sum_tensor
             check_identical(self.ctx, list(run.model.parameters()), "the initial parameters")
         self.average = self.updater.average
         self.params = self.updater.params

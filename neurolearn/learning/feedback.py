@@ -53,7 +53,7 @@ def fixed_projection(
 
 def project(label: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """``t = y* B``: a label ``[B, C]`` through ``B`` (``[C, *shape]``) gives ``[B, *shape]``."""
-    return (label @ matrix.flatten(1)).view(label.shape[0], *matrix.shape[1:])
+    return (label @ matrix.flatten(1).to(label.dtype)).view(label.shape[0], *matrix.shape[1:])  # float64: exact_sums
 
 
 def label_vectors(y: torch.Tensor, n_labels: int, steps: int, dtype: torch.dtype) -> torch.Tensor:

@@ -109,7 +109,7 @@ def weight_gradient(layer: Layer, post: torch.Tensor, inputs: torch.Tensor) -> t
     :func:`exact_sums` (for a layer without decorrelation)."""
     if _EXACT and layer.decorrelation is None:
         return layer.weight_gradient(post.to(torch.float64), inputs.to(torch.float64))
-    return layer.weight_gradient(post, inputs)
+    return layer.weight_gradient(post.to(inputs.dtype), inputs)  # R and its mean are in the layer's dtype
 
 
 def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:

@@ -64,6 +64,9 @@ class EProp(GradientRule):
     name = "eprop"
     summary = "e-prop: eligibility traces x readout learning signal, online (recurrent LIF/ALIF + leaky readout)"
     requires = Requirements(pre=True, post=True, broadcast_vector=True)
+    # data parallel (neurolearn.distributed): sums a float64 tensor over the processes, so the
+    # firing-rate regulariser sees the whole batch's rate (None: one process)
+    reduce_sum: Any = None
 
     def __init__(self, feedback: str = "random", gamma: float = 0.3, c_reg: float = 0.0, f_target: float = 10.0,
                  autapses: bool = False) -> None:
@@ -244,7 +247,10 @@ class EProp(GradientRule):
                 pred = torch.stack(outputs)
 
             if reg_e is not None:
-                rate = spike_count / (batch * steps * model.dt)                 # Hz
+                counts = torch.cat([spike_count.reshape(-1).double(), spike_count.new_tensor([batch], dtype=torch.float64)])
+                if self.reduce_sum is not None:  # the whole batch's rate (every process's share)
+                    counts = self.reduce_sum(counts)
+                rate = (counts[:-1] / (counts[-1] * steps * model.dt)).to(spike_count.dtype)  # Hz
                 g_hidden += (self.c_reg * (rate - self.f_target) / (batch * steps * model.dt))[:, None] * reg_e
 
             grads = [(hidden.weight, g_hidden[:, :n_in])]

@@ -511,7 +511,7 @@ class NodeNoiseRule(PerturbationRule):
                 add_grad(layer.bias, bias_grad(gk * bias_trace.to(gk.dtype).repeat_interleave(batch).view(
                     -1, *([1] * (gk.dim() - 1)))))
             if layer.recurrent_weight is not None:
-                add_grad(layer.recurrent_weight, gk.t() @ recs[k].reshape(steps * batch, -1))
+                add_grad(layer.recurrent_weight, gk.t() @ exact(recs[k]).reshape(steps * batch, -1))
         clean = slice(0, batch)
         record = Record(output=output[:, clean])  # the clean run's inputs: what decorrelation learns from
         if free or keep_inputs:
