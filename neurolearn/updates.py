@@ -110,8 +110,11 @@ class Updater:
         chosen = [p for p in chosen if p.requires_grad and (p.grad is not None or has_pending(p))]
         if chosen:
             grads, exact = [], []
+            rebuilt = bool(stats) and stats.get("scalar_update") is not None  # from all-reduced scalars
             for p in chosen:
                 g64 = take_pending(p)  # float64 batch sums (train.exact_sums): cast after synchronising
+                if g64 is not None and rebuilt:
+                    p.grad, g64 = g64.to(p.dtype), None
                 if g64 is not None:
                     exact.append((p, g64))
                 grads.append(p.grad if g64 is None else g64)
