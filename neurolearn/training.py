@@ -60,6 +60,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from neurolearn.build import make_optimizer
+from neurolearn.config import TRAIN_KEYS
 from neurolearn.decorrelation import decorrelation_metrics
 from neurolearn.distributed import Context, GradSync, check_identical, current, refuse_unsupported, report_failure, \
     shard_range, mix_seed
@@ -476,7 +477,8 @@ def _format_entry(entry: dict[str, Any]) -> str:
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A config without the entries that may change on resume (epochs, device)."""
     cfg = {k: v for k, v in config.items()}
-    cfg["train"] = {k: v for k, v in config["train"].items() if k not in ("epochs", "device")}
+    # a train key added since the checkpoint was written (e.g. exact_sums) compares as its default
+    cfg["train"] = {k: v for k, v in {**TRAIN_KEYS, **config["train"]}.items() if k not in ("epochs", "device")}
     return cfg
 
 
