@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from neurolearn.layers import Dense, LayerState, Taps
+from neurolearn.learning.workspace import buffer as _buffer, dense_drive, plain_dense
 from neurolearn.network import Network
 
 NOISES = ("gaussian", "bernoulli")
@@ -41,19 +42,6 @@ def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch
     if kind == "gaussian":
         return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
     return rademacher(shape, sigma, generator, like)
-
-
-def _buffer(work: dict[str, torch.Tensor] | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
-    """A workspace tensor shaped like ``like``, kept in ``work`` across steps (``None``: allocate anew).
-
-    Writing into memory the process already touched matters on CPU: a fresh ``[2176, 500]``
-    tensor written once costs about ten times a pass over a reused one (page faults)."""
-    if work is None:
-        return None
-    buf = work.get(name)
-    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-        buf = work[name] = torch.empty_like(like)
-    return buf
 
 
 def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True,
@@ -100,8 +88,16 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
         h, s0, ns = first._neurons(z, state[0])
     taps = [Taps(xin, z, h, None if ns is None else ns.mem, rec, ns)]
     new_state = [s0]
+    fast = inplace and not torch.is_autocast_enabled(h.device.type)
     for k, layer in enumerate(model.layers[1:], start=1):
-        h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
+        if fast and plain_dense(layer):  # Dense.step, with a narrow layer's product taken as W hᵀ
+            z = dense_drive(layer, h.flatten(1) if h.dim() > 2 else h)
+            if noise is not None and noise[k] is not None:
+                z = z + noise[k]
+            xin, (h, s, ns) = h, layer._neurons(z, state[k])
+            tp = Taps(xin, z, h, None if ns is None else ns.mem, None, ns)
+        else:
+            h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
         new_state.append(s)
         taps.append(tp)
     return h, new_state, taps

@@ -76,9 +76,10 @@ def streamable(model: Network, x: torch.Tensor) -> bool:
     keep their buffers' dtype, so bf16 runs take the general path)."""
     if torch.is_autocast_enabled(x.device.type):
         return False
-    return all(_plain_dense(layer) for layer in model.layers)
+    return all(plain_dense(layer) for layer in model.layers)
 
 
-def _plain_dense(layer: Layer) -> bool:
+def plain_dense(layer: Layer) -> bool:
+    """A dense, non-recurrent layer without decorrelation or output rescaling."""
     return (isinstance(layer, Dense) and not layer.recurrent and layer.decorrelation is None
             and not layer.rescaled)
