@@ -177,7 +177,7 @@ def test_streamed_target_projection_is_used_by_default_for_dense_spiking_nets_on
         assert not streamable(snn(), x)
 
 
-@pytest.mark.parametrize("rows,out", [(40, 3), (40, 64)])
+@pytest.mark.parametrize("rows,out", [(1100, 3), (40, 3), (40, 64)])
 def test_dense_drive_equals_the_layers_drive(rows, out):
     from neurolearn.learning.workspace import dense_drive
 

@@ -59,7 +59,9 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     the first layer's neurons update their state in place (:meth:`Neuron.step_`, same numbers).
     ``work``: a dict the caller keeps over the sequence, in which the first layer's current and
     (``inplace``) activity are written at every step instead of fresh tensors (then no tap of
-    the first layer outlives the step).
+    the first layer outlives the step). With ``inplace`` (and no autocast) a later dense layer's
+    drive comes from :func:`~neurolearn.learning.workspace.dense_drive` (a narrow read-out's
+    product taken as ``W hᵀ``, about half the time; its rounding may differ in the last bit).
     """
     if not paired:
         return model.step(x, state, noise)
@@ -91,10 +93,11 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     fast = inplace and not torch.is_autocast_enabled(h.device.type)
     for k, layer in enumerate(model.layers[1:], start=1):
         if fast and plain_dense(layer):  # Dense.step, with a narrow layer's product taken as W hᵀ
-            z = dense_drive(layer, h.flatten(1) if h.dim() > 2 else h)
+            xin = h.flatten(1) if h.dim() > 2 else h
+            z = dense_drive(layer, xin)
             if noise is not None and noise[k] is not None:
                 z = z + noise[k]
-            xin, (h, s, ns) = h, layer._neurons(z, state[k])
+            h, s, ns = layer._neurons(z, state[k])
             tp = Taps(xin, z, h, None if ns is None else ns.mem, None, ns)
         else:
             h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])

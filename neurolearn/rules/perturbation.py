@@ -417,7 +417,9 @@ class NodeNoiseRule(PerturbationRule):
         (:meth:`constant_post`) keeps ``Σ_t x̄_l[t]`` (``[B, ...]``) instead. At the end the
         per-sample coefficients (:meth:`node_coefficients`: ``δL``, and for ANP the norm
         ``Σ_{t,l} ‖d_l[t]‖²``) scale the buffers in place and one product per layer gives
-        ``Σ_t (Σ_k g_k[t]) x̄[t]ᵀ``. The layers' records (stacked clean inputs) come for free
+        ``Σ_t (Σ_k g_k[t]) x̄[t]ᵀ``. The first layer's raw inputs are the network's input itself
+        (no copy); raw spikes feeding a later layer are kept as bytes (a quarter of the memory)
+        when no record reads them, and that layer's product is then taken step by step. The layers' records (stacked clean inputs) come for free
         when every layer keeps its raw inputs; otherwise they are copied only when a layer is
         decorrelated (what reads them)."""
         model.check_input(x)
@@ -433,11 +435,14 @@ class NodeNoiseRule(PerturbationRule):
         # the record's layers: free when every layer keeps its raw inputs anyway, else copied only
         # for decorrelation (their reader)
         decorrelates = any(layer.decorrelation is not None for layer in model.layers)
+        autocast = torch.is_autocast_enabled(x.device.type)
         free = beta == 0.0 and not any(const)
         keep_inputs = not free and decorrelates
         # a layer fed by raw spikes (0/1) keeps them as bytes, a quarter of the memory, unless the
         # record reads them (free, or for decorrelation)
-        binary = [k > 0 and beta == 0.0 and not free and not decorrelates and model.layers[k - 1].spiking
+        # (not under autocast: the per-step bf16 products would be summed in bf16)
+        binary = [k > 0 and beta == 0.0 and not free and not decorrelates and not autocast
+                  and model.layers[k - 1].spiking
                   and not getattr(model.layers[k - 1], "rescaled", False) for k in range(nl)]
         posts: list[torch.Tensor | None] = [None] * nl  # [T, K·B, ...] or, constant, [K·B, ...]
         inputs: list[torch.Tensor | None] = [None] * nl  # clean inputs (traces) [T, B, ...], or Σ_t [B, ...]
