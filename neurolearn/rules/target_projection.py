@@ -390,7 +390,7 @@ class DRTP(TargetProjectionRule):
         exact), the bound kept in ``cache`` for a target constant over the sequence, the comparison
         written as floats (no bool tensor)."""
         if self.margin is None:
-            return target
+            return self.hidden_error(post, target)
         bound = None if cache is None else cache.get("bound")
         if bound is None:
             bound = (self.margin * target * target).neg_()
