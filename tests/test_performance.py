@@ -130,3 +130,66 @@ def test_rademacher_noise_from_packed_bits_is_plus_minus_sigma_and_balanced():
     assert abs(float((a * b).mean()) - 0.25) < 0.01
     per_bit = (e.flatten()[:63 * 1000].view(1000, 63) > 0).float().mean(0)  # each bit position of a word
     assert float((per_bit - 0.5).abs().max()) < 0.07
+
+
+@pytest.mark.parametrize("name,params", [
+    ("drtp", dict(spike_derivative="window", margin=1.0)),  # snn-mnist's
+    ("drtp", dict(spike_derivative="window")),
+    ("drtp", dict(spike_derivative="lif_rate", target_steps="last")),
+    ("tpsgd", dict(spike_derivative="window", loss="l2")),
+    ("tpsgd", dict(spike_derivative="none", loss="ce")),
+])
+def test_streamed_target_projection_step_gives_the_general_paths_gradients(name, params, monkeypatch):
+    """DRTP/tpSGD's streamed step (buffers, per-step addmm_, label projected once) against the
+    general one (LayerTracer, add_update: the formulas written out per step)."""
+    import neurolearn.rules.target_projection as tp
+
+    x, y = data(steps=7)
+    grads = {}
+    for fast in (True, False):
+        net = snn()
+        for p in net.parameters():  # a grad already there is added to
+            p.grad = torch.full_like(p, 0.01)
+        rule = make_rule(name, **params)
+        rule.setup(net, CLS, torch.Generator().manual_seed(3))
+        calls = []
+        monkeypatch.setattr(tp, "streamable", (lambda m, x: calls.append(1) or True) if fast else (lambda m, x: False))
+        out = rule.estimate_gradients(net, x, y, CLS)
+        assert bool(calls) == fast
+        grads[fast] = {n: p.grad.clone() for n, p in net.layers.named_parameters()}
+        grads[fast]["loss"] = out.loss
+    for n, want in grads[False].items():
+        assert (want - 0.01).abs().max() > 0, n
+        torch.testing.assert_close(grads[True][n], want, rtol=1e-6, atol=1e-6 * float(want.abs().max()))
+
+
+def test_streamed_target_projection_is_used_by_default_for_dense_spiking_nets_only():
+    from neurolearn.layers import Conv2d
+    from neurolearn.learning.workspace import streamable
+
+    x, _ = data()
+    assert streamable(snn(), x)
+    rec = Network([Dense(6, 5, LIFParams(tau_mem=10e-3), recurrent=True), Dense(5, 3, LIParams(tau=10e-3))])
+    assert not streamable(rec, x)
+    conv = Network([Conv2d((1, 4, 4), 2, 3, neuron=LIFParams(tau_mem=10e-3)), Dense(2 * 2 * 2, 3)])
+    assert not streamable(conv, torch.zeros(2, 1, 1, 4, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # out= products would keep fp32: the general path
+        assert not streamable(snn(), x)
+    from neurolearn.learning.grads import exact_sums
+    with exact_sums():  # the float64 batch sums of a data-parallel run are formed by the general path
+        assert not streamable(snn(), x)
+
+
+@pytest.mark.parametrize("rows,out", [(1100, 3), (40, 3), (40, 64)])
+def test_dense_drive_equals_the_layers_drive(rows, out):
+    from neurolearn.learning.workspace import dense_drive
+
+    torch.manual_seed(0)
+    layer = Dense(30, out, LIFParams(tau_mem=10e-3))
+    h = (torch.rand(rows, 30) > 0.7).float()
+    with torch.no_grad():
+        want = layer.drive(h)
+        torch.testing.assert_close(dense_drive(layer, h), want, rtol=1e-6, atol=1e-6)
+        buf = torch.empty(rows, out)
+        assert dense_drive(layer, h, out=buf) is buf
+        torch.testing.assert_close(buf, want, rtol=1e-6, atol=1e-6)

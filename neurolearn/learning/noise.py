@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from neurolearn.layers import Dense, LayerState, Taps
+from neurolearn.learning.workspace import buffer as _buffer, dense_drive, plain_dense
 from neurolearn.network import Network
 
 NOISES = ("gaussian", "bernoulli")
@@ -43,19 +44,6 @@ def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch
     return rademacher(shape, sigma, generator, like)
 
 
-def _buffer(work: dict[str, torch.Tensor] | None, name: str, like: torch.Tensor) -> torch.Tensor | None:
-    """A workspace tensor shaped like ``like``, kept in ``work`` across steps (``None``: allocate anew).
-
-    Writing into memory the process already touched matters on CPU: a fresh ``[2176, 500]``
-    tensor written once costs about ten times a pass over a reused one (page faults)."""
-    if work is None:
-        return None
-    buf = work.get(name)
-    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-        buf = work[name] = torch.empty_like(like)
-    return buf
-
-
 def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True,
               copies: int = 2, inplace: bool = False, work: dict[str, torch.Tensor] | None = None):
     """One step of the stacked batch ``[clean; noisy_1; ...; noisy_K]`` (``copies = K + 1``
@@ -71,7 +59,9 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     the first layer's neurons update their state in place (:meth:`Neuron.step_`, same numbers).
     ``work``: a dict the caller keeps over the sequence, in which the first layer's current and
     (``inplace``) activity are written at every step instead of fresh tensors (then no tap of
-    the first layer outlives the step).
+    the first layer outlives the step). With ``inplace`` (and no autocast) a later dense layer's
+    drive comes from :func:`~neurolearn.learning.workspace.dense_drive` (a narrow read-out's
+    product taken as ``W hᵀ``, about half the time; its rounding may differ in the last bit).
     """
     if not paired:
         return model.step(x, state, noise)
@@ -100,8 +90,17 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
         h, s0, ns = first._neurons(z, state[0])
     taps = [Taps(xin, z, h, None if ns is None else ns.mem, rec, ns)]
     new_state = [s0]
+    fast = inplace and not torch.is_autocast_enabled(h.device.type)
     for k, layer in enumerate(model.layers[1:], start=1):
-        h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
+        if fast and plain_dense(layer):  # Dense.step, with a narrow layer's product taken as W hᵀ
+            xin = h.flatten(1) if h.dim() > 2 else h
+            z = dense_drive(layer, xin)
+            if noise is not None and noise[k] is not None:
+                z = z + noise[k]
+            h, s, ns = layer._neurons(z, state[k])
+            tp = Taps(xin, z, h, None if ns is None else ns.mem, None, ns)
+        else:
+            h, s, tp = layer.step(h, state[k], None if noise is None else noise[k])
         new_state.append(s)
         taps.append(tp)
     return h, new_state, taps

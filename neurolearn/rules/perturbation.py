@@ -103,7 +103,7 @@ from neurolearn.learning.noise import (NOISES, draw_noise, noisy_minus_clean, pa
                                       sum_draws)
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.learning.traces import pre_traces, trace_beta
-from neurolearn.network import LayerRecord, Network, Record, stack_steps
+from neurolearn.network import LayerRecord, Network, Record
 from neurolearn.objectives import Objective
 from neurolearn.rules import perturbation_time
 from neurolearn.rules.base import GradientRule, Requirements, StepOutput
@@ -417,7 +417,9 @@ class NodeNoiseRule(PerturbationRule):
         (:meth:`constant_post`) keeps ``Σ_t x̄_l[t]`` (``[B, ...]``) instead. At the end the
         per-sample coefficients (:meth:`node_coefficients`: ``δL``, and for ANP the norm
         ``Σ_{t,l} ‖d_l[t]‖²``) scale the buffers in place and one product per layer gives
-        ``Σ_t (Σ_k g_k[t]) x̄[t]ᵀ``. The layers' records (stacked clean inputs) come for free
+        ``Σ_t (Σ_k g_k[t]) x̄[t]ᵀ``. The first layer's raw inputs are the network's input itself
+        (no copy); raw spikes feeding a later layer are kept as bytes (a quarter of the memory)
+        when no record reads them, and that layer's product is then taken step by step. The layers' records (stacked clean inputs) come for free
         when every layer keeps its raw inputs; otherwise they are copied only when a layer is
         decorrelated (what reads them)."""
         model.check_input(x)
@@ -432,21 +434,34 @@ class NodeNoiseRule(PerturbationRule):
         const = [self.constant_post(model, k, paired) for k in range(nl)]
         # the record's layers: free when every layer keeps its raw inputs anyway, else copied only
         # for decorrelation (their reader)
+        decorrelates = any(layer.decorrelation is not None for layer in model.layers)
+        autocast = torch.is_autocast_enabled(x.device.type)
         free = beta == 0.0 and not any(const)
-        keep_inputs = not free and any(layer.decorrelation is not None for layer in model.layers)
+        keep_inputs = not free and decorrelates
+        # a layer fed by raw spikes (0/1) keeps them as bytes, a quarter of the memory, unless the
+        # record reads them (free, or for decorrelation)
+        # (not under autocast: the per-step bf16 products would be summed in bf16)
+        binary = [k > 0 and beta == 0.0 and not free and not decorrelates and not autocast
+                  and model.layers[k - 1].spiking
+                  and not getattr(model.layers[k - 1], "rescaled", False) for k in range(nl)]
         posts: list[torch.Tensor | None] = [None] * nl  # [T, K·B, ...] or, constant, [K·B, ...]
         inputs: list[torch.Tensor | None] = [None] * nl  # clean inputs (traces) [T, B, ...], or Σ_t [B, ...]
         raws: list[torch.Tensor | None] = [None] * nl  # the raw clean inputs for the record (decorrelation)
         traces: list[torch.Tensor | None] = [None] * nl
         recs: list[torch.Tensor | None] = [None] * nl
-        outs: list[torch.Tensor] = []
+        output: torch.Tensor | None = None  # [T, rows, ...], written step by step
         noise = None
         work: dict[str, torch.Tensor] = {}  # the first layer's current and activity, rewritten every step
         for t in range(steps):
             noise = self.step_noise(model, batch, x, noise, paired=paired)
             out, state, taps = pair_step(model, x[t], state, noise, batch, paired=paired, copies=copies,
                                          inplace=True, work=work)
-            outs.append(out)
+            if steps == 1:
+                output = out.unsqueeze(0)
+            else:
+                if output is None:
+                    output = out.new_empty((steps, *out.shape))
+                output[t].copy_(out)
             for k, tp in enumerate(taps):
                 xin = tp.input if single else tp.input[:batch]
                 if keep_inputs:
@@ -469,9 +484,13 @@ class NodeNoiseRule(PerturbationRule):
                 d = self.post_difference(tp, noise[k] if single else self.noise_diff(noise[k], batch), batch, k, nl)
                 if posts[k] is None:
                     posts[k] = d.new_empty((steps, *d.shape))
-                    inputs[k] = xin.new_empty((steps, *xin.shape))
+                    if k == 0 and beta == 0.0:  # the network's input itself, no copy
+                        inputs[k] = x.reshape(steps, batch, *xin.shape[1:])
+                    else:
+                        inputs[k] = xin.new_empty((steps, *xin.shape), dtype=torch.uint8 if binary[k] else None)
                 posts[k][t].copy_(d)
-                inputs[k][t].copy_(xin)
+                if not (k == 0 and beta == 0.0):
+                    inputs[k][t].copy_(xin)
                 if tp.rec is not None:  # the recurrent input, filtered like the feed-forward one (trace_tau)
                     if recs[k] is None:
                         recs[k] = tp.rec.new_empty((steps, batch, *tp.rec.shape[1:]))
@@ -479,7 +498,6 @@ class NodeNoiseRule(PerturbationRule):
                         recs[k][t].copy_(tp.rec[:batch])
                     else:
                         torch.add(tp.rec[:batch], recs[k][t - 1], alpha=beta, out=recs[k][t])
-        output = stack_steps(outs)
         pred = model.decode_output(output)
         yy = y if single else torch.cat([y] * copies, dim=1 if y.dim() == 3 else 0)
         loss = objective.loss(pred, yy)
@@ -497,14 +515,21 @@ class NodeNoiseRule(PerturbationRule):
         for k, layer in enumerate(model.layers):
             p, c = posts[k], coefs[k]
             if const[k]:
-                gk = sum_draws(p * c.view(-1, *([1] * (p.dim() - 1))), batch)
+                # in place: p is this step's (frozen) noise or a buffer, read no more (a float64 copy: exact_sums)
+                gk = sum_draws(exact(p).mul_(c.view(-1, *([1] * (p.dim() - 1)))), batch)
                 add_grad(layer.weight, weight_gradient(layer, gk, inputs[k]))
                 add_grad(layer.bias, bias_grad(gk) * (steps if bias_trace is None else float(bias_trace.sum())))
                 continue
             p = exact(p).mul_(c.view(1, -1, *([1] * (p.dim() - 2))))  # g = d · coefficient, in place (float64: exact_sums)
             gk = sum_draws(p, batch, dim=1)
             gk = gk.reshape(steps * batch, *gk.shape[2:])
-            add_grad(layer.weight, weight_gradient(layer, gk, inputs[k].reshape(steps * batch, -1)))
+            if binary[k]:  # spikes kept as bytes: one product per step, each converted on its own
+                w = weight_gradient(layer, gk[:batch], inputs[k][0].to(gk.dtype))
+                for t in range(1, steps):
+                    w.add_(weight_gradient(layer, gk[t * batch:(t + 1) * batch], inputs[k][t].to(gk.dtype)))
+                add_grad(layer.weight, w)
+            else:
+                add_grad(layer.weight, weight_gradient(layer, gk, inputs[k].reshape(steps * batch, -1)))
             if beta == 0.0:
                 add_grad(layer.bias, bias_grad(gk))
             else:  # the bias's constant input filtered like every other pre-synaptic term: b̄[t] = β b̄[t-1] + 1

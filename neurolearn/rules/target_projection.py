@@ -92,7 +92,9 @@ from neurolearn.learning.feedback import (FeedbackOptions, FixedFeedback, fixed_
                                           output_error, project)
 from neurolearn.learning.grads import add_update, write_grads
 from neurolearn.learning.options import check_bool, check_choice
-from neurolearn.learning.traces import LayerTracer, Signals
+from neurolearn.learning.traces import LayerTracer, Signals, membrane_filter
+from neurolearn.learning.workspace import Workspace, dense_drive, streamable
+from neurolearn.layers import LayerState
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
 from neurolearn.rules.base import Requirements, Rule, StepOutput
@@ -176,6 +178,13 @@ class TargetProjectionRule(FixedFeedback, Rule):
             return (self.hidden_error(mean, target) / (post.shape[2] * post.shape[3])).expand_as(post)
         return self.hidden_error(post, target)
 
+    def stream_error(self, post: torch.Tensor, target: torch.Tensor, out: torch.Tensor,
+                     cache: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """:meth:`layer_error` for the streamed step, which may write it into ``out`` (a buffer shaped like
+        ``post``) and keep what depends on ``target`` alone in ``cache`` (``None``: the target changes
+        from step to step). Default: :meth:`layer_error`."""
+        return self.layer_error(post, target)
+
     # ---------------------------------------------------------------- one step
     def _run(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective,
              updater: Updater | None) -> StepOutput:
@@ -186,6 +195,9 @@ class TargetProjectionRule(FixedFeedback, Rule):
         self.check_setup()
         model.check_input(x)
         steps, batch = x.shape[0], x.shape[1]
+        online = steps == 1 and updater is not None and self.layerwise
+        if not online and streamable(model, x):
+            return self._stream(model, x, y, objective)
         labels = label_vectors(y, model.output_size, steps, x.dtype)
         state = model.init_state(batch, x.device, x.dtype)
         tracers = [LayerTracer(layer, self.spike) for layer in model.layers]
@@ -193,7 +205,6 @@ class TargetProjectionRule(FixedFeedback, Rule):
         grads: list[dict[str, torch.Tensor]] = [{} for _ in model.layers]
         out_sig: list[Signals] = []
         outputs: list[torch.Tensor] = []
-        online = steps == 1 and updater is not None and self.layerwise
         norm = 1.0 / (batch * steps)
         with torch.no_grad():
             for t in range(steps):
@@ -225,6 +236,104 @@ class TargetProjectionRule(FixedFeedback, Rule):
                 write_grads(layer, g)
         return StepOutput(loss, pred)
 
+    @torch.no_grad()
+    def _stream(self, model: Network, x: torch.Tensor, y: torch.Tensor, objective: Objective) -> StepOutput:
+        r""":meth:`_run` for dense, non-recurrent, undecorrelated networks (:func:`streamable`), with the
+        same equations, streamed: every per-step quantity is written into a buffer allocated once
+        per sequence (:class:`Workspace`; the neurons step in place, :meth:`Neuron.step_`), the
+        projected label ``t_k = y* B_k`` is computed once per batch (class labels), and each hidden
+        layer's update is accumulated at every step into one gradient buffer,
+        ``G_k += δ_k[t]ᵀ x̄_k[t]`` (``addmm_``), scaled by ``1/(BT)`` once at the end. Nothing of size
+        ``T`` is kept but the readout's input traces ``x̄[t]`` (``[T, B, n]``: its error arrives at the
+        end), whose update is then one product ``Σ_t (e[t] ⊙ ψ[t])ᵀ x̄[t]``."""
+        steps, batch = x.shape[0], x.shape[1]
+        hidden, readout = model.layers[:-1], model.layers[-1]
+        ws = Workspace()
+        state = model.init_state(batch, x.device, x.dtype)
+        const = y.dim() == 1  # class labels: the same projected target at every step
+        labels = label_vectors(y, model.output_size, steps, x.dtype)
+        targets = [project(labels[0], m) for m in self.matrices] if const else None
+        caches: list[dict[str, torch.Tensor] | None] = [{} if const else None for _ in hidden]
+        filters = [membrane_filter(layer) for layer in model.layers]
+        gw = [torch.zeros_like(layer.weight) if layer.weight.requires_grad else None for layer in hidden]
+        gb = [torch.zeros_like(layer.bias) if layer.bias is not None and layer.bias.requires_grad else None
+              for layer in hidden]
+        frees: list[torch.Tensor | None] = [None] * len(model.layers)
+        bbar = [0.0] * len(model.layers)
+        kind, window, smoothing = self.spike
+        ro_in = None  # the readout's input traces [T, B, n]
+        outputs = ws.buf("out", (steps, batch, readout.out_shape[0]), x)
+        ro_psi: list[torch.Tensor] = []
+        for t in range(steps):
+            h = x[t].flatten(1) if x.dim() > 3 else x[t]
+            for k, layer in enumerate(model.layers):
+                beta, gain = filters[k]
+                bbar[k] = gain if beta == 0.0 else beta * bbar[k] + gain
+                last = k == len(hidden)
+                if last:  # x̄[t] = β x̄[t−1] + g x[t] into the readout's stack
+                    if ro_in is None:
+                        ro_in = ws.buf("ro_in", (steps, *h.shape), h)
+                    xb = self._trace_into(ro_in[t], None if t == 0 else ro_in[t - 1], h, beta, gain, ws, k)
+                else:
+                    xb = ws.like(f"xbar{k}", h)
+                    self._trace_into(xb, None if t == 0 else xb, h, beta, gain, ws, k)
+                z = dense_drive(layer, h, ws.buf(f"z{k}", (batch, layer.out_shape[0]), h))
+                if layer.neuron is None:
+                    act, ns, psi = z, None, None
+                else:
+                    act, ns = layer.neuron.step_(z, state[k].neuron, layer._spike_fn, out=ws.like(f"act{k}", z))
+                    psi, frees[k] = layer.neuron.local_derivative(z, ns, kind, window, smoothing, frees[k])
+                state[k] = LayerState(ns, None)
+                if last:
+                    outputs[t].copy_(act)
+                    if psi is not None:
+                        ro_psi.append(psi)
+                    break
+                post = act
+                if layer.spiking:  # the filtered rate r̄ = β r̄ + (1 − β) s, in place
+                    b_rate = layer.neuron.trace_filter()[0]
+                    rate = ws.like(f"rate{k}", act)
+                    tmp = ws.like(f"tmp{k}", act)
+                    if t == 0:
+                        torch.mul(act, 1 - b_rate, out=rate)
+                    else:
+                        rate.mul_(b_rate).add_(torch.mul(act, 1 - b_rate, out=tmp))
+                    post = rate
+                h = act
+                if self.target_steps == "last" and t < steps - 1:
+                    continue
+                target = targets[k] if const else project(labels[t], self.matrices[k])
+                delta = self.stream_error(post, target, ws.like(f"err{k}", act), caches[k])
+                if psi is not None:
+                    delta = torch.mul(delta, psi, out=ws.like(f"delta{k}", act))
+                if gw[k] is not None:
+                    gw[k].addmm_(delta.t(), xb)
+                if gb[k] is not None:
+                    gb[k].add_(delta.sum(0), alpha=bbar[k])
+        e, loss, pred = output_error(model, outputs, y, objective)
+        if ro_psi:
+            e = e * torch.stack(ro_psi)
+        c = readout.out_shape[0]
+        norm = 1.0 / (batch * steps)
+        for k, layer in enumerate(hidden):
+            write_grads(layer, {n: g.mul_(norm) for n, g in (("weight", gw[k]), ("bias", gb[k])) if g is not None})
+        grads = {"weight": e.reshape(-1, c).t() @ ro_in.reshape(steps * batch, -1)}
+        if readout.bias is not None:
+            b_ro = torch.tensor([_bias_trace(filters[-1], t) for t in range(steps)], dtype=e.dtype)
+            grads["bias"] = (e.sum(1) * b_ro.unsqueeze(1)).sum(0)
+        write_grads(readout, grads)
+        return StepOutput(loss, pred)
+
+    @staticmethod
+    def _trace_into(out: torch.Tensor, old: torch.Tensor | None, new: torch.Tensor, beta: float, gain: float,
+                    ws: Workspace, k: int) -> torch.Tensor:
+        """``out = β old + g new`` (``out = g new`` at the first step, ``old = None``), the roundings of
+        :class:`LayerTracer`'s ``β x̄ + g x``; ``out`` may be ``old``."""
+        if beta == 0.0 or old is None:
+            return out.copy_(new) if gain == 1.0 else torch.mul(new, gain, out=out)
+        torch.mul(old, beta, out=out)
+        return out.add_(new if gain == 1.0 else torch.mul(new, gain, out=ws.like(f"gx{k}", new)))
+
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
                            objective: Objective) -> StepOutput:
         """Put every layer's update into ``.grad`` (adding to what is there) without stepping."""
@@ -234,6 +343,15 @@ class TargetProjectionRule(FixedFeedback, Rule):
         out = self._run(model, x, y, objective, updater)
         updater.apply()  # the readout (layer by layer), or every layer once per sequence
         return out
+
+
+def _bias_trace(filt: tuple[float, float], t: int) -> float:
+    """``b̄[t]`` of the trace ``b̄ = β b̄ + g`` of a constant 1 (``b̄[0] = g``), as :class:`LayerTracer` computes it."""
+    beta, gain = filt
+    b = 0.0
+    for _ in range(t + 1):
+        b = gain if beta == 0.0 else beta * b + gain
+    return b
 
 
 class DRTP(TargetProjectionRule):
@@ -266,6 +384,21 @@ class DRTP(TargetProjectionRule):
         if self.margin is None:
             return target
         return target * (-post * target < self.margin * target * target).to(target.dtype)
+
+    def stream_error(self, post, target, out, cache):
+        """:meth:`hidden_error` written into ``out``: ``−h t < m t²`` is ``h t > −(m t) t`` (negation is
+        exact), the bound kept in ``cache`` for a target constant over the sequence, the comparison
+        written as floats (no bool tensor)."""
+        if self.margin is None:
+            return self.hidden_error(post, target)
+        bound = None if cache is None else cache.get("bound")
+        if bound is None:
+            bound = (self.margin * target * target).neg_()
+            if cache is not None:
+                cache["bound"] = bound
+        torch.mul(post, target, out=out)
+        torch.gt(out, bound, out=out)
+        return out.mul_(target)
 
 
 class TPSGD(TargetProjectionRule):
