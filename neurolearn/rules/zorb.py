@@ -56,7 +56,7 @@ from neurolearn.layers import Dense
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.network import Network
 from neurolearn.neurons import ACTIVATION_RANGES, activation, activation_inverse
-from neurolearn.readout import DTYPE, NormalEquations, lstsq_pinv, softmax_inverse, with_ones
+from neurolearn.readout import DTYPE, PRECISIONS, SolveReport, lstsq_pinv, ridge_least_squares, softmax_inverse
 from neurolearn.rules.base import Requirements, Rule, StepOutput
 
 SOLVERS = ("pinv", "normal")
@@ -75,9 +75,11 @@ class ZorbOptions:
     chunk: int = 4096
     output: str = "auto"
     refresh: bool = False
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("zorb solver", self.solver, SOLVERS)
+        check_choice("zorb precision", self.precision, PRECISIONS)
         check_choice("zorb output", self.output, OUTPUTS)
         check_number("zorb: epsilon", self.epsilon, low=0.0, high=0.5, low_open=True, high_open=True)
         check_number("zorb: rcond", self.rcond, low=0.0)
@@ -159,8 +161,9 @@ class Zorb(Rule):
         o = self.options
         self.epsilon, self.rcond, self.backward_rcond = float(o.epsilon), float(o.rcond), float(o.backward_rcond)
         self.solver, self.ridge, self.chunk, self.output = o.solver, float(o.ridge), int(o.chunk), o.output
-        self.refresh = bool(o.refresh)
+        self.refresh, self.precision = bool(o.refresh), o.precision
         self.last_fit: dict[str, Any] = {}
+        self.solve_reports: list[SolveReport] = []
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -198,7 +201,7 @@ class Zorb(Rule):
 
     def _forward_from_layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
         """Layer ``i``'s output on ``h``, in chunks of rows."""
-        h_next = torch.empty(h.shape[0], self._w[i].shape[0], dtype=DTYPE, device=h.device)
+        h_next = torch.empty(h.shape[0], self._w[i].shape[0], dtype=self._dtype, device=h.device)
         for r in range(0, h.shape[0], self.chunk):
             h_next[r:r + self.chunk] = self._forward_layer(i, h[r:r + self.chunk])
         return h_next
@@ -232,7 +235,7 @@ class Zorb(Rule):
 
     def _dense_inverse(self, k: int, t: torch.Tensor) -> torch.Tensor:
         """``(T − b)(W⁺)ᵀ``: a target for the input of layer ``k`` from one for its pre-activation."""
-        pinv_t = torch.linalg.pinv(self._w[k], rtol=self.backward_rcond).T
+        pinv_t = torch.linalg.pinv(self._w[k].to(DTYPE), rtol=self.backward_rcond).T.to(t.dtype)  # O(d³): float64
         out = torch.empty(t.shape[0], pinv_t.shape[1], dtype=t.dtype, device=t.device)
         for i in range(0, t.shape[0], self.chunk):
             tc = t[i:i + self.chunk]
@@ -251,28 +254,34 @@ class Zorb(Rule):
     def _solve(self, h: torch.Tensor, z: torch.Tensor, bias: bool) -> torch.Tensor:
         """``[W b]ᵀ`` (``[d (+1), out]``) minimising ``‖[H, 1][W b]ᵀ − Z‖``."""
         if self.solver == "pinv":
-            return lstsq_pinv(with_ones(h) if bias else h, z, self.rcond)
-        ne = NormalEquations(h.shape[1] + int(bias), z.shape[1], h.device)
-        for i in range(0, h.shape[0], self.chunk):
-            hc = h[i:i + self.chunk]
-            ne.add(with_ones(hc) if bias else hc, z[i:i + self.chunk])
-        return ne.solve(self.ridge)
+            h64 = h.to(DTYPE)
+            return lstsq_pinv(torch.cat([h64, torch.ones_like(h64[:, :1])], 1) if bias else h64, z, self.rcond)
+        sol, report = ridge_least_squares(h, z, ridge=self.ridge, chunk=self.chunk, bias=bias,
+                                          precision=self.precision)
+        self.solve_reports.append(report)
+        return sol
 
     # ------------------------------------------------------------------ the sweep
     @torch.no_grad()
     def fit(self, model: Network, x: torch.Tensor, targets: torch.Tensor, softmax: bool) -> torch.Tensor:
-        """Fit ``model`` on inputs ``x`` (``[N, ...]``) and targets ``[N, C]``; returns the logits (float64)."""
+        """Fit ``model`` on inputs ``x`` (``[N, ...]``) and targets ``[N, C]``; returns the logits (in
+        the working precision: float64 with ``precision="float64"``, else float32)."""
         self._layers = self.check_network(model)
         n = len(self._layers)
         frozen = self.frozen_layers(self._layers)
         self._frozen = frozen
-        self._w = [layer.weight.detach().to(DTYPE).clone() for layer in self._layers]
-        self._b = [None if layer.bias is None else layer.bias.detach().to(DTYPE).clone() for layer in self._layers]
+        # the working precision of the activities and targets (the O(N d²) work): float32 unless
+        # precision = "float64"; the small O(d³) solves and pseudoinverses are float64 either way
+        self._dtype = DTYPE if self.precision == "float64" else torch.float32
+        self.solve_reports = []
+        self._w = [layer.weight.detach().to(self._dtype).clone() for layer in self._layers]
+        self._b = [None if layer.bias is None else layer.bias.detach().to(self._dtype).clone()
+                   for layer in self._layers]
         # a frozen layer keeps its output rescaling; the others get theirs from the fit
         self._scale = [float(getattr(self._layers[k], "act_scale", 1.0)) if k in frozen else 1.0 for k in range(n)]
         self._shift = [float(getattr(self._layers[k], "act_shift", 0.0)) if k in frozen else 0.0 for k in range(n)]
-        h = x.reshape(x.shape[0], -1).to(DTYPE)
-        y = targets.to(DTYPE)
+        h = x.reshape(x.shape[0], -1).to(self._dtype)
+        y = targets.to(self._dtype)
         first = min(set(range(n)) - frozen)
         targets_z: dict[int, torch.Tensor] = {}
         if not self.refresh:  # one forward and one top-down pass give every layer its target
@@ -305,6 +314,7 @@ class Zorb(Rule):
             has_bias = self._b[i] is not None
             sol = self._solve(h, z, has_bias)
             del z
+            sol = sol.to(self._dtype)
             self._w[i] = sol[:-1].T.contiguous() if has_bias else sol.T.contiguous()
             if has_bias:
                 self._b[i] = sol[-1].clone()
