@@ -84,8 +84,8 @@ def test_bad_precision_is_one_clear_error():
     a, t = _problem(n=20, d=3)
     with pytest.raises(ConfigError, match="float64, float32, auto"):
         ridge_least_squares(a, t, precision="half")
-    with pytest.raises(ConfigError, match="precision"):
-        Zorb(precision="float16")
+    with pytest.raises(ConfigError, match="solve_precision"):
+        Zorb(solve_precision="float16")
 
 
 def test_zorb_auto_precision_matches_float64_on_digits():
@@ -96,7 +96,7 @@ def test_zorb_auto_precision_matches_float64_on_digits():
         torch.manual_seed(0)
         model = Network([Dense(64, 48, RateParams("tanh"), init="xavier_uniform"),
                          Dense(48, 10, init="xavier_uniform")])
-        rule = Zorb(solver="normal", ridge=1e-6, precision=precision)
+        rule = Zorb(solver="normal", ridge=1e-6, solve_precision=precision)
         rule.fit(model, digits.x_train, y1, softmax=True)
         with torch.no_grad():
             acc[precision] = float((model.predict(digits.x_test).argmax(1) == digits.y_test).double().mean())

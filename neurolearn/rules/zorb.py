@@ -75,11 +75,11 @@ class ZorbOptions:
     chunk: int = 4096
     output: str = "auto"
     refresh: bool = False
-    precision: str = "auto"
+    solve_precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("zorb solver", self.solver, SOLVERS)
-        check_choice("zorb precision", self.precision, PRECISIONS)
+        check_choice("zorb solve_precision", self.solve_precision, PRECISIONS)
         check_choice("zorb output", self.output, OUTPUTS)
         check_number("zorb: epsilon", self.epsilon, low=0.0, high=0.5, low_open=True, high_open=True)
         check_number("zorb: rcond", self.rcond, low=0.0)
@@ -161,7 +161,7 @@ class Zorb(Rule):
         o = self.options
         self.epsilon, self.rcond, self.backward_rcond = float(o.epsilon), float(o.rcond), float(o.backward_rcond)
         self.solver, self.ridge, self.chunk, self.output = o.solver, float(o.ridge), int(o.chunk), o.output
-        self.refresh, self.precision = bool(o.refresh), o.precision
+        self.refresh, self.solve_precision = bool(o.refresh), o.solve_precision
         self.last_fit: dict[str, Any] = {}
         self.solve_reports: list[SolveReport] = []
 
@@ -257,7 +257,7 @@ class Zorb(Rule):
             h64 = h.to(DTYPE)
             return lstsq_pinv(torch.cat([h64, torch.ones_like(h64[:, :1])], 1) if bias else h64, z, self.rcond)
         sol, report = ridge_least_squares(h, z, ridge=self.ridge, chunk=self.chunk, bias=bias,
-                                          precision=self.precision)
+                                          precision=self.solve_precision)
         self.solve_reports.append(report)
         return sol
 
@@ -265,14 +265,16 @@ class Zorb(Rule):
     @torch.no_grad()
     def fit(self, model: Network, x: torch.Tensor, targets: torch.Tensor, softmax: bool) -> torch.Tensor:
         """Fit ``model`` on inputs ``x`` (``[N, ...]``) and targets ``[N, C]``; returns the logits (in
-        the working precision: float64 with ``precision="float64"``, else float32)."""
+        the working precision: float32 for ``solver="normal"`` unless ``solve_precision="float64"``,
+        else float64)."""
         self._layers = self.check_network(model)
         n = len(self._layers)
         frozen = self.frozen_layers(self._layers)
         self._frozen = frozen
-        # the working precision of the activities and targets (the O(N d²) work): float32 unless
-        # precision = "float64"; the small O(d³) solves and pseudoinverses are float64 either way
-        self._dtype = DTYPE if self.precision == "float64" else torch.float32
+        # the working precision of the activities and targets (the O(N d²) work): float32 for the
+        # normal equations unless solve_precision = "float64"; solver "pinv" (the reference's SVD
+        # solves) stays float64 throughout; the small O(d³) solves and pseudoinverses are float64
+        self._dtype = torch.float32 if self.solver == "normal" and self.solve_precision != "float64" else DTYPE
         self.solve_reports = []
         self._w = [layer.weight.detach().to(self._dtype).clone() for layer in self._layers]
         self._b = [None if layer.bias is None else layer.bias.detach().to(self._dtype).clone()
