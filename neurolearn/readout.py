@@ -6,7 +6,8 @@ targets ``T`` (``[N, C]``), in float64:
 - :func:`lstsq_pinv`: the minimum-norm solution ``W = A⁺ T`` (SVD; singular values below
   ``rcond · σ_max`` are dropped), exactly what ``numpy.linalg.lstsq`` returns;
 - :class:`NormalEquations`: streaming ridge regression. Chunks of rows are added up into
-  ``G = Σ AᵀA`` and ``R = Σ AᵀT`` (memory ``O(d² + dC)``, independent of ``N``), then
+  ``G = Σ AᵀA`` (its lower triangle, by blocks of :data:`GRAM_BLOCK` columns: about half the
+  products of a full ``AᵀA``) and ``R = Σ AᵀT`` (memory ``O(d² + dC)``, independent of ``N``), then
   ``W = (G + α I)⁻¹ R`` with ``α = ridge · mean(diag G)`` (scale-free ridge) by Cholesky
   (always factored in float64: ``O(d³)``, negligible beside the ``O(N d²)`` sums);
 - :func:`ridge_least_squares`: the same solve with a choice of the precision of the sums,
@@ -73,6 +74,8 @@ U32 = float(torch.finfo(torch.float32).eps)
 """float32's unit roundoff scale (machine epsilon, 1.19e-7)."""
 
 PRECISIONS = ("float64", "float32", "auto")
+GRAM_BLOCK = 256
+"""Columns per block of the Gram sums (only blocks on and below the diagonal are computed)."""
 
 
 class NormalEquations:
@@ -103,15 +106,23 @@ class NormalEquations:
         if self.shift is not None:
             a = a - self.shift[0]
             t = t - self.shift[1]
-        self.gram.addmm_(a.T, a)
+        d = a.shape[1]
+        for j in range(0, d, GRAM_BLOCK):  # the lower triangle by column blocks: about half of AᵀA's products
+            j1 = min(j + GRAM_BLOCK, d)
+            self.gram[j:, j:j1].addmm_(a[:, j:].T, a[:, j:j1])
         self.cross.addmm_(a.T, t)
         self.rows += a.shape[0]
+
+    def symmetric_gram(self) -> torch.Tensor:
+        """The summed ``G`` (or ``G_c``) in float64, its upper triangle filled from the lower."""
+        lower = self.gram.to(DTYPE).tril()
+        return lower + lower.tril(-1).T
 
     def totals(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(G, R)`` of the uncentred (and, with ``bias``, bordered) system, float64."""
         if self.rows == 0:
             raise ConfigError("NormalEquations.solve: no rows were added")
-        g, r = self.gram.to(DTYPE), self.cross.to(DTYPE)
+        g, r = self.symmetric_gram(), self.cross.to(DTYPE)
         if self.shift is None:
             return g, r
         n = float(self.rows)
@@ -136,7 +147,7 @@ class NormalEquations:
         sums carry the rounding (the centred ``G_c`` with ``shift``); ``inf`` if ``S`` is not
         positive definite in float64. Power iteration for ``λ_max``, inverse iteration
         (Cholesky solves) for ``λ_min``, from a fixed start: a lower bound, tight in practice."""
-        g = self.gram.to(DTYPE)
+        g = self.symmetric_gram()
         alpha = ridge * float(self.regularised(0.0).diagonal().mean().clamp_min(1e-300))
         g = g + alpha * torch.eye(g.shape[0], dtype=DTYPE, device=g.device)
         root = g.diagonal().clamp_min(1e-300).sqrt()

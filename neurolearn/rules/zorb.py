@@ -27,10 +27,20 @@ weights in closed form; no learning rate, no epochs. For layer ``i`` (input to o
    them from its actual input (one layer's forward): each layer is forwarded twice in all.
    ``refresh=True`` is the reference's schedule.
 
-2. the layer is solved in float64 from its actual input: ``[W b]ᵀ = [H_{i−1}, 1]⁺ Z_i``
-   (``solver="pinv"``: SVD, ``rcond``; ``solver="normal"``: normal equations accumulated over
-   chunks of ``chunk`` rows plus a ridge term, memory ``O(d²)`` besides the activities, for
-   full MNIST with 1000-wide layers), then ``H_i`` is computed with the new weights.
+2. the layer is solved from its actual input: ``[W b]ᵀ = [H_{i−1}, 1]⁺ Z_i``
+   (``solver="pinv"``: SVD in float64, ``rcond``; ``solver="normal"``: normal equations
+   accumulated over chunks of ``chunk`` rows plus a ridge term, memory ``O(d²)`` besides the
+   activities, for full MNIST with 1000-wide layers), then ``H_i`` is computed with the new
+   weights.
+
+Precision (``solve_precision``, ``solver="normal"`` only): the ``O(N d²)`` work (forward
+passes, target pushes, the sums ``G = Σ hᵀh``, ``R = Σ hᵀz``) is float32 and the ``O(d³)``
+work (pseudoinverses of the weights, Cholesky solves) float64. ``"auto"`` (default) sums
+``G``, ``R`` centred in float32 and redoes a layer's sums in float64 when its Jacobi-scaled
+Gram matrix is numerically singular in float32 (``κ(S) ≥ 1/u₃₂``,
+:func:`neurolearn.readout.ridge_least_squares`); ``"float32"`` never falls back; ``"float64"``
+is the old all-float64 sweep. ``solve_reports`` lists what each solve did. ``solver="pinv"``
+stays float64 throughout (the reference's numbers).
 
 The tanh forward is ``tanh`` (the reference numpy code uses a sigmoid there after a scale is
 stored, a bug; the later JAX package is correct).
@@ -146,7 +156,9 @@ class Zorb(Rule):
     ``chunk`` (rows per chunk), ``output`` (``"auto"``: softmax for classification, else
     linear), ``refresh`` (``True``: the reference's forward pass from layer ``i`` to the
     output before every layer, ``n(n+1)/2`` layer forwards and ``n(n-1)/2`` target
-    pushes; ``False``, the default: one of each, see the module docstring).
+    pushes; ``False``, the default: one of each, see the module docstring),
+    ``solve_precision`` (``"auto"``, ``"float32"`` or ``"float64"``: the precision of the
+    normal equations' sums, see the module docstring; not the rule's autocast ``precision``).
     """
 
     name = "zorb"
