@@ -105,6 +105,9 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=60000)
     ap.add_argument("--max-adam-s", type=float, default=1200.0, help="cap on Adam's timed training per loss")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
+    ap.add_argument("--solve-precision", choices=["auto", "float32", "float64"], default=None,
+                    help="precision of ZORB's normal-equation sums (default: the rule's, auto)")
+    ap.add_argument("--ridge", type=float, default=None, help="ZORB's relative ridge (default: the model file's)")
     ap.add_argument("--refresh", action="store_true",
                     help="the reference's schedule: a forward pass from layer i to the output before every layer")
     args = harness.start(ap)
@@ -121,7 +124,12 @@ def main() -> None:
 
     run = build(args, ds, hidden)
     init_state = {k: v.clone() for k, v in run.model.state_dict().items()}
-    rule = Zorb(**{**run.config["rule"]["params"], "refresh": args.refresh})
+    params = {**run.config["rule"]["params"], "refresh": args.refresh}
+    if args.solve_precision is not None:
+        params["solve_precision"] = args.solve_precision
+    if args.ridge is not None:
+        params["ridge"] = args.ridge
+    rule = Zorb(**params)
     y1 = F.one_hot(ds.y_train, 10).to(torch.float64)
     t0, c0 = time.perf_counter(), time.process_time()
     rule.fit(run.model, ds.x_train, y1, softmax=True)
@@ -133,6 +141,11 @@ def main() -> None:
     eval_s = time.perf_counter() - t0
     print(f"ZORB: fit {zorb_s:.1f} s ({zorb_cpu_s:.1f} s CPU), train error {z_err:.4f}, train acc {z_train_acc:.4f}, test acc {z_test_acc:.4f}",
           flush=True)
+    solves = [{"precision": r.precision, "condition": r.condition, "fell_back": r.fell_back} for r in rule.solve_reports]
+    if solves:
+        print("ZORB layer solves (sums' precision, estimated scaled condition): "
+              + ", ".join(f"{r['precision']} ({'-' if r['condition'] is None else format(r['condition'], '.3g')})"
+                          for r in solves), flush=True)
 
     adam = {}
     for kind in ("mse", "ce"):
@@ -167,7 +180,7 @@ def main() -> None:
     out = {"dataset": ds.name, "arch": arch, "threads": args.threads, "zorb_fit_s": zorb_s, "zorb_cpu_s": zorb_cpu_s,
            "speedup_cpu_time": min(r["cpu_s"] for r in adam.values()) / zorb_cpu_s,
            "zorb_cpu_over_adam_cpu": cpu_ratio, "adam_reached": best_cpu["reached"] is not None,
-           "refresh": args.refresh,
+           "refresh": args.refresh, "solve_precision": rule.solve_precision, "zorb_solves": solves,
            "zorb_train_error": z_err, "zorb_train_acc": z_train_acc, "zorb_test_acc": z_test_acc,
            "eval_train_set_s": eval_s, "adam": adam, "speedup": speedup, "paper_style_speedup": paper_style}
     harness.write_results(args, f"{stem}", out)

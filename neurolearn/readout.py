@@ -6,8 +6,23 @@ targets ``T`` (``[N, C]``), in float64:
 - :func:`lstsq_pinv`: the minimum-norm solution ``W = A⁺ T`` (SVD; singular values below
   ``rcond · σ_max`` are dropped), exactly what ``numpy.linalg.lstsq`` returns;
 - :class:`NormalEquations`: streaming ridge regression. Chunks of rows are added up into
-  ``G = Σ AᵀA`` and ``R = Σ AᵀT`` (memory ``O(d² + dC)``, independent of ``N``), then
-  ``W = (G + α I)⁻¹ R`` with ``α = ridge · mean(diag G)`` (scale-free ridge) by Cholesky.
+  ``G = Σ AᵀA`` (its lower triangle, by blocks of :data:`GRAM_BLOCK` columns: about half the
+  products of a full ``AᵀA``) and ``R = Σ AᵀT`` (memory ``O(d² + dC)``, independent of ``N``), then
+  ``W = (G + α I)⁻¹ R`` with ``α = ridge · mean(diag G)`` (scale-free ridge) by Cholesky
+  (always factored in float64: ``O(d³)``, negligible beside the ``O(N d²)`` sums);
+- :func:`ridge_least_squares`: the same solve with a choice of the precision of the sums,
+  which dominate the cost. ``precision="float32"`` accumulates ``G`` and ``R`` in float32
+  (twice the GEMM throughput of float64); ``"auto"`` does that, then checks whether float32
+  rounding can matter and redoes the sums in float64 only when it can.
+
+  The check: a float32 dot product of two columns errs by at most ``γ_n ‖a_i‖ ‖a_j‖``, so the
+  rounding is ``δG = D^{1/2} E D^{1/2}`` with ``D = diag(G_α)`` (``G_α = G + αI``) and
+  ``|E_ij| ≲ u₃₂`` (blocked summation); the relative error of the solution is then bounded by
+  about ``κ(S) · u₃₂`` with the Jacobi-scaled matrix ``S = D^{-1/2} G_α D^{-1/2}`` (unit
+  diagonal; a column that is zero in every row, such as a blank MNIST pixel, is exact in
+  float32 and decouples). ``κ(S)`` is estimated by power and inverse iteration on the
+  Cholesky factor of ``S`` (``O(d²)`` per iteration); above ``tolerance / u₃₂`` the sums are
+  recomputed in float64 (:class:`SolveReport` says which was used and why).
 
 Reservoir readout (:func:`fit_readout`): a network whose last layer is a plain ``Dense``
 readout (no neuron, or a leaky integrator ``LIParams``) is *linear in the readout's
@@ -55,33 +70,166 @@ def lstsq_pinv(a: torch.Tensor, t: torch.Tensor, rcond: float = 1e-15) -> torch.
     return torch.linalg.lstsq(a, t, rcond=rcond, driver="gelsd").solution
 
 
-class NormalEquations:
-    """Streaming ridge regression: add chunks of rows, then :meth:`solve` (see module doc)."""
+U32 = float(torch.finfo(torch.float32).eps)
+"""float32's unit roundoff scale (machine epsilon, 1.19e-7)."""
 
-    def __init__(self, d: int, c: int, device=None) -> None:
-        self.gram = torch.zeros(d, d, dtype=DTYPE, device=device)
-        self.cross = torch.zeros(d, c, dtype=DTYPE, device=device)
+PRECISIONS = ("float64", "float32", "auto")
+GRAM_BLOCK = 256
+"""Columns per block of the Gram sums (only blocks on and below the diagonal are computed)."""
+
+
+class NormalEquations:
+    r"""Streaming ridge regression: add chunks of rows, then :meth:`solve` (see module doc).
+
+    ``dtype`` is the precision of the sums (float64 by default); the solve is always float64.
+    ``shift = (μ, ζ)`` (column means of the inputs and targets, float64) accumulates the
+    *centred* sums ``G_c = Σ (a − μ)ᵀ(a − μ)``, ``R_c = Σ (a − μ)ᵀ(t − ζ)``, whose float32
+    rounding scales with the columns' spread instead of their mean; :meth:`totals` restores
+    ``G = G_c + n μμᵀ``, ``R = R_c + n μζᵀ`` in float64 (exact algebra), and ``bias`` borders
+    them with the column of ones (``[G, nμ; nμᵀ, n]``, ``[R; nζᵀ]``) without summing it.
+    """
+
+    def __init__(self, d: int, c: int, device=None, dtype: torch.dtype = DTYPE,
+                 shift: tuple[torch.Tensor, torch.Tensor] | None = None, bias: bool = False) -> None:
+        if bias and shift is None:
+            raise ConfigError("NormalEquations: bias bordering needs shift (else append the ones to the rows)")
+        self.dtype, self.bias = dtype, bias
+        self.shift = None if shift is None else (shift[0].to(dtype), shift[1].to(dtype))
+        self.gram = torch.zeros(d, d, dtype=dtype, device=device)
+        self.cross = torch.zeros(d, c, dtype=dtype, device=device)
         self.rows = 0
 
     def add(self, a: torch.Tensor, t: torch.Tensor) -> None:
         """Add the rows ``a`` (``[n, d]``) with targets ``t`` (``[n, C]``)."""
-        a = a.to(DTYPE)
-        t = t.to(DTYPE)
-        self.gram.addmm_(a.T, a)
+        a = a.to(self.dtype)
+        t = t.to(self.dtype)
+        if self.shift is not None:
+            a = a - self.shift[0]
+            t = t - self.shift[1]
+        d = a.shape[1]
+        for j in range(0, d, GRAM_BLOCK):  # the lower triangle by column blocks: about half of AᵀA's products
+            j1 = min(j + GRAM_BLOCK, d)
+            self.gram[j:, j:j1].addmm_(a[:, j:].T, a[:, j:j1])
         self.cross.addmm_(a.T, t)
         self.rows += a.shape[0]
 
-    def solve(self, ridge: float = 1e-8) -> torch.Tensor:
-        """``W = (G + α I)⁻¹ R`` with ``α = ridge · mean(diag G)``; ``[d, C]``."""
+    def symmetric_gram(self) -> torch.Tensor:
+        """The summed ``G`` (or ``G_c``) in float64, its upper triangle filled from the lower."""
+        lower = self.gram.to(DTYPE).tril()
+        return lower + lower.tril(-1).T
+
+    def totals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G, R)`` of the uncentred (and, with ``bias``, bordered) system, float64."""
         if self.rows == 0:
             raise ConfigError("NormalEquations.solve: no rows were added")
-        d = self.gram.shape[0]
-        alpha = ridge * float(self.gram.diagonal().mean().clamp_min(1e-300))
-        g = self.gram + alpha * torch.eye(d, dtype=DTYPE, device=self.gram.device)
+        g, r = self.symmetric_gram(), self.cross.to(DTYPE)
+        if self.shift is None:
+            return g, r
+        n = float(self.rows)
+        mu, zeta = self.shift[0].to(DTYPE), self.shift[1].to(DTYPE)  # the means as subtracted
+        g = g + n * torch.outer(mu, mu)
+        r = r + n * torch.outer(mu, zeta)
+        if self.bias:
+            d = g.shape[0]
+            full = torch.empty(d + 1, d + 1, dtype=DTYPE, device=g.device)
+            full[:d, :d], full[:d, d], full[d, :d], full[d, d] = g, n * mu, n * mu, n
+            g, r = full, torch.cat([r, n * zeta[None]], 0)
+        return g, r
+
+    def regularised(self, ridge: float) -> torch.Tensor:
+        """``G_α = G + α I`` in float64, ``α = ridge · mean(diag G)``."""
+        g, _ = self.totals()
+        alpha = ridge * float(g.diagonal().mean().clamp_min(1e-300))
+        return g + alpha * torch.eye(g.shape[0], dtype=DTYPE, device=g.device)
+
+    def scaled_condition(self, ridge: float, iterations: int = 30) -> float:
+        """Estimate ``κ(S)`` with ``S = D^{-1/2} G_α D^{-1/2}`` (module doc): the matrix whose
+        sums carry the rounding (the centred ``G_c`` with ``shift``); ``inf`` if ``S`` is not
+        positive definite in float64. Power iteration for ``λ_max``, inverse iteration
+        (Cholesky solves) for ``λ_min``, from a fixed start: a lower bound, tight in practice."""
+        g = self.symmetric_gram()
+        alpha = ridge * float(self.regularised(0.0).diagonal().mean().clamp_min(1e-300))
+        g = g + alpha * torch.eye(g.shape[0], dtype=DTYPE, device=g.device)
+        root = g.diagonal().clamp_min(1e-300).sqrt()
+        s = g / root[:, None] / root[None, :]
+        chol, info = torch.linalg.cholesky_ex(s)
+        if int(info) != 0:
+            return float("inf")
+        gen = torch.Generator(device=s.device).manual_seed(0)
+        v = torch.randn(s.shape[0], 1, dtype=DTYPE, device=s.device, generator=gen)
+        u = v.clone()
+        lam_max, lam_min_inv = 1.0, 1.0
+        for _ in range(iterations):
+            v = s @ v
+            lam_max = float(v.norm())
+            v /= lam_max
+            u = torch.cholesky_solve(u, chol)
+            lam_min_inv = float(u.norm())
+            u /= lam_min_inv
+        return lam_max * lam_min_inv
+
+    def solve(self, ridge: float = 1e-8) -> torch.Tensor:
+        """``W = (G + α I)⁻¹ R`` with ``α = ridge · mean(diag G)``; ``[d (+1), C]``, float64."""
+        g = self.regularised(ridge)
+        _, cross = self.totals()
         chol, info = torch.linalg.cholesky_ex(g)
         if int(info) != 0:  # singular even with the ridge: fall back to the pseudoinverse
-            return torch.linalg.lstsq(g, self.cross, rcond=1e-12, driver="gelsd").solution
-        return torch.cholesky_solve(self.cross, chol)
+            return torch.linalg.lstsq(g, cross, rcond=1e-12, driver="gelsd").solution
+        return torch.cholesky_solve(cross, chol)
+
+
+@dataclass(frozen=True)
+class SolveReport:
+    """How :func:`ridge_least_squares` solved: the precision of the sums, the estimated
+    ``κ(S)`` (``None`` when not checked) and whether float32 was refused for it."""
+
+    precision: str
+    condition: float | None
+    fell_back: bool
+
+
+def column_means(a: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Column means of ``a`` in float64, summed chunk by chunk (no float64 copy of ``a``)."""
+    total = torch.zeros(a.shape[1], dtype=DTYPE, device=a.device)
+    for i in range(0, a.shape[0], chunk):
+        total += a[i:i + chunk].sum(0, dtype=DTYPE)
+    return total / max(a.shape[0], 1)
+
+
+def ridge_least_squares(a: torch.Tensor, t: torch.Tensor, *, ridge: float = 1e-8, chunk: int = 4096,
+                        bias: bool = False, precision: str = "auto",
+                        tolerance: float = 1.0) -> tuple[torch.Tensor, SolveReport]:
+    """``[W b]ᵀ`` (``[d (+1), C]``, float64) minimising ``‖[A, 1][W b]ᵀ − T‖² + α‖[W b]‖²``.
+
+    The normal equations are summed over chunks of ``chunk`` rows (``bias``: the column of
+    ones) in ``precision``: ``"float64"`` (raw sums, as :class:`NormalEquations` always did),
+    ``"float32"`` (centred sums, see :class:`NormalEquations`), or ``"auto"``: float32, redone
+    in float64 when ``κ(S) · u₃₂ > tolerance`` (module doc).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"least squares: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if a.shape[0] != t.shape[0]:
+        raise ShapeError(f"least squares: A has {a.shape[0]} rows but T has {t.shape[0]}")
+
+    def sums(ne: NormalEquations, ones: bool) -> NormalEquations:
+        for i in range(0, a.shape[0], chunk):
+            ac = a[i:i + chunk]
+            ne.add(with_ones(ac.to(ne.dtype)) if ones else ac, t[i:i + chunk])
+        return ne
+
+    def float64() -> torch.Tensor:
+        return sums(NormalEquations(a.shape[1] + int(bias), t.shape[1], a.device), bias).solve(ridge)
+
+    if precision == "float64":
+        return float64(), SolveReport("float64", None, False)
+    shift = (column_means(a, chunk), column_means(t, chunk))
+    ne = sums(NormalEquations(a.shape[1], t.shape[1], a.device, torch.float32, shift=shift, bias=bias), False)
+    if precision == "float32":
+        return ne.solve(ridge), SolveReport("float32", None, False)
+    kappa = ne.scaled_condition(ridge)
+    if kappa * U32 <= tolerance:
+        return ne.solve(ridge), SolveReport("float32", kappa, False)
+    return float64(), SolveReport("float64", kappa, True)
 
 
 def with_ones(h: torch.Tensor) -> torch.Tensor:

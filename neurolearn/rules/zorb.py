@@ -27,10 +27,20 @@ weights in closed form; no learning rate, no epochs. For layer ``i`` (input to o
    them from its actual input (one layer's forward): each layer is forwarded twice in all.
    ``refresh=True`` is the reference's schedule.
 
-2. the layer is solved in float64 from its actual input: ``[W b]ᵀ = [H_{i−1}, 1]⁺ Z_i``
-   (``solver="pinv"``: SVD, ``rcond``; ``solver="normal"``: normal equations accumulated over
-   chunks of ``chunk`` rows plus a ridge term, memory ``O(d²)`` besides the activities, for
-   full MNIST with 1000-wide layers), then ``H_i`` is computed with the new weights.
+2. the layer is solved from its actual input: ``[W b]ᵀ = [H_{i−1}, 1]⁺ Z_i``
+   (``solver="pinv"``: SVD in float64, ``rcond``; ``solver="normal"``: normal equations
+   accumulated over chunks of ``chunk`` rows plus a ridge term, memory ``O(d²)`` besides the
+   activities, for full MNIST with 1000-wide layers), then ``H_i`` is computed with the new
+   weights.
+
+Precision (``solve_precision``, ``solver="normal"`` only): the ``O(N d²)`` work (forward
+passes, target pushes, the sums ``G = Σ hᵀh``, ``R = Σ hᵀz``) is float32 and the ``O(d³)``
+work (pseudoinverses of the weights, Cholesky solves) float64. ``"auto"`` (default) sums
+``G``, ``R`` centred in float32 and redoes a layer's sums in float64 when its Jacobi-scaled
+Gram matrix is numerically singular in float32 (``κ(S) ≥ 1/u₃₂``,
+:func:`neurolearn.readout.ridge_least_squares`); ``"float32"`` never falls back; ``"float64"``
+is the old all-float64 sweep. ``solve_reports`` lists what each solve did. ``solver="pinv"``
+stays float64 throughout (the reference's numbers).
 
 The tanh forward is ``tanh`` (the reference numpy code uses a sigmoid there after a scale is
 stored, a bug; the later JAX package is correct).
@@ -56,7 +66,7 @@ from neurolearn.layers import Dense
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.network import Network
 from neurolearn.neurons import ACTIVATION_RANGES, activation, activation_inverse
-from neurolearn.readout import DTYPE, NormalEquations, lstsq_pinv, softmax_inverse, with_ones
+from neurolearn.readout import DTYPE, PRECISIONS, SolveReport, lstsq_pinv, ridge_least_squares, softmax_inverse
 from neurolearn.rules.base import Requirements, Rule, StepOutput
 
 SOLVERS = ("pinv", "normal")
@@ -75,9 +85,11 @@ class ZorbOptions:
     chunk: int = 4096
     output: str = "auto"
     refresh: bool = False
+    solve_precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("zorb solver", self.solver, SOLVERS)
+        check_choice("zorb solve_precision", self.solve_precision, PRECISIONS)
         check_choice("zorb output", self.output, OUTPUTS)
         check_number("zorb: epsilon", self.epsilon, low=0.0, high=0.5, low_open=True, high_open=True)
         check_number("zorb: rcond", self.rcond, low=0.0)
@@ -144,7 +156,9 @@ class Zorb(Rule):
     ``chunk`` (rows per chunk), ``output`` (``"auto"``: softmax for classification, else
     linear), ``refresh`` (``True``: the reference's forward pass from layer ``i`` to the
     output before every layer, ``n(n+1)/2`` layer forwards and ``n(n-1)/2`` target
-    pushes; ``False``, the default: one of each, see the module docstring).
+    pushes; ``False``, the default: one of each, see the module docstring),
+    ``solve_precision`` (``"auto"``, ``"float32"`` or ``"float64"``: the precision of the
+    normal equations' sums, see the module docstring; not the rule's autocast ``precision``).
     """
 
     name = "zorb"
@@ -159,8 +173,9 @@ class Zorb(Rule):
         o = self.options
         self.epsilon, self.rcond, self.backward_rcond = float(o.epsilon), float(o.rcond), float(o.backward_rcond)
         self.solver, self.ridge, self.chunk, self.output = o.solver, float(o.ridge), int(o.chunk), o.output
-        self.refresh = bool(o.refresh)
+        self.refresh, self.solve_precision = bool(o.refresh), o.solve_precision
         self.last_fit: dict[str, Any] = {}
+        self.solve_reports: list[SolveReport] = []
 
     # ------------------------------------------------------------------ checks
     @staticmethod
@@ -198,7 +213,7 @@ class Zorb(Rule):
 
     def _forward_from_layer(self, i: int, h: torch.Tensor) -> torch.Tensor:
         """Layer ``i``'s output on ``h``, in chunks of rows."""
-        h_next = torch.empty(h.shape[0], self._w[i].shape[0], dtype=DTYPE, device=h.device)
+        h_next = torch.empty(h.shape[0], self._w[i].shape[0], dtype=self._dtype, device=h.device)
         for r in range(0, h.shape[0], self.chunk):
             h_next[r:r + self.chunk] = self._forward_layer(i, h[r:r + self.chunk])
         return h_next
@@ -232,7 +247,7 @@ class Zorb(Rule):
 
     def _dense_inverse(self, k: int, t: torch.Tensor) -> torch.Tensor:
         """``(T − b)(W⁺)ᵀ``: a target for the input of layer ``k`` from one for its pre-activation."""
-        pinv_t = torch.linalg.pinv(self._w[k], rtol=self.backward_rcond).T
+        pinv_t = torch.linalg.pinv(self._w[k].to(DTYPE), rtol=self.backward_rcond).T.to(t.dtype)  # O(d³): float64
         out = torch.empty(t.shape[0], pinv_t.shape[1], dtype=t.dtype, device=t.device)
         for i in range(0, t.shape[0], self.chunk):
             tc = t[i:i + self.chunk]
@@ -251,28 +266,36 @@ class Zorb(Rule):
     def _solve(self, h: torch.Tensor, z: torch.Tensor, bias: bool) -> torch.Tensor:
         """``[W b]ᵀ`` (``[d (+1), out]``) minimising ``‖[H, 1][W b]ᵀ − Z‖``."""
         if self.solver == "pinv":
-            return lstsq_pinv(with_ones(h) if bias else h, z, self.rcond)
-        ne = NormalEquations(h.shape[1] + int(bias), z.shape[1], h.device)
-        for i in range(0, h.shape[0], self.chunk):
-            hc = h[i:i + self.chunk]
-            ne.add(with_ones(hc) if bias else hc, z[i:i + self.chunk])
-        return ne.solve(self.ridge)
+            h64 = h.to(DTYPE)
+            return lstsq_pinv(torch.cat([h64, torch.ones_like(h64[:, :1])], 1) if bias else h64, z, self.rcond)
+        sol, report = ridge_least_squares(h, z, ridge=self.ridge, chunk=self.chunk, bias=bias,
+                                          precision=self.solve_precision)
+        self.solve_reports.append(report)
+        return sol
 
     # ------------------------------------------------------------------ the sweep
     @torch.no_grad()
     def fit(self, model: Network, x: torch.Tensor, targets: torch.Tensor, softmax: bool) -> torch.Tensor:
-        """Fit ``model`` on inputs ``x`` (``[N, ...]``) and targets ``[N, C]``; returns the logits (float64)."""
+        """Fit ``model`` on inputs ``x`` (``[N, ...]``) and targets ``[N, C]``; returns the logits (in
+        the working precision: float32 for ``solver="normal"`` unless ``solve_precision="float64"``,
+        else float64)."""
         self._layers = self.check_network(model)
         n = len(self._layers)
         frozen = self.frozen_layers(self._layers)
         self._frozen = frozen
-        self._w = [layer.weight.detach().to(DTYPE).clone() for layer in self._layers]
-        self._b = [None if layer.bias is None else layer.bias.detach().to(DTYPE).clone() for layer in self._layers]
+        # the working precision of the activities and targets (the O(N d²) work): float32 for the
+        # normal equations unless solve_precision = "float64"; solver "pinv" (the reference's SVD
+        # solves) stays float64 throughout; the small O(d³) solves and pseudoinverses are float64
+        self._dtype = torch.float32 if self.solver == "normal" and self.solve_precision != "float64" else DTYPE
+        self.solve_reports = []
+        self._w = [layer.weight.detach().to(self._dtype).clone() for layer in self._layers]
+        self._b = [None if layer.bias is None else layer.bias.detach().to(self._dtype).clone()
+                   for layer in self._layers]
         # a frozen layer keeps its output rescaling; the others get theirs from the fit
         self._scale = [float(getattr(self._layers[k], "act_scale", 1.0)) if k in frozen else 1.0 for k in range(n)]
         self._shift = [float(getattr(self._layers[k], "act_shift", 0.0)) if k in frozen else 0.0 for k in range(n)]
-        h = x.reshape(x.shape[0], -1).to(DTYPE)
-        y = targets.to(DTYPE)
+        h = x.reshape(x.shape[0], -1).to(self._dtype)
+        y = targets.to(self._dtype)
         first = min(set(range(n)) - frozen)
         targets_z: dict[int, torch.Tensor] = {}
         if not self.refresh:  # one forward and one top-down pass give every layer its target
@@ -305,6 +328,7 @@ class Zorb(Rule):
             has_bias = self._b[i] is not None
             sol = self._solve(h, z, has_bias)
             del z
+            sol = sol.to(self._dtype)
             self._w[i] = sol[:-1].T.contiguous() if has_bias else sol.T.contiguous()
             if has_bias:
                 self._b[i] = sol[-1].clone()
