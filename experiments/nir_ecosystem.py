@@ -145,9 +145,46 @@ def import_cell(writer: str, variant: str, x: torch.Tensor, workdir: Path) -> di
     return {"status": "exact" if match == 1.0 else "wrong", "match": match, "spikes": int(theirs.sum())}
 
 
+def run_cell(run_dir: str, reader: str, samples: int, workdir: Path) -> dict:
+    """The Done-when check on a trained run: ``neurolearn export RUN --nir F --for READER``, the reader's own
+    ``from_nir`` run on the same input spikes (``samples`` encoded test images), readouts compared."""
+    from neurolearn.cli import main as cli
+    from neurolearn.runs import load_trained
+
+    if not reader_installed(reader):
+        return {"status": "refused", "detail": f"{reader} is not installed"}
+    path = workdir / f"run-{reader}.nir"
+    rc = cli(["export", run_dir, "--nir", str(path), "--for", reader, "--check-samples", "8"])
+    if rc != 0:
+        return {"status": "refused", "detail": f"neurolearn export --for {reader} exited {rc}"}
+    import nir
+
+    meta = nir.read(path).metadata
+    readout = json.loads(meta["neurolearn.readout"])["node"] if "neurolearn.readout" in meta else None
+    run = load_trained(run_dir)
+    net = run.model
+    with torch.no_grad():
+        x = net.encode(run.dataset.x_test[:samples], torch.Generator().manual_seed(0))
+        ours = net.run(x).output
+    res = run_reader(reader, path, x.reshape(x.shape[0], x.shape[1], -1).numpy(), readout, workdir)
+    cell = compare(net, x, res)
+    if "error" not in res:
+        theirs = torch.from_numpy(res["readout"] if readout else res["output"]).reshape(ours.shape)
+        pred_ours, pred_theirs = net.decode_output(ours).argmax(-1), net.decode_output(theirs).argmax(-1)
+        y = run.dataset.y_test[:samples]
+        cell.update(samples=samples, steps=int(x.shape[0]), same_predictions=float((pred_ours == pred_theirs).float().mean()),
+                    accuracy_neurolearn=float((pred_ours == y).float().mean()),
+                    accuracy_reader=float((pred_theirs == y).float().mean()), reader_version=str(res.get("version")))
+    return cell
+
+
 def main() -> int:
     ap = harness.parser(__doc__, quick="fewer steps and samples")
     ap.add_argument("--readers", default="neurolearn,snntorch,norse,spikingjelly,sinabs,rockpool")
+    ap.add_argument("--run", default=None, help="a trained spiking run (e.g. snn-mnist): export it --for norse and "
+                                                "compare Norse's readout on the same input spikes (the Done-when check)")
+    ap.add_argument("--run-readers", default="norse", help="readers for --run (comma-separated)")
+    ap.add_argument("--samples", type=int, default=100, help="test images for --run")
     args = harness.start(ap)
     steps, batch = (20, 4) if args.quick else (50, 16)
     x = inputs(steps, batch)
@@ -170,6 +207,9 @@ def main() -> int:
                     cells[f"import {reader} | any"] = {"status": "wrong", "detail": "accepted without a check"}
                 except NeurolearnError as exc:
                     cells[f"import {reader} | any"] = {"status": "refused", "detail": str(exc)}
+        if args.run:
+            for reader in [r for r in args.run_readers.split(",") if r]:
+                cells[f"run {Path(args.run).name} | {reader}"] = run_cell(args.run, reader, args.samples, work)
     counts = {s: sum(1 for c in cells.values() if c["status"] == s) for s in ("exact", "refused", "wrong")}
     print(f"{'cell':55s} {'result':8s} detail")
     for k, c in cells.items():
