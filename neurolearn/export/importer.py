@@ -44,7 +44,7 @@ def network_config(net: Network, name: str = "imported") -> dict[str, Any]:
         spec: dict[str, Any] = {"neuron": neuron_config(layer.neuron), "bias": layer.bias is not None}
         if isinstance(layer, Conv2d):
             spec.update(type="conv2d", channels=layer.out_shape[0], kernel=layer.kernel_size, stride=layer.stride,
-                        padding=layer.padding, pool=layer.pool)
+                        padding=layer.padding, pool=layer.pool, pool_mode=layer.pool_mode)
         elif isinstance(layer, Dense):
             spec.update(type="recurrent" if layer.recurrent else "dense", size=layer.units)
         else:  # pragma: no cover - from_nir builds only these
