@@ -127,7 +127,8 @@ def export_cell(name: str, net: Network, reader: str, x: torch.Tensor, workdir: 
     return compare(net, x, run_reader(reader, path, x, readout, workdir))
 
 
-WRITERS = {"snntorch": ("ff", "cuba"), "spikingjelly": ("ff", "cuba")}
+WRITERS = {"snntorch": ("ff", "cuba", "conv"), "spikingjelly": ("ff", "cuba", "conv")}
+WRITER_NAMES = {"ff": "ff LIF", "cuba": "CubaLIF", "conv": "conv"}
 WRITER_REFUSED = ("norse", "sinabs", "rockpool")
 
 
@@ -207,8 +208,8 @@ def main() -> int:
                 xv = inputs(steps, batch, tuple(net.input_shape)) if len(net.input_shape) > 1 else x
                 cells[f"export {reader} | {name}"] = export_cell(name, net, reader, xv, work)
             for variant in WRITERS.get(reader, ()):
-                cells[f"import {reader} | {'CubaLIF' if variant == 'cuba' else 'ff LIF'}"] = import_cell(
-                    reader, variant, x, work)
+                xw = inputs(steps, batch, CONV_IN) if variant == "conv" else x
+                cells[f"import {reader} | {WRITER_NAMES[variant]}"] = import_cell(reader, variant, xw, work)
             if reader in WRITER_REFUSED:
                 try:
                     from_nir(to_nir(variants()["ff LIF"]), writer=reader)

@@ -116,3 +116,28 @@ def test_readers_run_the_conv_export_spike_for_spike(reader, pool_mode, readout,
         np.testing.assert_allclose(res["readout"].reshape(ours.shape), ours, rtol=1e-5, atol=1e-5)
     else:
         assert ours.mean() > 0.01 and np.array_equal(res["output"].reshape(ours.shape), ours)
+
+
+@pytest.mark.parametrize("writer", ["snntorch", "spikingjelly"])
+def test_import_of_conv_files_written_by_snntorch_and_spikingjelly(writer, tmp_path):
+    """The writer's library builds conv 4@3x3 LIF + AvgPool2d + Flatten + dense LIF, exports it with its own NIR
+    export and runs it; neurolearn's import reproduces the spikes."""
+    import subprocess
+    import warnings
+
+    from neurolearn.export import nir_drive
+    from neurolearn.export.readers import READER_ENVS
+
+    if not reader_installed(writer):
+        pytest.skip(f"{writer} is not installed (docs/results/nir.md: the readers' environment)")
+    x = x_in().numpy()
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([READER_ENVS[writer], nir_drive.__file__, "write", writer, str(tmp_path / "w.nir"),
+                    str(tmp_path / "x.npy"), str(tmp_path / "r.npz"), "conv"], check=True, capture_output=True)
+    ref = np.load(tmp_path / "r.npz")["output"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        n = from_nir(tmp_path / "w.nir", writer=writer)
+    assert isinstance(n.layers[0], Conv2d) and n.layers[0].pool_mode == "avg"
+    ours = run(n, torch.from_numpy(x)).numpy()
+    assert ref.mean() > 0.01 and np.array_equal(ref.reshape(ours.shape), ours)
