@@ -174,7 +174,8 @@ def run_cell(run_dir: str, reader: str, samples: int, workdir: Path) -> dict:
     with torch.no_grad():
         x = net.encode(run.dataset.x_test[:samples], torch.Generator().manual_seed(0))
         ours = net.run(x).output
-    res = run_reader(reader, path, x.reshape(x.shape[0], x.shape[1], -1).numpy(), readout, workdir)
+    xr = x if len(net.input_shape) > 1 else x.reshape(x.shape[0], x.shape[1], -1)  # dense nets: flat input
+    res = run_reader(reader, path, xr.numpy(), readout, workdir)
     cell = compare(net, x, res)
     if "error" not in res:
         theirs = torch.from_numpy(res["readout"] if readout else res["output"]).reshape(ours.shape)
@@ -189,8 +190,8 @@ def run_cell(run_dir: str, reader: str, samples: int, workdir: Path) -> dict:
 def main() -> int:
     ap = harness.parser(__doc__, quick="fewer steps and samples")
     ap.add_argument("--readers", default="neurolearn,snntorch,norse,spikingjelly,sinabs,rockpool")
-    ap.add_argument("--run", default=None, help="a trained spiking run (e.g. snn-mnist): export it --for norse and "
-                                                "compare Norse's readout on the same input spikes (the Done-when check)")
+    ap.add_argument("--run", action="append", default=[], help="a trained spiking run (repeatable; e.g. snn-mnist): export it "
+                                                                   "--for norse and compare Norse's readout on the same input spikes (the Done-when check)")
     ap.add_argument("--run-readers", default="norse", help="readers for --run (comma-separated)")
     ap.add_argument("--samples", type=int, default=100, help="test images for --run")
     args = harness.start(ap)
@@ -216,9 +217,9 @@ def main() -> int:
                     cells[f"import {reader} | any"] = {"status": "wrong", "detail": "accepted without a check"}
                 except NeurolearnError as exc:
                     cells[f"import {reader} | any"] = {"status": "refused", "detail": str(exc)}
-        if args.run:
+        for run_dir in args.run:
             for reader in [r for r in args.run_readers.split(",") if r]:
-                cells[f"run {Path(args.run).name} | {reader}"] = run_cell(args.run, reader, args.samples, work)
+                cells[f"run {Path(run_dir).name} | {reader}"] = run_cell(run_dir, reader, args.samples, work)
     counts = {s: sum(1 for c in cells.values() if c["status"] == s) for s in ("exact", "refused", "wrong")}
     print(f"{'cell':55s} {'result':8s} detail")
     for k, c in cells.items():

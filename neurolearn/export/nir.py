@@ -23,17 +23,21 @@ instead; the metadata always records ``dt``, the model's ``dt`` and the scale be
 so :func:`from_nir` restores the original time constants.
 
 **What NIR cannot express** is refused with a :class:`NIRError` that says what to change:
-rate units (tanh, relu, ...), convolutional layers (not exported yet), recurrent layers
+rate units (tanh, relu, ...), max pooling (NIR has AvgPool2d and SumPool2d only), recurrent layers
 without spiking neurons, and reset by subtraction (NIR's ``v_reset`` means reset to a value).
 ``subtract="as_value"`` exports a subtracting layer as reset-to-value anyway, with a
 warning, for hardware that only has reset-to-value; its spikes then differ.
 
 Graph layout (node names): ``input -> fc0 -> lif0 -> fc1 -> li1 -> output`` with ``rec{k}``
 (a ``Linear``) in a cycle ``lif{k} -> rec{k} -> lif{k}`` for recurrent layers; CubaLIF
-layers are named ``cubalif{k}``. Decorrelation is merged into the weights (``W R``).
+layers are named ``cubalif{k}``. Spiking conv layers: ``conv{k} (Conv2d) -> lif{k} -> pool{k}
+(AvgPool2d | SumPool2d)``, the Input node has the image shape ``[C, H, W]``, per-neuron parameters
+have the feature maps' shape, and a dense layer after a conv gets ``flat{k}`` (Flatten over the
+sample's dimensions, ``start_dim = 0``) before its ``fc{k}``. Decorrelation is merged into the weights
+(``W R``).
 
 Import (:func:`from_nir`) reads the same subset (Input, Output, Affine, Linear, LIF, CubaLIF,
-LI, Flatten, and nested sub-graphs as snnTorch writes them for ``RLeaky``/``RSynaptic``) so
+LI, Flatten, Conv2d followed by its neurons and an optional AvgPool2d/SumPool2d, and nested sub-graphs as snnTorch writes them for ``RLeaky``/``RSynaptic``) so
 that graphs written by snnTorch, Norse or Sinabs can be trained further. Without neurolearn
 metadata the step is ``dt`` if given, else :data:`NIR_DT` (snnTorch's convention; Norse
 writes ``r = 1`` and tau in seconds: pass the ``dt`` you simulate it with).
