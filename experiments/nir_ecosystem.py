@@ -37,12 +37,13 @@ from neurolearn import harness
 from neurolearn.errors import NeurolearnError
 from neurolearn.export.nir import from_nir, to_nir, write_graph
 from neurolearn.export.readers import READER_ENVS, reader_installed, run_reader
-from neurolearn.layers import Dense
+from neurolearn.layers import Conv2d, Dense
 from neurolearn.network import Network
 from neurolearn.neurons import ALIFParams, IzhikevichParams, LIFParams, LIParams
 
 DT = 1e-3
 N_IN, N_HID, N_OUT = 12, 16, 5
+CONV_IN = (1, 8, 8)  # conv variants: 8x8 images, conv 4@3x3 -> [4, 6, 6], pool 2 -> [4, 3, 3] = 36
 
 
 def lif(**kw) -> LIFParams:
@@ -67,6 +68,10 @@ def variants() -> dict[str, Network | str]:
                                  Dense(N_HID, N_OUT, lif(), init_gain=3.0)),
         "LI readout": lambda: net(Dense(N_IN, N_HID, lif(), init_gain=3.0),
                                   Dense(N_HID, N_OUT, LIParams(tau=10e-3, dt=DT), init_gain=3.0)),
+        "conv": lambda: net(Conv2d(CONV_IN, 4, 3, lif(), pool=2, pool_mode="avg", init_gain=5.0),
+                            Dense(36, N_OUT, lif(threshold=0.2), init_gain=10.0)),
+        "conv sum-pool + LI": lambda: net(Conv2d(CONV_IN, 4, 3, lif(), pool=2, pool_mode="sum", init_gain=3.0),
+                                          Dense(36, N_OUT, LIParams(tau=10e-3, dt=DT), init_gain=1.0)),
         "ALIF": lambda: net(Dense(N_IN, N_HID, ALIFParams(dt=DT), init_gain=3.0), Dense(N_HID, N_OUT, lif())),
         "Izhikevich": lambda: net(Dense(N_IN, N_HID, IzhikevichParams(dt=DT), init_gain=3.0),
                                   Dense(N_HID, N_OUT, lif())),
@@ -78,9 +83,9 @@ def variants() -> dict[str, Network | str]:
     return built
 
 
-def inputs(steps: int, batch: int) -> torch.Tensor:
+def inputs(steps: int, batch: int, shape: tuple[int, ...] = (N_IN,)) -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
-    return (torch.rand(steps, batch, N_IN, generator=g) < 0.3).float()
+    return (torch.rand(steps, batch, *shape, generator=g) < 0.3).float()
 
 
 def compare(net: Network, x: torch.Tensor, result: dict) -> dict:
@@ -98,6 +103,8 @@ def compare(net: Network, x: torch.Tensor, result: dict) -> dict:
                 "max_abs_diff": float(np.abs(theirs - ours).max())}
     theirs = result["output"].reshape(ours.shape)
     match = float((theirs == ours).mean())
+    if not ours.any():
+        return {"status": "wrong", "match": match, "detail": "no output spikes: the cell tests nothing"}
     return {"status": "exact" if match == 1.0 else "wrong", "match": match, "spikes": int(ours.sum())}
 
 
@@ -120,7 +127,8 @@ def export_cell(name: str, net: Network, reader: str, x: torch.Tensor, workdir: 
     return compare(net, x, run_reader(reader, path, x, readout, workdir))
 
 
-WRITERS = {"snntorch": ("ff", "cuba"), "spikingjelly": ("ff", "cuba")}
+WRITERS = {"snntorch": ("ff", "cuba", "conv"), "spikingjelly": ("ff", "cuba", "conv")}
+WRITER_NAMES = {"ff": "ff LIF", "cuba": "CubaLIF", "conv": "conv"}
 WRITER_REFUSED = ("norse", "sinabs", "rockpool")
 
 
@@ -145,9 +153,47 @@ def import_cell(writer: str, variant: str, x: torch.Tensor, workdir: Path) -> di
     return {"status": "exact" if match == 1.0 else "wrong", "match": match, "spikes": int(theirs.sum())}
 
 
+def run_cell(run_dir: str, reader: str, samples: int, workdir: Path) -> dict:
+    """The Done-when check on a trained run: ``neurolearn export RUN --nir F --for READER``, the reader's own
+    ``from_nir`` run on the same input spikes (``samples`` encoded test images), readouts compared."""
+    from neurolearn.cli import main as cli
+    from neurolearn.runs import load_trained
+
+    if not reader_installed(reader):
+        return {"status": "refused", "detail": f"{reader} is not installed"}
+    path = workdir / f"run-{reader}.nir"
+    rc = cli(["export", run_dir, "--nir", str(path), "--for", reader, "--check-samples", "8"])
+    if rc != 0:
+        return {"status": "refused", "detail": f"neurolearn export --for {reader} exited {rc}"}
+    import nir
+
+    meta = nir.read(path).metadata
+    readout = json.loads(meta["neurolearn.readout"])["node"] if "neurolearn.readout" in meta else None
+    run = load_trained(run_dir)
+    net = run.model
+    with torch.no_grad():
+        x = net.encode(run.dataset.x_test[:samples], torch.Generator().manual_seed(0))
+        ours = net.run(x).output
+    xr = x if len(net.input_shape) > 1 else x.reshape(x.shape[0], x.shape[1], -1)  # dense nets: flat input
+    res = run_reader(reader, path, xr.numpy(), readout, workdir)
+    cell = compare(net, x, res)
+    if "error" not in res:
+        theirs = torch.from_numpy(res["readout"] if readout else res["output"]).reshape(ours.shape)
+        pred_ours, pred_theirs = net.decode_output(ours).argmax(-1), net.decode_output(theirs).argmax(-1)
+        y = run.dataset.y_test[:samples]
+        cell.update(samples=samples, steps=int(x.shape[0]), same_predictions=float((pred_ours == pred_theirs).float().mean()),
+                    accuracy_neurolearn=float((pred_ours == y).float().mean()),
+                    accuracy_reader=float((pred_theirs == y).float().mean()), reader_version=str(res.get("version")))
+    return cell
+
+
 def main() -> int:
     ap = harness.parser(__doc__, quick="fewer steps and samples")
     ap.add_argument("--readers", default="neurolearn,snntorch,norse,spikingjelly,sinabs,rockpool")
+    ap.add_argument("--run", action="append", default=[], help="a trained spiking run (repeatable; e.g. snn-mnist): export it "
+                                                                   "--for norse and compare Norse's readout on the same input spikes (the Done-when check)")
+    ap.add_argument("--run-readers", default="norse", help="readers for --run (comma-separated)")
+    ap.add_argument("--samples", type=int, default=100, help="test images for --run")
     args = harness.start(ap)
     steps, batch = (20, 4) if args.quick else (50, 16)
     x = inputs(steps, batch)
@@ -160,16 +206,20 @@ def main() -> int:
                 versions[reader] = "not installed"
                 continue
             for name, net in variants().items():
-                cells[f"export {reader} | {name}"] = export_cell(name, net, reader, x, work)
+                xv = inputs(steps, batch, tuple(net.input_shape)) if len(net.input_shape) > 1 else x
+                cells[f"export {reader} | {name}"] = export_cell(name, net, reader, xv, work)
             for variant in WRITERS.get(reader, ()):
-                cells[f"import {reader} | {'CubaLIF' if variant == 'cuba' else 'ff LIF'}"] = import_cell(
-                    reader, variant, x, work)
+                xw = inputs(steps, batch, CONV_IN) if variant == "conv" else x
+                cells[f"import {reader} | {WRITER_NAMES[variant]}"] = import_cell(reader, variant, xw, work)
             if reader in WRITER_REFUSED:
                 try:
                     from_nir(to_nir(variants()["ff LIF"]), writer=reader)
                     cells[f"import {reader} | any"] = {"status": "wrong", "detail": "accepted without a check"}
                 except NeurolearnError as exc:
                     cells[f"import {reader} | any"] = {"status": "refused", "detail": str(exc)}
+        for run_dir in args.run:
+            for reader in [r for r in args.run_readers.split(",") if r]:
+                cells[f"run {Path(run_dir).name} | {reader}"] = run_cell(run_dir, reader, args.samples, work)
     counts = {s: sum(1 for c in cells.values() if c["status"] == s) for s in ("exact", "refused", "wrong")}
     print(f"{'cell':55s} {'result':8s} detail")
     for k, c in cells.items():

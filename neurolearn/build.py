@@ -34,7 +34,8 @@ def build_layer(spec: dict[str, Any], in_shape: tuple[int, ...], dt: float, inde
     if len(in_shape) != 3:
         raise ShapeError(f"layer {index} (conv2d) needs an image input [C, H, W], got {list(in_shape)}")
     return Conv2d(in_shape, spec["channels"], spec["kernel"], neuron,
-                  stride=spec["stride"], padding=spec["padding"], pool=spec["pool"], **common)
+                  stride=spec["stride"], padding=spec["padding"], pool=spec["pool"], pool_mode=spec["pool_mode"],
+                  **common)
 
 
 BYTES = 4  # float32

@@ -250,7 +250,9 @@ LAYER_SCHEMAS: dict[str, dict[str, Key]] = {
     "recurrent": {**_COMMON_LAYER, "size": Key("int", _REQUIRED, lo=1),
                   "recurrent_init": Key("str", "orthogonal"), "recurrent_gain": Key("number", 1.0, lo=0)},
     "conv2d": {**_COMMON_LAYER, "channels": Key("int", _REQUIRED, lo=1), "kernel": Key("int", _REQUIRED, lo=1),
-               "stride": Key("int", 1, lo=1), "padding": Key("int", 0, lo=0), "pool": Key("int", 1, lo=1)},
+               "stride": Key("int", 1, lo=1), "padding": Key("int", 0, lo=0), "pool": Key("int", 1, lo=1),
+               "pool_mode": Key("str", "max", choices=("max", "avg", "sum"),
+                                doc="avg/sum: pooling NIR can express (spiking conv nets that go to NIR)")},
 }
 
 MODEL_SCHEMA: dict[str, Key] = {

@@ -257,8 +257,14 @@ class Dense(Layer):
         return self._through_decorrelation(g, post.sum(0)) if self.decorrelation is not None else g
 
 
+POOL_MODES = ("max", "avg", "sum")
+
+
 class Conv2d(Layer):
-    r"""Convolutional layer ``z = W * x̃ + b``, neurons, then optional max pooling.
+    r"""Convolutional layer ``z = W * x̃ + b``, neurons, then optional pooling over ``pool x pool`` windows.
+
+    ``pool_mode``: ``"max"`` (default), ``"avg"`` (mean of the window) or ``"sum"``. Spiking conv nets
+    that go to NIR pool with ``"avg"`` or ``"sum"`` (NIR has AvgPool2d and SumPool2d, no max pooling).
 
     Taps are taken before pooling (``pre`` and ``act`` have the convolution's output shape);
     the layer's output (what the next layer sees) is the pooled activity.
@@ -274,11 +280,17 @@ class Conv2d(Layer):
         stride: int = 1,
         padding: int = 0,
         pool: int = 1,
+        pool_mode: str = "max",
         bias: bool = True,
         init: str = "default",
         init_gain: float = 1.0,
     ) -> None:
         super().__init__()
+        if pool_mode not in POOL_MODES:
+            from neurolearn.errors import unknown_name
+
+            raise unknown_name("pool_mode", pool_mode, POOL_MODES)
+        self.pool_mode = pool_mode
         if not isinstance(in_shape, (tuple, list)) or len(in_shape) != 3:
             raise ConfigError(f"Conv2d takes in_shape = (channels, height, width) first, then out_channels, kernel_size "
                               f"(e.g. Conv2d((1, 28, 28), 4, 5, neuron)), got in_shape={in_shape!r}; torch's "
@@ -324,8 +336,16 @@ class Conv2d(Layer):
         if noise is not None:
             z = z + noise
         act, new_state, ns = self._neurons(z, state)
-        out = F.max_pool2d(act, self.pool) if self.pool > 1 else act
+        out = self._pool(act)
         return out, new_state, Taps(x, z, act, None if ns is None else ns.mem, None, ns)
+
+    def _pool(self, act: torch.Tensor) -> torch.Tensor:
+        if self.pool == 1:
+            return act
+        if self.pool_mode == "max":
+            return F.max_pool2d(act, self.pool)
+        out = F.avg_pool2d(act, self.pool)
+        return out * (self.pool * self.pool) if self.pool_mode == "sum" else out
 
     def weight_gradient(self, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         post = post.reshape(-1, *self._conv_shape)

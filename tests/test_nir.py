@@ -158,11 +158,14 @@ def test_reset_by_subtraction_refused_unless_asked():
     assert np.all(g.nodes["lif0"].v_reset == 0.0)
 
 
-def test_conv_is_refused():
+def test_spiking_conv_exports_and_max_pooling_is_refused():
+    """Spiking convs export (tests/test_nir_conv.py); max pooling of spikes has no NIR node."""
     from neurolearn.layers import Conv2d
 
     net = Network([Conv2d((1, 6, 6), 2, 3, LIF), Dense(2 * 4 * 4, 2, LIParams())])
-    with pytest.raises(NIRError, match="Conv2d"):
+    assert "conv0" in to_nir(net).nodes
+    net = Network([Conv2d((1, 6, 6), 2, 3, LIF, pool=2), Dense(2 * 2 * 2, 2, LIParams())])
+    with pytest.raises(NIRError, match="no max pooling"):
         to_nir(net)
 
 

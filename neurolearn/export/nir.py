@@ -23,17 +23,21 @@ instead; the metadata always records ``dt``, the model's ``dt`` and the scale be
 so :func:`from_nir` restores the original time constants.
 
 **What NIR cannot express** is refused with a :class:`NIRError` that says what to change:
-rate units (tanh, relu, ...), convolutional layers (not exported yet), recurrent layers
+rate units (tanh, relu, ...), max pooling (NIR has AvgPool2d and SumPool2d only), recurrent layers
 without spiking neurons, and reset by subtraction (NIR's ``v_reset`` means reset to a value).
 ``subtract="as_value"`` exports a subtracting layer as reset-to-value anyway, with a
 warning, for hardware that only has reset-to-value; its spikes then differ.
 
 Graph layout (node names): ``input -> fc0 -> lif0 -> fc1 -> li1 -> output`` with ``rec{k}``
 (a ``Linear``) in a cycle ``lif{k} -> rec{k} -> lif{k}`` for recurrent layers; CubaLIF
-layers are named ``cubalif{k}``. Decorrelation is merged into the weights (``W R``).
+layers are named ``cubalif{k}``. Spiking conv layers: ``conv{k} (Conv2d) -> lif{k} -> pool{k}
+(AvgPool2d | SumPool2d)``, the Input node has the image shape ``[C, H, W]``, per-neuron parameters
+have the feature maps' shape, and a dense layer after a conv gets ``flat{k}`` (Flatten over the
+sample's dimensions, ``start_dim = 0``) before its ``fc{k}``. Decorrelation is merged into the weights
+(``W R``).
 
 Import (:func:`from_nir`) reads the same subset (Input, Output, Affine, Linear, LIF, CubaLIF,
-LI, Flatten, and nested sub-graphs as snnTorch writes them for ``RLeaky``/``RSynaptic``) so
+LI, Flatten, Conv2d followed by its neurons and an optional AvgPool2d/SumPool2d, and nested sub-graphs as snnTorch writes them for ``RLeaky``/``RSynaptic``) so
 that graphs written by snnTorch, Norse or Sinabs can be trained further. Without neurolearn
 metadata the step is ``dt`` if given, else :data:`NIR_DT` (snnTorch's convention; Norse
 writes ``r = 1`` and tau in seconds: pass the ``dt`` you simulate it with).
@@ -52,7 +56,7 @@ import torch
 
 from neurolearn.encoders import Encoder
 from neurolearn.errors import ConfigError, NIRError, ShapeError
-from neurolearn.layers import Dense
+from neurolearn.layers import Conv2d, Dense
 from neurolearn.network import DECODES, Network
 from neurolearn.neurons import LIFParams, LIParams, NotTranslatable
 
@@ -66,7 +70,8 @@ CONVENTION = (
     "spike s[t] = H(v[t] - v_threshold) and reset v = v_reset in the same step; "
     "recurrent edges carry the previous step's spikes; r = tau/dt means input adds 1:1 to v"
 )
-SUPPORTED_NODES = ("Input", "Output", "Affine", "Linear", "LIF", "CubaLIF", "LI", "Flatten", "NIRGraph")
+SUPPORTED_NODES = ("Input", "Output", "Affine", "Linear", "LIF", "CubaLIF", "LI", "Flatten", "NIRGraph", "Conv2d",
+                   "AvgPool2d", "SumPool2d")
 
 
 WRITERS = ("auto", "neurolearn", "snntorch", "spikingjelly", "norse", "sinabs", "rockpool")
@@ -126,11 +131,16 @@ def merged(net: Network) -> Network:
 
 def _check_exportable(net: Network) -> None:
     for k, layer in enumerate(net.layers):
-        if not isinstance(layer, Dense):
-            raise NIRError(
-                f"layer {k} is a {type(layer).__name__} layer; NIR export supports dense and recurrent layers only "
-                "(convolutions are not exported yet)"
-            )
+        if isinstance(layer, Conv2d):
+            if not layer.spiking:
+                raise NIRError(f"layer {k} is a conv layer without spiking neurons; NIR export is for spiking conv "
+                               "layers (neuron = lif / cuba_lif)")
+            if layer.pool > 1 and layer.pool_mode == "max":
+                raise NIRError(f"layer {k} max-pools its spikes; NIR has AvgPool2d and SumPool2d but no max "
+                               "pooling: train it with pool_mode = \"avg\" (or \"sum\")")
+        elif not isinstance(layer, Dense):
+            raise NIRError(f"layer {k} is a {type(layer).__name__} layer; NIR export supports dense, recurrent and "
+                           "conv2d layers")
         p = layer.neuron
         if p is not None:
             try:  # the neuron model says whether NIR has a node for it (the reset is checked at export)
@@ -175,19 +185,32 @@ def to_nir(net: Network, *, dt: float | None = None, subtract: str = "refuse", r
     _check_exportable(net)
     net = merged(net)
     scale = dt / net.dt
-    n_in = math.prod(net.input_shape)
-    nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array([n_in]))}
+    conv = any(isinstance(layer, Conv2d) for layer in net.layers)
+    in_shape = [int(d) for d in net.input_shape] if conv else [math.prod(net.input_shape)]
+    nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(in_shape))}
     edges: list[tuple[str, str]] = []
     prev = "input"
+    shape = tuple(in_shape)
     for k, layer in enumerate(net.layers):
         w = layer.weight.detach().cpu().numpy().astype(np.float32)
         fc = f"fc{k}"
-        if layer.bias is not None:
+        if isinstance(layer, Dense) and len(shape) > 1:  # a dense layer after a conv: flatten [C, H, W]
+            nodes[f"flat{k}"] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+            edges.append((prev, f"flat{k}"))
+            prev = f"flat{k}"
+        if isinstance(layer, Conv2d):
+            fc = f"conv{k}"
+            b = (layer.bias.detach().cpu().numpy() if layer.bias is not None
+                 else np.zeros(w.shape[0])).astype(np.float32)
+            nodes[fc] = nir.Conv2d(input_shape=tuple(shape[1:]), weight=w, stride=layer.stride,
+                                   padding=layer.padding, dilation=1, groups=1, bias=b)
+        elif layer.bias is not None:
             nodes[fc] = nir.Affine(weight=w, bias=layer.bias.detach().cpu().numpy().astype(np.float32))
         else:
             nodes[fc] = nir.Linear(weight=w)
         edges.append((prev, fc))
         prev = fc
+        shape = tuple(layer.out_shape)
         if layer.neuron is None:
             continue
         p = layer.neuron
@@ -198,8 +221,16 @@ def to_nir(net: Network, *, dt: float | None = None, subtract: str = "refuse", r
             name, node = p.to_nir(nir, layer.units, scale, k, subtract)
         except NotTranslatable as exc:
             raise NIRError(str(exc)) from None
+        if isinstance(layer, Conv2d):  # per-neuron parameters in the shape of the feature maps
+            node = _reshaped(node, layer.pre_features_shape)
         nodes[name] = node
         edges.append((prev, name))
+        if isinstance(layer, Conv2d) and layer.pool > 1:
+            pool = (nir.AvgPool2d if layer.pool_mode == "avg" else nir.SumPool2d)(
+                kernel_size=np.array([layer.pool] * 2), stride=np.array([layer.pool] * 2), padding=np.array([0, 0]))
+            nodes[f"pool{k}"] = pool
+            edges.append((name, f"pool{k}"))
+            name = f"pool{k}"
         if layer.recurrent:
             rec = f"rec{k}"
             nodes[rec] = nir.Linear(weight=layer.recurrent_weight.detach().cpu().numpy().astype(np.float32))
@@ -222,6 +253,15 @@ def to_nir(net: Network, *, dt: float | None = None, subtract: str = "refuse", r
         **reader_meta,
     }
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def _reshaped(node: Any, shape: tuple[int, ...]) -> Any:
+    """A neuron node whose per-neuron parameter arrays have ``shape`` (a conv layer's feature maps)."""
+    import dataclasses
+
+    changes = {f.name: np.asarray(getattr(node, f.name)).reshape(shape) for f in dataclasses.fields(node)
+               if isinstance(getattr(node, f.name), np.ndarray) and getattr(node, f.name).size == math.prod(shape)}
+    return dataclasses.replace(node, **changes)
 
 
 def write(path: str | Path, net: Network, **kwargs: Any) -> None:
@@ -406,6 +446,65 @@ def _neuron_from_node(nir, name: str, node: Any, n: int, dt: float, scale: float
     except ConfigError as exc:
         raise NIRError(f"node {name!r} ({type(node).__name__}) cannot be simulated at dt = {dt:g} s: {exc}. "
                        "Pass from_nir(..., dt=...) with the step the graph was made for") from None
+
+
+def _shape_of(type_dict: Any) -> tuple[int, ...]:
+    """The shape a type (``{name: shape}`` or a shape) describes (checked by :func:`_size_of` first)."""
+    shape = next(iter(type_dict.values())) if isinstance(type_dict, dict) else type_dict
+    return tuple(int(d) for d in np.asarray(shape).reshape(-1))
+
+
+def _pair(name: str, field: str, value: Any) -> int:
+    """One integer from NIR's ``int | (int, int)`` conv/pool parameters (square kernels only)."""
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 0 or arr.dtype.kind not in "iuf" or not np.all(arr == arr[0]) or arr[0] != int(arr[0]) \
+            or arr[0] < 0:
+        raise NIRError(f"node {name!r}: {field} = {_short(value)}; neurolearn needs one non-negative integer for "
+                       "both dimensions")
+    return int(arr[0])
+
+
+def _conv_layer(nir: Any, nodes: dict[str, Any], body: list[str], i: int, shape: tuple[int, ...], step: float,
+                scale: float, readout: str | None = None) -> tuple[Conv2d, int]:
+    """A :class:`Conv2d` layer from ``Conv2d -> [neuron] -> [AvgPool2d | SumPool2d]`` at ``body[i]``; the next index."""
+    name, node = body[i], nodes[body[i]]
+    if len(shape) != 3:
+        raise ShapeError(f"node {name!r} (Conv2d) receives {list(shape)}; a conv layer needs [channels, height, "
+                         "width] (write the Input node's shape as [C, H, W])")
+    w = _real_array(name, "weight", node.weight).astype(np.float32)
+    if w.ndim != 4 or w.shape[2] != w.shape[3] or w.shape[1] != shape[0]:
+        raise ShapeError(f"node {name!r}: weight {list(w.shape)} must be [out, in = {shape[0]}, k, k]")
+    if _pair(name, "dilation", node.dilation) != 1 or int(np.asarray(node.groups).reshape(-1)[0]) != 1:
+        raise NIRError(f"node {name!r}: dilation and groups must be 1 (neurolearn's conv layers)")
+    if isinstance(node.padding, str):
+        raise NIRError(f"node {name!r}: padding {node.padding!r}; write the padding as a number")
+    stride, padding = _pair(name, "stride", node.stride), _pair(name, "padding", node.padding)
+    bias = _real_array(name, "bias", node.bias).astype(np.float32).reshape(-1) if node.bias is not None else None
+    if bias is not None and bias.size not in (1, w.shape[0]):
+        raise ShapeError(f"node {name!r}: bias has {bias.size} values for {w.shape[0]} channels")
+    i += 1
+    probe = Conv2d(shape, w.shape[0], w.shape[2], None, stride=stride, padding=padding)
+    neuron = None
+    if i < len(body) and isinstance(nodes[body[i]], (nir.LIF, nir.CubaLIF, nir.LI)):
+        neuron = _neuron_from_node(nir, body[i], nodes[body[i]], probe.units, step, scale,
+                                   readout=body[i] == readout)
+        i += 1
+    pool, mode = 1, "max"
+    if i < len(body) and isinstance(nodes[body[i]], (nir.AvgPool2d, nir.SumPool2d)):
+        pname, pnode = body[i], nodes[body[i]]
+        pool = _pair(pname, "kernel_size", pnode.kernel_size)
+        if _pair(pname, "stride", pnode.stride) != pool or _pair(pname, "padding", pnode.padding) != 0:
+            raise NIRError(f"node {pname!r}: neurolearn pools non-overlapping windows (stride = kernel_size, no "
+                           "padding)")
+        mode = "avg" if isinstance(pnode, nir.AvgPool2d) else "sum"
+        i += 1
+    layer = Conv2d(shape, w.shape[0], w.shape[2], neuron, stride=stride, padding=padding, pool=pool, pool_mode=mode,
+                   bias=bias is not None)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(w))
+        if bias is not None:
+            layer.bias.copy_(torch.from_numpy(np.broadcast_to(bias, (w.shape[0],)).copy()))
+    return layer, i
 
 
 def _size_of(type_dict: Any, where: str = "node") -> int | None:
@@ -671,15 +770,25 @@ def from_nir(
     if size is None:
         raise NIRError(f"the Input node {inputs[0]!r} has no shape")
 
-    layers: list[Dense] = []
+    shape = _shape_of(nodes[inputs[0]].input_type)
+    layers: list[Dense | Conv2d] = []
     i = 0
     body = chain[:-1]  # the last is the Output node
     while i < len(body):
         name = body[i]
         node = nodes[name]
         if isinstance(node, nir.Flatten):
+            shape = (size,)
             i += 1
             continue
+        if isinstance(node, nir.Conv2d):
+            layer, i = _conv_layer(nir, nodes, body, i, shape, step, scale, readout_node)
+            layers.append(layer)
+            shape, size = tuple(layer.out_shape), math.prod(layer.out_shape)
+            continue
+        if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            raise NIRError(f"node {name!r} ({type(node).__name__}) must follow a Conv2d node's neurons; neurolearn "
+                           "pools inside a conv layer")
         if isinstance(node, weight_types):
             w = _real_array(name, "weight", node.weight).astype(np.float32)
             if w.ndim != 2:
@@ -730,6 +839,7 @@ def from_nir(
                 layer.recurrent_weight.copy_(torch.from_numpy(rec_w))
         layers.append(layer)
         size = n_out
+        shape = (size,)
     if not layers:
         raise NIRError("the graph has no layers between its Input and Output nodes")
     out_size = _size_of(nodes[outputs[0]].output_type, f"the Output node {outputs[0]!r}")

@@ -108,6 +108,8 @@ def write(writer: str, path: str, x: np.ndarray, variant: str):
     torch.manual_seed(0)
     n_in = x.shape[-1]
     xt = torch.from_numpy(x)
+    if variant == "conv":  # x: (steps, batch, 1, 8, 8); conv 4@3x3 -> LIF -> avg pool 2 -> flatten -> 36 x 5 -> LIF
+        return write_conv(writer, path, xt)
     fc1, fc2 = torch.nn.Linear(n_in, 16), torch.nn.Linear(16, 5)
     with torch.no_grad():
         fc1.weight.mul_(3.0), fc2.weight.mul_(3.0)
@@ -149,6 +151,44 @@ def write(writer: str, path: str, x: np.ndarray, variant: str):
             out = torch.stack([model(xt[t]) for t in range(x.shape[0])])
         return out.float().numpy(), _version("spikingjelly")
     raise SystemExit(f"no writer for {writer!r} here")
+
+
+def write_conv(writer: str, path: str, xt):
+    """A small spiking conv net in ``writer``'s library, exported with its own NIR export and run on ``xt``."""
+    import torch
+
+    conv, fc = torch.nn.Conv2d(1, 4, 3), torch.nn.Linear(36, 5)
+    with torch.no_grad():
+        conv.weight.mul_(5.0), fc.weight.mul_(10.0)
+    if writer == "snntorch":
+        import snntorch as snn
+        from snntorch.export_nir import export_to_nir
+
+        import nir
+
+        l1 = snn.Leaky(beta=torch.full((4, 6, 6), 0.95), threshold=torch.ones(4, 6, 6), reset_mechanism="zero",
+                       reset_delay=False, init_hidden=True)
+        l2 = snn.Leaky(beta=torch.full((5,), 0.95), threshold=torch.full((5,), 0.2), reset_mechanism="zero",
+                       reset_delay=False, init_hidden=True, output=True)
+        model = torch.nn.Sequential(conv, l1, torch.nn.AvgPool2d(2), torch.nn.Flatten(), fc, l2)
+        nir.write(path, export_to_nir(model, torch.zeros(1, *xt.shape[2:]), ignore_dims=[0]))
+        with torch.no_grad():
+            l1.reset_mem(), l2.reset_mem()
+            out = torch.stack([model(xt[t])[0] for t in range(xt.shape[0])])
+        return out.float().numpy(), _version("snntorch")
+    if writer == "spikingjelly":
+        from spikingjelly.activation_based import functional, layer, neuron
+        from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+        model = torch.nn.Sequential(conv, neuron.LIFNode(tau=20.0, decay_input=False, v_reset=0.0),
+                                    layer.AvgPool2d(2), layer.Flatten(), fc,
+                                    neuron.LIFNode(tau=20.0, decay_input=False, v_threshold=0.2, v_reset=0.0))
+        export_to_nir(model, torch.zeros(1, *xt.shape[2:]), save_path=path)
+        functional.reset_net(model)
+        with torch.no_grad():
+            out = torch.stack([model(xt[t]) for t in range(xt.shape[0])])
+        return out.float().numpy(), _version("spikingjelly")
+    raise SystemExit(f"no conv writer for {writer!r} here")
 
 
 def main() -> int:

@@ -93,7 +93,8 @@ def adapt(nodes: dict[str, Any], edges: list[tuple[str, str]], rd: Reader, nir: 
           ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Rewrite neurolearn's nodes (written for step ``rd.dt``) into ``rd``'s form; returns (nodes, metadata).
 
-    Raises :class:`NIRError` for what ``rd`` cannot represent. ``nodes`` is not modified.
+    Raises :class:`NIRError` for what ``rd`` cannot represent. ``nodes`` is not modified; ``edges`` is, in
+    place, where a node is removed (:func:`_dense_as_conv`).
     """
     if rd.refuse_all:
         raise NIRError(f"cannot export for {rd.name}: {rd.refuse_all}")
@@ -162,10 +163,87 @@ def adapt(nodes: dict[str, Any], edges: list[tuple[str, str]], rd: Reader, nir: 
                 for wname in (fc, rec):
                     if wname in nodes:
                         out[wname] = _scaled(nir, out[wname], fold)
+    _adapt_pooling(out, edges, rd, nir)
+    if rd.name in DENSE_AS_CONV:
+        _dense_as_conv(out, edges, rd, nir)
     if readout is not None:
         meta["neurolearn.readout"] = json.dumps({"node": readout, "as": "LIF that never fires: read its membrane"})
     meta["neurolearn.reader"] = rd.name
     return out, meta
+
+
+POOLS = {"norse": "SumPool2d", "snntorch": "AvgPool2d", "spikingjelly": "AvgPool2d"}
+"""The pooling node each reader maps (Norse: SumPool2d as LPPool2d(1); snnTorch, SpikingJelly: AvgPool2d)."""
+DENSE_AS_CONV = ("norse", "snntorch")
+"""Readers that get a dense layer after a conv as a Conv2d over the whole feature map (see
+:func:`_dense_as_conv`): they pass Flatten's ``start_dim`` to ``torch.nn.Flatten``, whose dimension 0 is
+the batch, while NIR's (and its type check's) is the sample's first dimension, so no Flatten node is
+right for both."""
+
+
+def _dense_as_conv(out: dict[str, Any], edges: list[tuple[str, str]], rd: Reader, nir: Any) -> None:
+    r"""Replace ``Flatten -> Affine`` by a Conv2d whose kernel covers the [C, H, W] map (``W.reshape(N, C, H, W)``:
+    the same sums, C-order as Flatten), and every later weight node by a 1x1 Conv2d, with the neurons'
+    parameters in shape [N, 1, 1]; modifies ``out`` and ``edges``."""
+    flats = [k for k, n in out.items() if type(n).__name__ == "Flatten"]
+    if not flats:
+        return
+    if any(k.startswith("rec") for k in out):
+        raise NIRError(f"cannot export a recurrent layer in a conv net for {rd.name}; export --for spikingjelly or "
+                       "neurolearn")
+    succ = {s: d for s, d in edges}
+    pred = {d: s for s, d in edges}
+    for f in flats:
+        shape = tuple(int(d) for d in np.asarray(out[f].input_type["input"]).reshape(-1))
+        first = succ[f]
+        edges[:] = [e for e in edges if f not in e] + [(pred[f], first)]
+        del out[f]
+        name, kernel = first, shape
+        while type(out[name]).__name__ != "Output":
+            node = out[name]
+            kind = type(node).__name__
+            if name.startswith("rec"):
+                raise NIRError(f"cannot export recurrent layer {name!r} after a conv layer for {rd.name}")
+            if kind in ("Affine", "Linear"):
+                w = np.asarray(node.weight, dtype=np.float32)
+                b = np.asarray(node.bias, dtype=np.float32) if kind == "Affine" else np.zeros(w.shape[0], np.float32)
+                out[name] = nir.Conv2d(input_shape=tuple(kernel[1:]), weight=w.reshape(w.shape[0], *kernel),
+                                       stride=1, padding=0, dilation=1, groups=1, bias=b)
+                kernel = (w.shape[0], 1, 1)
+            elif kind in ("LIF", "CubaLIF", "LI"):
+                import dataclasses
+
+                out[name] = dataclasses.replace(node, **{
+                    fl.name: np.asarray(getattr(node, fl.name)).reshape(kernel) for fl in dataclasses.fields(node)
+                    if isinstance(getattr(node, fl.name), np.ndarray) and getattr(node, fl.name).size == kernel[0]})
+            name = succ[name]
+        out[name] = nir.Output(output_type=np.array(kernel))
+
+
+def _adapt_pooling(out: dict[str, Any], edges: list[tuple[str, str]], rd: Reader, nir: Any) -> None:
+    """Pooling in the reader's node (avg = sum / k²: the factor moves into the next weight node) and
+    Flatten in the reader's ``start_dim``; modifies ``out``."""
+    succ = {s: d for s, d in edges}
+    for name in list(out):
+        node = out[name]
+        kind = type(node).__name__
+        if kind not in ("AvgPool2d", "SumPool2d"):
+            continue
+        want = POOLS.get(rd.name)
+        if want is None:
+            raise NIRError(f"cannot export pooling node {name!r} for {rd.name}: it has no pooling node mapping")
+        if kind == want:
+            continue
+        area = float(np.prod(np.asarray(node.kernel_size)))
+        nxt = succ[name]
+        while type(out[nxt]).__name__ == "Flatten":
+            nxt = succ[nxt]
+        if type(out[nxt]).__name__ not in ("Conv2d", "Affine", "Linear"):
+            raise NIRError(f"cannot export pooling node {name!r} for {rd.name}: it maps only {want}, and the "
+                           f"factor between them needs a weight node after it (got {type(out[nxt]).__name__})")
+        out[name] = getattr(nir, want)(kernel_size=node.kernel_size, stride=node.stride, padding=node.padding)
+        factor = 1.0 / area if want == "SumPool2d" else area  # avg = sum / area
+        out[nxt] = _scaled(nir, out[nxt], factor, inputs=True)
 
 
 def _reader_gain(rd: Reader, tau: np.ndarray) -> np.ndarray:
@@ -178,8 +256,20 @@ def _lif(nir: Any, rd: Reader, tau, gain, v_leak, theta, v_reset):
     return nir.LIF(tau=tau, r=r, v_leak=v_leak, v_threshold=theta, v_reset=v_reset)
 
 
-def _scaled(nir: Any, node: Any, fold: np.ndarray):
-    """A weight node whose rows (outputs) are multiplied by ``fold``."""
+def _scaled(nir: Any, node: Any, fold: np.ndarray | float, inputs: bool = False):
+    """A weight node whose rows (outputs) are multiplied by ``fold`` (a conv node: per output channel);
+    ``inputs``: the weights only (a factor on the node's input; ``fold`` a number), not the bias."""
+    if type(node).__name__ == "Conv2d":
+        w = np.asarray(node.weight, dtype=np.float64)
+        f = np.asarray(fold, dtype=np.float64)
+        f = f.reshape(-1) if f.ndim == 0 else f.reshape(w.shape[0], -1)[:, 0]
+        b = np.asarray(node.bias, dtype=np.float64)
+        return nir.Conv2d(input_shape=node.input_shape, weight=(w * f.reshape(-1, 1, 1, 1)).astype(np.float32),
+                          stride=node.stride, padding=node.padding, dilation=node.dilation, groups=node.groups,
+                          bias=(b if inputs else b * f).astype(np.float32))
+    if inputs:
+        w = (np.asarray(node.weight, dtype=np.float64) * float(fold)).astype(np.float32)
+        return nir.Affine(weight=w, bias=node.bias) if type(node).__name__ == "Affine" else nir.Linear(weight=w)
     f = np.asarray(fold, dtype=np.float64).reshape(-1, 1)
     w = (np.asarray(node.weight, dtype=np.float64) * f).astype(np.float32)
     if type(node).__name__ == "Affine":
