@@ -21,7 +21,7 @@ traces and the R-STDP eligibility of the supervised rules):
 - :class:`RewardNodePerturbation` (``np-reward``): node noise ``ξ ~ N(0, σ²)`` in every layer's
   input current (one draw per environment step held over its network steps, or one per network
   step); eligibility per environment step ``E_t = Σ_{s∈t} ξ[s] ⊗ pre[s]`` (the change of ``W`` that would have had the same effect);
-  ``ΔW = η Σ_t A_t E_t / σ²`` (Williams 1992 with node noise); greedy action (the noise explores).
+  ``ΔW = η Σ_t A_t E_t / σ²`` (Williams 1992 with node noise); the action sampled from the noisy logits (or their argmax: ``action = "greedy"``).
 - :class:`RewardEProp` (``eprop-reward``): actor-critic e-prop; per environment step the e-prop
   gradient ``g_t = ∇ log π(a_t) + c_V ∇V_t`` (learning signal ``B^T u``,
   ``u = (1[a_t] − π_t, c_V)``, times the readout-filtered eligibility averaged over the step),
@@ -173,15 +173,18 @@ class RewardNPOptions:
     """``sigma`` (node-noise std, one number or one per layer; in units of the input current),
     ``noise`` (gaussian, bernoulli), ``baseline_decay``, ``hold`` (true: one draw per environment
     step, held over its ``T`` network steps, so ``E_t = ξ_t ⊗ Σ_s pre[s]``; false: a draw per
-    network step)."""
+    network step), ``action`` (sample: from ``softmax`` of the noisy logits; greedy: their argmax,
+    the noise alone explores)."""
 
     sigma: float | tuple[float, ...] = 0.5
     noise: str = "gaussian"
     baseline_decay: float = 0.95
     hold: bool = True
+    action: str = "sample"
 
     def __post_init__(self) -> None:
         _check_sigma(self.sigma)
+        check_choice("action", self.action, ("sample", "greedy"))
         if isinstance(self.sigma, list):
             object.__setattr__(self, "sigma", tuple(float(v) for v in self.sigma))
         check_choice("noise", self.noise, ("gaussian", "bernoulli"))
@@ -197,7 +200,10 @@ class RewardNodePerturbation(RewardRule):
     summary = "reward-modulated node perturbation: (return - running baseline) x noise x pre, per episode"
     requires = Requirements(pre=True, post=True, broadcast_scalar=True)
     Options = RewardNPOptions
-    greedy = True
+
+    @property
+    def greedy(self) -> bool:  # type: ignore[override]
+        return self.options.action == "greedy"
 
     def bind(self, model, n_actions, gamma, generator) -> None:
         super().bind(model, n_actions, gamma, generator)
