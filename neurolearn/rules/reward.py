@@ -26,7 +26,7 @@ traces and the R-STDP eligibility of the supervised rules):
   gradient ``g_t = ∇ log π(a_t) + c_V ∇V_t`` (learning signal ``B^T u``,
   ``u = (1[a_t] − π_t, c_V)``, times the readout-filtered eligibility averaged over the step),
   a trace ``F_t = γλ F_{t−1} + g_t`` and the TD error ``δ_t = ρ r_t + γ V_{t+1} − V_t``
-  (``V_{t+1} = 0`` at termination, bootstrapped at truncation); ``ΔW = η Σ_t δ_t F_t``.
+  (``V_{t+1} = 0`` at termination, bootstrapped at truncation); ``ΔW = η Σ_t (δ_t F_t + β_H ∇H(π_t))``.
 - :class:`RewardSTDP` (``rstdp-reward``): R-STDP of the readout's action units with the chosen
   action as the post-synaptic spike (a winner-take-all action layer fires its winner at the last
   network step of the environment step), pre = hidden spikes; the episode's return minus a running
@@ -260,13 +260,16 @@ class RewardNodePerturbation(RewardRule):
 @dataclass(frozen=True)
 class RewardEPropOptions:
     """``feedback`` (random, symmetric), ``gamma_pd`` (pseudo-derivative height), ``lam`` (λ of the
-    trace F, decay γλ), ``value_weight`` c_V, ``reward_scale`` ρ."""
+    trace F, decay γλ), ``value_weight`` c_V, ``reward_scale`` ρ, ``entropy`` β_H (the policy's
+    entropy bonus, ``β_H ∇H(π_t)`` added per step, not multiplied by δ: keeps the policy from
+    collapsing onto one action)."""
 
     feedback: str = "random"
     gamma_pd: float = 0.3
     lam: float = 0.9
     value_weight: float = 0.5
     reward_scale: float = 0.1
+    entropy: float = 0.01
 
     def __post_init__(self) -> None:
         check_choice("feedback", self.feedback, FEEDBACKS)
@@ -274,6 +277,7 @@ class RewardEPropOptions:
         check_number("lam", self.lam, low=0.0, high=1.0)
         check_number("value_weight", self.value_weight, low=0.0)
         check_number("reward_scale", self.reward_scale, low=0.0, low_open=True)
+        check_number("entropy", self.entropy, low=0.0)
 
 
 class RewardEProp(RewardRule):
@@ -365,6 +369,14 @@ class RewardEProp(RewardRule):
         self.F[0].mul_(decay).add_(signal[:, None] * acc_e)
         self.F[1].mul_(decay).add_(torch.outer(u, acc_z))
         self.F[2].mul_(decay).add_(u * acc_b)
+        if self.options.entropy > 0:  # ∂H/∂l_k = −π_k (log π_k + H)
+            logp = torch.log_softmax(out.logits, 0)
+            h = -(pi * logp).sum()
+            u_h = torch.zeros_like(u)
+            u_h[:self.n_actions] = -pi * (logp + h) * self.options.entropy
+            self.G[0].add_((u_h @ B)[:, None] * acc_e)
+            self.G[1].add_(torch.outer(u_h, acc_z))
+            self.G[2].add_(u_h * acc_b)
         self.value = out.value
         self.pending = True
 
