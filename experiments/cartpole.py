@@ -22,9 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from neurolearn import harness  # noqa: E402
+from neurolearn import harness
 
 RULES = ("np-reward", "eprop-reward", "rstdp-reward", "reinforce")
 
