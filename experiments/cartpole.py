@@ -16,9 +16,10 @@ baseline). Table, JSON (experiments/results/cartpole[_quick].json) and the learn
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def summarise(rule: str, runs: list[dict[str, Any]], budget: int) -> dict[str, A
         "episodes_to_solve_median": med, "episodes_to_solve_iqr": [q1, q3],
         "final_mean_100": last, "final_mean_100_median": statistics.median(last),
         "best_mean_100": [r["final"]["best_mean"] for r in runs],
-        "env_steps": [int(sum(r["returns"])) for r in runs],
+        "env_steps": [r["env_steps"] for r in runs],
         "cpu_s": sum(r["final"]["cpu_s"] for r in runs), "wall_s": sum(r["final"]["wall_s"] for r in runs),
     }
 
@@ -125,17 +126,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     budget = args.episodes or (20 if args.quick else 1000)
     if seeds < 1 or budget < 1 or args.jobs < 1:
         ap.error("--seeds, --episodes and --jobs must be at least 1")
-    jobs = [(rule, seed) for rule in args.rules for seed in range(seeds)]
+    jobs = [(rule, seed) for seed in range(seeds) for rule in args.rules]  # every rule's first seeds first
+    stem = "cartpole" + ("_quick" if args.quick else "")
+    log = harness.results_path(args, f"{stem}_runs.jsonl")  # one line per finished run (survives an interrupt)
+    log.write_text("")
     results: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def done(job: tuple[str, int], res: dict[str, Any]) -> None:
+        results[job] = res
+        with open(log, "a") as fh:
+            fh.write(json.dumps({"rule": job[0], "seed": job[1], "final": res["final"], "returns": res["returns"]})
+                     + "\n")
+        print(f"{job[0]} seed {job[1]}: {res['final']}", file=sys.stderr, flush=True)
+
     if args.jobs == 1:
-        for rule, seed in jobs:
-            results[rule, seed] = one_run(rule, seed, budget, args.set)
-            print(f"{rule} seed {seed}: {results[rule, seed]['final']}", file=sys.stderr, flush=True)
+        for job in jobs:
+            done(job, one_run(*job, budget, args.set))
     else:
         with ProcessPoolExecutor(args.jobs) as pool:
-            futures = {job: pool.submit(one_run, *job, budget, args.set) for job in jobs}
-            for job, fut in futures.items():
-                results[job] = fut.result()
+            futures = {pool.submit(one_run, *job, budget, args.set): job for job in jobs}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
     rows = {rule: summarise(rule, [results[rule, s] for s in range(seeds)], budget) for rule in args.rules}
     rand = random_policy(seeds, min(budget, 100))
     rand_mean = statistics.mean(sum(r) / len(r) for r in rand)
@@ -148,7 +159,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      f"{r['wall_s']:>8.0f}")
     table.append(f"{'random':14s} {'':>7s} {'':>28s} {rand_mean:>15.1f}")
     table.append(f"budget {budget} episodes; unsolved seeds counted at the budget; medians over {seeds} seeds")
-    stem = "cartpole" + ("_quick" if args.quick else "")
     summary = {
         "budget": budget, "seeds": seeds, "random_mean": rand_mean,
         **{f"{r}_episodes_to_solve_median": rows[r]["episodes_to_solve_median"] for r in rows},

@@ -244,7 +244,8 @@ ENCODER_SCHEMA: dict[str, Key] = {
 ENV_SCHEMA: dict[str, Key] = {
     "name": Key("str", "CartPole-v1", doc="gymnasium environment id"),
     "steps": Key("int", 5, lo=1, doc="network (simulation) steps per environment step, each dt long"),
-    "obs_scale": Key("list", [2.4, 3.0, 0.21, 3.0], check=_positive_number_list, doc="observation scale per dimension (clip at +-clip after)"),
+    "obs_scale": Key("list", [2.4, 3.0, 0.21, 3.0], check=_positive_number_list,
+                     doc="observation scale per dimension (clip at +-clip after)"),
     "clip": Key("number", 2.0, lo=0, lo_open=True, doc="|observation / scale| is clipped to this"),
     "gain": Key("number", 1.0, lo=0, lo_open=True, doc="input current per unit of scaled observation"),
     "gamma": Key("number", 0.99, lo=0, hi=1, doc="discount of the return"),

@@ -87,6 +87,7 @@ def train_agent(agent: Agent, episodes: int | None = None, *,
     ec = agent.env_cfg
     budget = int(episodes or ec["episodes"])
     returns: list[float] = []
+    steps = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     solved_at = None
     for k in range(budget):
@@ -94,6 +95,7 @@ def train_agent(agent: Agent, episodes: int | None = None, *,
                           seed=agent.seed if k == 0 else None, generator=agent.actions)
         agent.updater.finish_step()
         returns.append(res.ret)
+        steps += res.length
         if not torch.isfinite(torch.stack([p.detach().abs().max() for p in agent.model.parameters()])).all():
             raise ConfigError(f"rule {agent.rule.name!r}: the weights became non-finite at episode {k + 1}; lower "
                               "train.lr")
@@ -110,8 +112,7 @@ def train_agent(agent: Agent, episodes: int | None = None, *,
     final["solved"] = final["episodes_to_solve"] is not None
     return {
         "env": ec["name"], "rule": agent.rule.name, "seed": agent.seed, "budget": budget,
-        "returns": returns, "episodes": len(returns), "env_steps": int(sum(returns)) if ec["name"].startswith(
-            "CartPole") else None,
+        "returns": returns, "episodes": len(returns), "env_steps": steps,
         "final": {**final, "mean_last_window": final["mean_last"], "window": ec["solve_window"],
                   "cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0,
                   "load": os.getloadavg()[0]},

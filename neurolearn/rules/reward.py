@@ -20,13 +20,15 @@ traces and the R-STDP eligibility of the supervised rules):
 
 - :class:`RewardNodePerturbation` (``np-reward``): node noise ``ξ ~ N(0, σ²)`` in every layer's
   input current (one draw per environment step held over its network steps, or one per network
-  step); eligibility per environment step ``E_t = Σ_{s∈t} ξ[s] ⊗ pre[s]`` (the change of ``W`` that would have had the same effect);
-  ``ΔW = η Σ_t A_t E_t / σ²`` (Williams 1992 with node noise); the action sampled from the noisy logits (or their argmax: ``action = "greedy"``).
+  step); eligibility per environment step ``E_t = Σ_{s∈t} ξ[s] ⊗ pre[s]`` (the change of ``W``
+  that would have had the same effect); ``ΔW = η Σ_t A_t E_t / σ²`` (Williams 1992 with node
+  noise); the action sampled from the noisy logits (or their argmax: ``action = "greedy"``).
 - :class:`RewardEProp` (``eprop-reward``): actor-critic e-prop; per environment step the e-prop
   gradient ``g_t = ∇ log π(a_t) + c_V ∇V_t`` (learning signal ``B^T u``,
   ``u = (1[a_t] − π_t, c_V)``, times the readout-filtered eligibility averaged over the step),
   a trace ``F_t = γλ F_{t−1} + g_t`` and the TD error ``δ_t = ρ r_t + γ V_{t+1} − V_t``
-  (``V_{t+1} = 0`` at termination, bootstrapped at truncation); ``ΔW = η Σ_t (δ_t F_t + β_H ∇H(π_t))``.
+  (``V_{t+1} = 0`` at termination, bootstrapped at truncation);
+  ``ΔW = η Σ_t (δ_t F_t + β_H ∇H(π_t))``.
 - :class:`RewardSTDP` (``rstdp-reward``): R-STDP of the readout's action units with the chosen
   action as the post-synaptic spike (a winner-take-all action layer fires its winner at the last
   network step of the environment step), pre = hidden spikes; the episode's return minus a running
@@ -319,7 +321,8 @@ class RewardEProp(RewardRule):
         self.ebar = torch.zeros(self.n_rec, n_pre, **z)
         self.zbar = torch.zeros(self.n_rec, **z)
         self.bbar = 0.0
-        self.F = [torch.zeros(self.n_rec, n_pre, **z), torch.zeros_like(readout.weight), torch.zeros(readout.weight.shape[0], **z)]
+        self.F = [torch.zeros(self.n_rec, n_pre, **z), torch.zeros_like(readout.weight),
+                  torch.zeros(readout.weight.shape[0], **z)]  # trace of g: hidden [W_in|W_rec|b], W_out, b_out
         self.G = [torch.zeros_like(f) for f in self.F]
         self.value: float | None = None
         self.pending = False
