@@ -114,8 +114,11 @@ def train(rule_name: str, seed: int, episodes: int, context: bool, freeze: str |
     gen = torch.Generator().manual_seed(seed + 1)
     rewarded = {s: env.rewarded[s] for s in ((1, -1) if context else (1,))}
     before = preference(model, rewarded)
+    frozen = [p.detach().clone() for p in model.layers[1].parameters()]
     for _ in range(episodes):
         run_episode(env, model, rule, ENCODER, updater, generator=gen)
+    if freeze == "readout":  # frozen means frozen
+        assert all(torch.equal(a, b) for a, b in zip(frozen, model.layers[1].parameters()))
     return before, preference(model, rewarded)
 
 
