@@ -48,6 +48,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg['model']['name']}-{cfg['rule']['name']}-s{cfg['train']['seed']}"
     # a run directory that cannot take the run is refused now, not after an epoch
     check_out_dir(out, resume=args.resume, create_parents=not args.out)
+    if "env" in cfg["model"]:  # reinforcement learning: an environment loop, no dataset (neurolearn.rl)
+        return _train_env(args, cfg, out)
     from neurolearn.distributed import init_from_env
 
     ctx = init_from_env(cfg["train"].get("device") or "cpu")  # torchrun: join the group (WORLD_SIZE > 1)
@@ -72,6 +74,18 @@ def _train(args: argparse.Namespace, cfg, out: Path, ctx) -> int:
           file=sys.stderr)
     print(describe(cfg), file=sys.stderr)
     metrics = Trainer(run, out, progress=not args.no_progress, ctx=ctx).fit(resume=args.resume)
+    print(json.dumps(metrics["final"], indent=2))
+    return 0
+
+
+def _train_env(args: argparse.Namespace, cfg, out: Path) -> int:
+    from neurolearn.rl.train import train_env
+
+    if args.resume:
+        raise NeurolearnError("--resume: reinforcement-learning runs (models with an [env] table) keep no checkpoint")
+    print(f"training {cfg['model']['name']} with {cfg['rule']['name']} on {cfg['model']['env'].get('name', 'CartPole-v1')}"
+          f" -> {out}", file=sys.stderr)
+    metrics = train_env(cfg, out, progress=not args.no_progress)
     print(json.dumps(metrics["final"], indent=2))
     return 0
 

@@ -157,6 +157,12 @@ def _positive_int_list(where: str, value: Any) -> None:
         raise ConfigError(f"{where} must be a list of positive integers (the sample shape), got {value!r}")
 
 
+def _positive_number_list(where: str, value: Any) -> None:
+    if not (isinstance(value, list) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in value)):
+        raise ConfigError(f"{where} must be a non-empty list of positive numbers, got {value!r}")
+
+
 def _device(where: str, value: str) -> None:
     if value not in ("cpu", "cuda") and not (value.startswith("cuda:") and value[5:].isdigit()):
         raise ConfigError(f"{where} must be cpu, cuda or cuda:N, got {value!r}")
@@ -237,6 +243,22 @@ ENCODER_SCHEMA: dict[str, Key] = {
     "threshold": Key("number", 0.01),
 }
 
+# The [env] table of a reinforcement-learning model (neurolearn.rl): the gymnasium environment, the
+# observation encoding, the return and the episode budget.
+ENV_SCHEMA: dict[str, Key] = {
+    "name": Key("str", "CartPole-v1", doc="gymnasium environment id"),
+    "steps": Key("int", 5, lo=1, doc="network (simulation) steps per environment step, each dt long"),
+    "obs_scale": Key("list", [2.4, 3.0, 0.21, 3.0], check=_positive_number_list,
+                     doc="observation scale per dimension (clip at +-clip after)"),
+    "clip": Key("number", 2.0, lo=0, lo_open=True, doc="|observation / scale| is clipped to this"),
+    "gain": Key("number", 1.0, lo=0, lo_open=True, doc="input current per unit of scaled observation"),
+    "gamma": Key("number", 0.99, lo=0, hi=1, doc="discount of the return"),
+    "episodes": Key("int", 1000, lo=1, doc="training budget in episodes"),
+    "solve_window": Key("int", 100, lo=1, doc="solved: mean return over this many consecutive episodes"),
+    "solve_return": Key("number", 475.0, doc="... at least this (CartPole-v1's reward_threshold)"),
+    "stop_when_solved": Key("bool", True),
+}
+
 LAYER_TYPES = ("dense", "recurrent", "conv2d")
 _COMMON_LAYER: dict[str, Key] = {
     "type": Key("str", "dense", choices=LAYER_TYPES),
@@ -267,6 +289,7 @@ MODEL_SCHEMA: dict[str, Key] = {
     "encoder": Key("table"),
     "layers": Key("list", _REQUIRED),
     "data_options": Key("table"),
+    "env": Key("table"),  # reinforcement learning: the environment loop (ENV_SCHEMA, neurolearn.rl)
     # only in model files: resolve_config moves these into the run's train, rule and decor sections
     "train": Key("table"),
     "rules": Key("table"),
@@ -328,6 +351,8 @@ def check_model(model: Any, where: str = "model", *, fill: bool = True, file: bo
         out["encoder"] = enc
     if "decor" in out:
         check_table(join(where, "decor"), out["decor"], DECOR_SCHEMA, fill=False)
+    if "env" in out:
+        out["env"] = check_table(join(where, "env"), out["env"], ENV_SCHEMA, fill=fill)
     if "train" in out:
         check_table(join(where, "train"), out["train"], TRAIN_SCHEMA, fill=False)
     for rule, table in out.get("rules", {}).items():

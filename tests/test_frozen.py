@@ -58,7 +58,9 @@ def recurrent_spiking() -> tuple[Network, torch.Tensor, torch.Tensor, Objective]
 
 
 NETS = {"rate": rate_mlp, "spiking": spiking, "recurrent": recurrent, "recurrent_spiking": recurrent_spiking}
-ONLY = {"eprop": {"recurrent_spiking"}, "stdp": {"spiking"}, "rstdp": {"spiking"}}  # the nets these rules train
+ONLY = {"eprop": {"recurrent_spiking"}, "stdp": {"spiking"}, "rstdp": {"spiking"},  # the nets these rules train
+        # reward rules learn from an environment, not a batch: their frozen-readout check is in tests/test_rl.py
+        **{name: set() for name in ("np-reward", "eprop-reward", "rstdp-reward", "reinforce")}}
 # (rule, net) pairs a rule supports: solvers fit static rate MLPs (sibp: relu), the fixed-feedback
 # rules need a non-spiking, non-recurrent readout (the recurrent net's readout is fine)
 # STDP and R-STDP are plasticity of spiking layers, applied as bounded changes by plain SGD with lr 1

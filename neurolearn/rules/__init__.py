@@ -12,6 +12,7 @@ from neurolearn.rules.perturbation import (ANPOptions, ActivityNodePerturbation,
                                            PerturbationOptions, WeightPerturbation)
 from neurolearn.rules.target_projection import DRTP, TPSGD, DRTPOptions, TargetProjectionOptions, TPSGDOptions
 from neurolearn.rules.rstdp import RSTDP
+from neurolearn.rules.reward import REWARD_RULES
 from neurolearn.rules.sibp import SemiImplicitBP, SIBPOptions
 from neurolearn.rules.stdp import STDP
 from neurolearn.rules.zorb import Zorb, ZorbOptions
@@ -29,6 +30,8 @@ RULES: dict[str, type[Rule]] = {
     STDP.name: STDP,
     RSTDP.name: RSTDP,
     EProp.name: EProp,
+    # learn from an environment's reward (models with an [env] table; neurolearn.rl)
+    **{r.name: r for r in REWARD_RULES},
 }
 
 
