@@ -281,3 +281,17 @@ def test_rstdp_weights_stay_in_bounds():
     p = RSTDPParams(form="izhikevich", a_plus=1.0, a_minus=1.5, tau_c=0.2, lr=1.0, w_max=1.0)
     assert rstdp_run(p, [5], [10], [40], 100, w0=0.5) == pytest.approx(0.5)  # capped at w_max
     assert rstdp_run(p, [10], [5], [40], 100, w0=0.5) == pytest.approx(-0.5)  # floored at 0
+
+
+def test_run_online_takes_byte_spike_trains():
+    """Spike trains as uint8 (1 byte a spike) run exactly as the same trains as floats."""
+    x = torch.rand(120, 1, 30, generator=torch.Generator().manual_seed(0)) < 0.08
+    results = []
+    for spikes in (x.double(), x.to(torch.uint8)):
+        layer = Dense(30, 2, LIFParams(tau_mem=10e-3), bias=False).double()
+        with torch.no_grad():
+            layer.weight.fill_(0.3)
+        out = STDP(a_plus=0.02, a_minus=0.021, w_max=0.6).run_online(Network([layer]).double(), spikes)
+        results.append((out, layer.weight.detach().clone()))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert results[0][0].sum() > 0

@@ -236,11 +236,15 @@ def plastic_synapses(model: Network, layers: tuple[int, ...] | None, rule: str) 
 
 
 def stream_steps(model: Network, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, list]]:
-    """Run ``model`` on ``x`` (``[T, B, ...]``) step by step: yields ``(output, taps)`` per step."""
+    """Run ``model`` on ``x`` (``[T, B, ...]``) step by step: yields ``(output, taps)`` per step.
+
+    A boolean or integer ``x`` (spike trains kept small: 1 byte a spike, not 8) is converted one
+    step at a time to the dtype of the model's parameters."""
     model.check_input(x)
-    state: list[LayerState] = model.init_state(x.shape[1], x.device, x.dtype)
+    dtype = x.dtype if x.is_floating_point() else next(model.parameters()).dtype
+    state: list[LayerState] = model.init_state(x.shape[1], x.device, dtype)
     for t in range(x.shape[0]):
-        out, state, taps = model.step(x[t], state)
+        out, state, taps = model.step(x[t].to(dtype), state)
         yield out, taps
 
 
