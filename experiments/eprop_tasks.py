@@ -63,6 +63,42 @@ def train(model: str, rule: str, overrides: list[str], epochs: int, quiet: bool 
 
 
 
+def gradient_check(overrides: list[str], slopes: tuple[float, ...] = (5.0, 15.0, 25.0, 50.0), batch: int = 16,
+                   seed: int = 0) -> list[dict]:
+    """BPTT's gradient on one batch of training trials against symmetric e-prop's (no regulariser), per
+    surrogate slope of the recurrent layer (``fast_sigmoid``): norms and cosine per parameter.
+
+    e-prop's gradient cuts the paths through the recurrent spikes, so it is not BPTT's, but a BPTT
+    gradient that has exploded through the ``T`` steps has a norm orders of magnitude above it and a
+    cosine near 0 (the reason ``models/snn-evidence.toml`` uses slope 25, not 5)."""
+    import torch
+
+    from neurolearn.config import resolve_config
+    from neurolearn.runs import build_run
+
+    def grads(rule: str, extra: list[str], data=None):
+        cfg = resolve_config("snn-evidence", rule=rule, overrides=[*overrides, *extra, f"train.seed={seed}"])
+        run = build_run(cfg, data)
+        run.rule.setup(run.model, run.objective, torch.Generator().manual_seed(seed))
+        run.model.zero_grad()
+        x = run.dataset.x_train[:batch].transpose(0, 1)  # [T, B, 40]
+        run.rule.estimate_gradients(run.model, x, run.dataset.y_train[:batch], run.objective)
+        return run.dataset, {n: p.grad.detach().clone() for n, p in run.model.named_parameters() if p.grad is not None}
+
+    data, ep = grads("eprop", ["rule.params.feedback=symmetric", "rule.params.c_reg=0"])
+    rows = []
+    for slope in slopes:
+        _, bp = grads("bp", [f"model.layers.0.neuron.surrogate_slope={slope}"], data)
+        row: dict = {"surrogate_slope": slope}
+        for name, g in bp.items():
+            short = {"layers.0.weight": "w_in", "layers.0.recurrent_weight": "w_rec", "layers.1.weight": "w_out"}.get(name, name)
+            row[f"{short}_norm_bptt"] = float(g.norm())
+            row[f"{short}_norm_eprop"] = float(ep[name].norm())
+            row[f"{short}_cos"] = float(torch.nn.functional.cosine_similarity(g.flatten(), ep[name].flatten(), dim=0))
+        rows.append(row)
+    return rows
+
+
 def memory_child(rule_name: str, steps: int) -> dict:
     """One training step of the CI evidence network on ``steps`` steps (batch 16); peak MiB of the step."""
     import torch
@@ -111,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--full", action="store_true", help="full-size evidence accumulation and pattern generation")
     ap.add_argument("--epochs", type=int, default=None, help="evidence epochs (default 4 CI, 1 quick, 30 full)")
     ap.add_argument("--pattern-epochs", type=int, default=None, help="pattern iterations (default 150, quick 50)")
+    ap.add_argument("--grad-check", action="store_true", help="only the BPTT-gradient check per surrogate slope")
     ap.add_argument("--child", nargs=2, metavar=("RULE", "T"), help=argparse.SUPPRESS)
     args = harness.start(ap, argv)
     if args.child:
@@ -120,6 +157,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     ev_over = [] if args.full else EVIDENCE_CI
+    grad_rows = gradient_check(ev_over)
+    print(f"BPTT vs symmetric e-prop gradient, one batch of 16 ({'full size' if args.full else 'CI scale'})")
+    print(f"{'slope':>6s} {'|dW_in| bptt':>13s} {'eprop':>8s} {'cos':>6s} {'|dW_rec| bptt':>14s} {'eprop':>8s} {'cos':>6s}")
+    for r in grad_rows:
+        print(f"{r['surrogate_slope']:6g} {r['w_in_norm_bptt']:13.3g} {r['w_in_norm_eprop']:8.3g} {r['w_in_cos']:6.3f} "
+              f"{r['w_rec_norm_bptt']:14.3g} {r['w_rec_norm_eprop']:8.3g} {r['w_rec_cos']:6.3f}", flush=True)
+    if args.grad_check:
+        print(json.dumps(grad_rows))
+        return {"grad_check": grad_rows}
     ev_epochs = args.epochs or (30 if args.full else 1 if args.quick else 4)
     evidence = {rule: train("snn-evidence", rule, ev_over, ev_epochs) for rule in ("eprop", "bp")}
     pat_over = [] if args.full else PATTERN_CI
@@ -152,7 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
         "evidence_scale": "full" if args.full else "ci",
         "evidence_epochs": ev_epochs,
     }
-    write_json(args.out / "eprop_tasks.json", {"evidence": evidence, "pattern": pattern, "memory": mem, **result})
+    write_json(args.out / "eprop_tasks.json", {"evidence": evidence, "pattern": pattern, "memory": mem,
+                                               "bptt_gradient_check": grad_rows, **result})
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     for rule, r in evidence.items():

@@ -1,11 +1,16 @@
 """Song, Miller & Abbott 2000: additive STDP makes the weights bimodal, multiplicative STDP unimodal
 (PLASTICITY.md 4.3), in torch and in Brian2 on the same input spikes.
 
-One LIF neuron (neurolearn's :class:`~neurolearn.neurons.LIFParams`: τ_m 10 ms, threshold 1,
-reset by subtraction, dt 1 ms) driven by ``--inputs`` Poisson trains at ``--rate`` Hz through
-plastic synapses, initial ``w ~ U(0, w_max)``; STDP of :mod:`neurolearn.rules.stdp` with τ± 20 ms,
-all-to-all pairing, ``A+ = --a-plus · w_max``, ``A− = 1.05 A+`` (Song's ratio), bounds
-``[0, w_max]``:
+One LIF neuron (neurolearn's :class:`~neurolearn.neurons.LIFParams`: τ_m 10 ms as Brian2's STDP.py,
+threshold 1, reset by subtraction, dt 1 ms) driven by ``--inputs`` Poisson trains at ``--rate`` Hz
+through plastic synapses (a spike adds ``w`` to the membrane), initial ``w ~ U(0, w_max)``; STDP of
+:mod:`neurolearn.rules.stdp` with τ± 20 ms, all-to-all pairing, ``A+ = --a-plus · w_max``, bounds
+``[0, w_max]``, ``same_step="ltp"`` (an input spike counts as before the spike it causes in its
+step, as in Brian2's STDP.py), and Song's balance of the *window areas* ``A−τ−/A+τ+ = 1.05``
+(``--ltd-ratio``). In discrete time that balance is :meth:`STDPParams.window_integrals`'s ratio:
+with the Δ = 0 bin the LTP window has area ``A+ τ`` and the LTD window ``A− (τ − dt)``, so
+``A−/A+ = 1.05 · 20/19 = 1.105``. (``A−/A+ = 1.05`` itself makes uncorrelated activity potentiate:
+the weights run to ``w_max`` and the neuron to 80 Hz.)
 
 - additive (``μ = 0``, Song et al.): competition drives the weights to the bounds, a U-shaped
   histogram;
@@ -16,13 +21,17 @@ step) and the Brian2 synapses of :mod:`neurolearn.backends.brian2_stdp`; their f
 compared. Criteria (PLASTICITY.md 4.3, on ``w/w_max`` in 10 bins): **bimodal** if the bins
 ``[0, 0.1)`` and ``[0.9, 1]`` each hold more synapses than any middle bin and the middle 80 % of
 the range holds < 30 %; **unimodal** if one interior bin is the peak, the counts do not rise again
-away from it (by more than 1 % of the synapses) and each edge bin holds < 10 %.
+away from it (by more than 1 % of the synapses) and each edge bin holds < 10 %. Also printed: the
+fraction within 10 % of a bound.
 
-The amplitudes are 10x Song's (A+ = 0.005 g_max) so the weights settle in tens of seconds
-instead of hundreds (PLASTICITY.md's CI-scale advice).
+How sharp the U gets is set by ``A+``: the drift that splits the weights grows with ``A+``, their
+random walk with ``A+²``, so a smaller ``A+`` gives a sharper split but needs a longer run
+(``A+ = 0.02 w_max``, 100-300 s: 38 % of the weights within 10 % of a bound; ``0.01``, 400 s: 53 %;
+Song's ``0.005``, 600 s: 64.5 %, middle 35.5 %). The default is Song's amplitude for 600 s;
+``--quick`` uses 4x Song's amplitude for 100 s (the U shows; the 30 % criterion is not met).
 
-    python experiments/stdp_song.py            # 1000 inputs, 60 s
-    python experiments/stdp_song.py --quick    # 1000 inputs, 20 s
+    python experiments/stdp_song.py            # 1000 inputs, A+ = 0.005 w_max, 600 s (Brian2 holds 4.8 GB of input)
+    python experiments/stdp_song.py --quick    # 1000 inputs, A+ = 0.02 w_max, 100 s
 """
 
 from __future__ import annotations
@@ -37,10 +46,25 @@ import torch
 from neurolearn import harness
 from neurolearn import Dense, LIFParams, Network
 from neurolearn.plotting import pyplot, save_figure
-from neurolearn.rules.stdp import STDP
+from neurolearn.rules.stdp import STDP, STDPParams
 
 DT = 1e-3
+TAU = 20e-3  # τ+ = τ− (Song et al. 2000)
 BINS = np.linspace(0.0, 1.0, 11)
+
+
+def ltd_amplitude(a_plus: float, ratio: float, same_step: str) -> float:
+    """``A−`` whose LTD window has ``ratio`` times the LTP window's area at step ``DT``
+    (:meth:`~neurolearn.rules.stdp.STDPParams.window_integrals`): Song's ``A−τ−/A+τ+ = 1.05`` in discrete
+    time. With ``same_step = "ltp"`` the LTP window has the extra Δ = 0 bin, so ``A−/A+ = 1.05 · 20/19``."""
+    i_plus, _ = STDPParams(a_plus=a_plus, a_minus=0.0, tau_plus=TAU, tau_minus=TAU, same_step=same_step).window_integrals(DT)
+    _, i_minus_unit = STDPParams(a_plus=0.0, a_minus=1.0, tau_plus=TAU, tau_minus=TAU).window_integrals(DT)
+    return ratio * i_plus / i_minus_unit
+
+
+def edge_fraction(counts: np.ndarray) -> float:
+    """The fraction of synapses within 10 % of a bound (``w/w_max`` in ``[0, 0.1)`` or ``[0.9, 1]``)."""
+    return float((counts[0] + counts[-1]) / counts.sum())
 
 
 def histogram(w: np.ndarray, w_max: float) -> np.ndarray:
@@ -63,14 +87,14 @@ def unimodal(counts: np.ndarray) -> bool:
 
 
 def run_variant(name: str, mu: float, spikes: torch.Tensor, w0: torch.Tensor, w_max: float, a_plus: float,
-                ltd_ratio: float, tau_syn: float, same_step: str, brian2: bool) -> dict:
-    neuron = LIFParams(tau_mem=10e-3, dt=DT, tau_syn=tau_syn or None)
+                ltd_ratio: float, tau_syn: float, same_step: str, brian2: bool, tau_mem: float = 10e-3) -> dict:
+    neuron = LIFParams(tau_mem=tau_mem, dt=DT, tau_syn=tau_syn or None)
     layer = Dense(spikes.shape[1], 1, neuron, bias=False).double()
     with torch.no_grad():
         layer.weight.copy_(w0)
     net = Network([layer], dt=DT).double()
-    rule = STDP(a_plus=a_plus * w_max, a_minus=ltd_ratio * a_plus * w_max, tau_plus=20e-3, tau_minus=20e-3,
-                mu_plus=mu, mu_minus=mu, w_max=w_max, same_step=same_step)
+    rule = STDP(a_plus=a_plus * w_max, a_minus=ltd_amplitude(a_plus * w_max, ltd_ratio, same_step), tau_plus=TAU,
+                tau_minus=TAU, mu_plus=mu, mu_minus=mu, w_max=w_max, same_step=same_step)
     start = time.perf_counter()
     out = rule.run_online(net, spikes[:, None, :])
     torch_s = time.perf_counter() - start
@@ -115,13 +139,16 @@ def plot(rows: list[dict], w_max: float, path: Path) -> None:
 
 
 def main() -> None:
-    ap = harness.parser(__doc__, quick="20 s of simulated time instead of 60 s")
+    ap = harness.parser(__doc__, quick="100 s of simulated time at A+ = 0.02 w_max instead of 600 s at 0.005")
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--inputs", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=15.0, help="input rate (Hz)")
     ap.add_argument("--w-max", type=float, default=0.015)
-    ap.add_argument("--a-plus", type=float, default=0.05, help="A+ in units of w_max (Song: 0.005)")
-    ap.add_argument("--ltd-ratio", type=float, default=1.2, help="A-/A+ (Song: 1.05)")
+    ap.add_argument("--a-plus", type=float, default=None,
+                    help="A+ in units of w_max (default Song's 0.005; --quick 0.02)")
+    ap.add_argument("--ltd-ratio", type=float, default=1.05,
+                    help="LTD/LTP window areas A-τ-/A+τ+ at the step dt (Song: 1.05; A-/A+ follows)")
+    ap.add_argument("--tau-mem", type=float, default=10e-3, help="membrane time constant (s)")
     ap.add_argument("--tau-syn", type=float, default=0.0, help="synaptic current time constant (s; 0: plain LIF)")
     ap.add_argument("--same-step", choices=["none", "ltp"], default="ltp",
                     help="a pre and a post spike in one step: no pair, or pre-before-post (Brian2's STDP.py)")
@@ -129,22 +156,31 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=None, help="results file name (default stdp_song[_quick])")
     args = harness.start(ap)
-    seconds = args.seconds or (20.0 if args.quick else 60.0)
+    seconds = args.seconds or (100.0 if args.quick else 600.0)
+    if args.a_plus is None:
+        args.a_plus = 0.02 if args.quick else 0.005
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(args.seed)
     T = int(round(seconds / DT))
-    spikes = (torch.rand(T, args.inputs, generator=gen, dtype=torch.float64) < args.rate * DT).double()
+    spikes = torch.empty(T, args.inputs, dtype=torch.uint8)  # 1 byte a spike: 400 s x 1000 inputs = 0.4 GB
+    for t0 in range(0, T, 10_000):
+        chunk = torch.rand(min(10_000, T - t0), args.inputs, generator=gen, dtype=torch.float64)
+        spikes[t0:t0 + len(chunk)] = chunk < args.rate * DT
     w0 = torch.rand(1, args.inputs, generator=gen, dtype=torch.float64) * args.w_max
     rows = [run_variant("additive", 0.0, spikes, w0, args.w_max, args.a_plus, args.ltd_ratio,
-                        args.tau_syn, args.same_step, not args.no_brian2),
+                        args.tau_syn, args.same_step, not args.no_brian2, args.tau_mem),
             run_variant("multiplicative", 1.0, spikes, w0, args.w_max, args.a_plus, args.ltd_ratio,
-                        args.tau_syn, args.same_step, not args.no_brian2)]
+                        args.tau_syn, args.same_step, not args.no_brian2, args.tau_mem)]
     add, mult = rows
     summary = {"seconds": seconds, "inputs": args.inputs, "rate_hz": args.rate, "w_max": args.w_max,
                "a_plus_rel": args.a_plus, "ltd_ratio": args.ltd_ratio, "tau_syn": args.tau_syn, "same_step": args.same_step,
+               "tau_mem": args.tau_mem,
+               "a_minus_over_a_plus": ltd_amplitude(1.0, args.ltd_ratio, args.same_step),
                "additive_bimodal": bimodal(np.array(add["torch_hist"])),
                "multiplicative_unimodal": unimodal(np.array(mult["torch_hist"])),
                "additive_hist": add["torch_hist"], "multiplicative_hist": mult["torch_hist"],
+               "additive_edge_fraction": edge_fraction(np.array(add["torch_hist"])),
+               "multiplicative_edge_fraction": edge_fraction(np.array(mult["torch_hist"])),
                "post_rate_hz": {r["variant"]: round(r["torch_rate_last5s_hz"], 2) for r in rows}}
     if not args.no_brian2:
         summary["brian2_additive_bimodal"] = bimodal(np.array(add["brian2_hist"]))
@@ -163,6 +199,10 @@ def main() -> None:
               f"{r.get('brian2_s', float('nan')):>7.1f} {r.get('max_abs_diff_rel', float('nan')):>13.2e}")
     print(f"additive_bimodal: {str(summary['additive_bimodal']).lower()}")
     print(f"multiplicative_unimodal: {str(summary['multiplicative_unimodal']).lower()}")
+    print(f"additive within 10 % of a bound: {summary['additive_edge_fraction']:.3f}")
+    if not args.no_brian2:
+        print("torch vs Brian2, max |w_torch - w_brian2| / w_max: " + ", ".join(
+            f"{k} {v:.2e}" for k, v in summary["torch_brian2_max_abs_diff_rel"].items()))
     print(json.dumps(summary))
 
 

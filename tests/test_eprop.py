@@ -228,3 +228,29 @@ def test_eprop_lowers_pattern_loss():
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = [float(rule.train_step(net, x, y, obj, opt).loss.mean()) for _ in range(60)]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_evidence_model_bptt_gradient_survives_the_sequence():
+    """models/snn-evidence.toml's surrogate keeps BPTT's gradient over the CI task's 900 steps of the
+    same size as symmetric e-prop's and pointing the same way (with fast_sigmoid slope 5 it explodes:
+    ~1e3 times e-prop's norm, cosine ~0; docs/results/eprop.md)."""
+    from neurolearn.config import resolve_config
+    from neurolearn.data import load_dataset
+    from neurolearn.runs import build_run
+
+    data = load_dataset("evidence-ci", n_train=8, n_test=4)
+    over = ["data.name=evidence-ci", "data.options.n_train=8", "data.options.n_test=4", "model.layers.0.size=60",
+            "model.layers.0.recurrent_gain=2.58", "model.layers.0.neuron.tau_adapt=0.6",
+            "model.layers.0.neuron.adapt_scale=0.058"]
+
+    def grad(rule: str, extra: list[str]) -> torch.Tensor:
+        run = build_run(resolve_config("snn-evidence", rule=rule, overrides=over + extra), data)
+        run.rule.setup(run.model, run.objective, torch.Generator().manual_seed(0))
+        run.rule.estimate_gradients(run.model, data.x_train.transpose(0, 1), data.y_train, run.objective)
+        return torch.cat([p.grad.flatten() for p in run.model.layers[0].parameters()])
+
+    bp = grad("bp", [])
+    ep = grad("eprop", ["rule.params.feedback=symmetric", "rule.params.c_reg=0"])
+    assert torch.isfinite(bp).all()
+    assert 0.05 < float(bp.norm() / ep.norm()) < 5.0
+    assert float(torch.nn.functional.cosine_similarity(bp, ep, dim=0)) > 0.6

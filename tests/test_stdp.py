@@ -85,6 +85,29 @@ def test_same_step_spikes_do_not_pair_unless_asked():
         assert trace_total(p, pre, post) == pytest.approx(trace_total(ref, pre, post) + extra)
 
 
+@pytest.mark.parametrize("same_step", ["none", "ltp"])
+def test_window_integrals_are_the_summed_single_pair_changes(same_step):
+    """``window_integrals`` = dt × the sum over lags of one pre/post pair's change (the Song balance)."""
+    p = STDPParams(a_plus=0.3, a_minus=0.2, tau_plus=10e-3, tau_minus=15e-3, same_step=same_step)
+    T, lags = 170, torch.arange(155)  # the tail beyond 155 lags: 0.933^155 < 3e-5
+    first, second = torch.zeros(T, 155, dtype=torch.float64), torch.zeros(T, 155, dtype=torch.float64)
+    first[10] = 1.0
+    second[10 + lags, lags] = 1.0  # synapse k: a second spike k steps after the first
+    ltp = ltd = 0.0
+    for pre, post, kind in ((first, second, "ltp"), (second, first, "ltd")):
+        tr = p.init_traces((155,), (155,), dtype=torch.float64)
+        for t in range(T):
+            pair, tr = p.step(pre[t], post[t], tr, DT)
+            if kind == "ltp":
+                ltp += float((pair.ltp_post * pair.ltp_pre).sum())
+            else:
+                ltd += float((pair.ltd_post * pair.ltd_pre).sum())
+    i_plus, i_minus = p.window_integrals(DT)
+    assert i_plus == pytest.approx(DT * ltp, rel=1e-4) and i_minus == pytest.approx(DT * ltd, rel=1e-4)
+    assert i_plus == pytest.approx(0.3 * (10e-3 - (DT if same_step == "none" else 0.0)), rel=1e-12)
+    assert i_minus == pytest.approx(0.2 * (15e-3 - DT), rel=1e-12)
+
+
 def test_triplet_ltp_uses_the_second_post_trace_before_the_spike():
     # pre at 0; post at 2 and 5. LTP at 5 = r1(5)·(A2+ + A3+·o2(5)) with o2(5) = dy^3 (from the post at 2)
     p = STDPParams(a_plus=0.01, a_minus=0.0, a3_plus=0.5, a3_minus=0.0, tau_plus=20e-3, tau_y=40e-3)
@@ -258,3 +281,17 @@ def test_rstdp_weights_stay_in_bounds():
     p = RSTDPParams(form="izhikevich", a_plus=1.0, a_minus=1.5, tau_c=0.2, lr=1.0, w_max=1.0)
     assert rstdp_run(p, [5], [10], [40], 100, w0=0.5) == pytest.approx(0.5)  # capped at w_max
     assert rstdp_run(p, [10], [5], [40], 100, w0=0.5) == pytest.approx(-0.5)  # floored at 0
+
+
+def test_run_online_takes_byte_spike_trains():
+    """Spike trains as uint8 (1 byte a spike) run exactly as the same trains as floats."""
+    x = torch.rand(120, 1, 30, generator=torch.Generator().manual_seed(0)) < 0.08
+    results = []
+    for spikes in (x.double(), x.to(torch.uint8)):
+        layer = Dense(30, 2, LIFParams(tau_mem=10e-3), bias=False).double()
+        with torch.no_grad():
+            layer.weight.fill_(0.3)
+        out = STDP(a_plus=0.02, a_minus=0.021, w_max=0.6).run_online(Network([layer]).double(), spikes)
+        results.append((out, layer.weight.detach().clone()))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert results[0][0].sum() > 0

@@ -132,6 +132,23 @@ class STDPParams:
             out.append(1.0 - dt / tau)
         return tuple(out)  # type: ignore[return-value]
 
+    def window_integrals(self, dt: float) -> tuple[float, float]:
+        r"""The pair rule's LTP and LTD windows integrated over the spike-time difference (seconds ×
+        weight units), at the weight-independent amplitudes: ``dt Σ_k A₊ (1 − dt/τ₊)^k`` over the
+        pairs that potentiate (``k ≥ 1``, and ``k = 0`` when ``same_step = "ltp"``) and
+        ``dt Σ_{k≥1} A₋ (1 − dt/τ₋)^k`` over those that depress:
+
+        .. math::  I_+ = A_+ (\tau_+ - dt) \;[+ A_+ dt \text{ if same\_step = "ltp"}],\qquad I_- = A_- (\tau_- - dt)
+
+        (continuous time: ``A± τ±``). For uncorrelated pre and post spikes at rates ``ν_pre``,
+        ``ν_post`` the mean drift of a weight is ``ν_pre ν_post (I₊ − I₋)``, so the balance of
+        Song et al. 2000 (``A₋τ₋ / A₊τ₊ = 1.05``) at a step ``dt`` is ``I₋ / I₊ = 1.05``: with
+        ``same_step = "ltp"`` and ``dt = τ/20`` that is ``A₋/A₊ = 1.05 · 20/19``, not 1.05 (which
+        makes ``I₋ < I₊`` and uncorrelated activity potentiate)."""
+        d_plus, d_minus = self.decays(dt)[:2]
+        ltp = self.a_plus * dt * (d_plus / (1.0 - d_plus) + (1.0 if self.same_step == "ltp" else 0.0))
+        return ltp, self.a_minus * dt * d_minus / (1.0 - d_minus)
+
     def init_traces(self, pre_shape, post_shape, device=None, dtype=None) -> STDPTraces:
         r1 = torch.zeros(pre_shape, device=device, dtype=dtype)
         o1 = torch.zeros(post_shape, device=device, dtype=dtype)
@@ -219,11 +236,15 @@ def plastic_synapses(model: Network, layers: tuple[int, ...] | None, rule: str) 
 
 
 def stream_steps(model: Network, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, list]]:
-    """Run ``model`` on ``x`` (``[T, B, ...]``) step by step: yields ``(output, taps)`` per step."""
+    """Run ``model`` on ``x`` (``[T, B, ...]``) step by step: yields ``(output, taps)`` per step.
+
+    A boolean or integer ``x`` (spike trains kept small: 1 byte a spike, not 8) is converted one
+    step at a time to the dtype of the model's parameters."""
     model.check_input(x)
-    state: list[LayerState] = model.init_state(x.shape[1], x.device, x.dtype)
+    dtype = x.dtype if x.is_floating_point() else next(model.parameters()).dtype
+    state: list[LayerState] = model.init_state(x.shape[1], x.device, dtype)
     for t in range(x.shape[0]):
-        out, state, taps = model.step(x[t], state)
+        out, state, taps = model.step(x[t].to(dtype), state)
         yield out, taps
 
 
