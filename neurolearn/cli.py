@@ -54,7 +54,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     ctx = init_from_env(cfg["train"].get("device") or "cpu")  # torchrun: join the group (WORLD_SIZE > 1)
     try:
-        return _train(args, cfg, out, ctx)
+        code = _train(args, cfg, out, ctx)
+        ctx.barrier()  # every rank done (rank 0's last writes too) before the group is torn down
+        return code
     finally:
         ctx.close()
 
