@@ -36,6 +36,7 @@ import neurolearn.export.nir_drive as drive_module
 from neurolearn import harness
 from neurolearn.errors import NeurolearnError
 from neurolearn.export.nir import from_nir, to_nir, write_graph
+from neurolearn.export.nir_drive import FLOAT64_READERS
 from neurolearn.export.readers import READER_ENVS, reader_installed, run_reader
 from neurolearn.layers import Conv2d, Dense
 from neurolearn.network import Network
@@ -153,14 +154,18 @@ def import_cell(writer: str, variant: str, x: torch.Tensor, workdir: Path) -> di
     return {"status": "exact" if match == 1.0 else "wrong", "match": match, "spikes": int(theirs.sum())}
 
 
-def run_cell(run_dir: str, reader: str, samples: int, workdir: Path) -> dict:
+def run_cell(run_dir: str, reader: str, samples: int, workdir: Path, float64: bool = False) -> dict:
     """The Done-when check on a trained run: ``neurolearn export RUN --nir F --for READER``, the reader's own
-    ``from_nir`` run on the same input spikes (``samples`` encoded test images), readouts compared."""
+    ``from_nir`` run on the same input spikes (``samples`` encoded test images), readouts compared.
+    ``float64``: both networks run in float64 (the weights as exported), which separates a difference in
+    the dynamics from float32 rounding that flips a spike whose membrane lands on the threshold."""
     from neurolearn.cli import main as cli
     from neurolearn.runs import load_trained
 
     if not reader_installed(reader):
         return {"status": "refused", "detail": f"{reader} is not installed"}
+    if float64 and reader not in FLOAT64_READERS:
+        return {"status": "refused", "detail": f"{reader}'s imported network does not run in float64 (its neurons keep float32 state)"}
     path = workdir / f"run-{reader}.nir"
     rc = cli(["export", run_dir, "--nir", str(path), "--for", reader, "--check-samples", "8"])
     if rc != 0:
@@ -170,15 +175,16 @@ def run_cell(run_dir: str, reader: str, samples: int, workdir: Path) -> dict:
     meta = nir.read(path).metadata
     readout = json.loads(meta["neurolearn.readout"])["node"] if "neurolearn.readout" in meta else None
     run = load_trained(run_dir)
-    net = run.model
+    net = run.model.double() if float64 else run.model
     with torch.no_grad():
         x = net.encode(run.dataset.x_test[:samples], torch.Generator().manual_seed(0))
+        x = x.double() if float64 else x
         ours = net.run(x).output
     xr = x if len(net.input_shape) > 1 else x.reshape(x.shape[0], x.shape[1], -1)  # dense nets: flat input
-    res = run_reader(reader, path, xr.numpy(), readout, workdir)
+    res = run_reader(reader, path, xr.numpy(), readout, workdir, float64=float64)
     cell = compare(net, x, res)
     if "error" not in res:
-        theirs = torch.from_numpy(res["readout"] if readout else res["output"]).reshape(ours.shape)
+        theirs = torch.from_numpy(res["readout"] if readout else res["output"]).to(ours.dtype).reshape(ours.shape)
         pred_ours, pred_theirs = net.decode_output(ours).argmax(-1), net.decode_output(theirs).argmax(-1)
         y = run.dataset.y_test[:samples]
         cell.update(samples=samples, steps=int(x.shape[0]), same_predictions=float((pred_ours == pred_theirs).float().mean()),
@@ -194,6 +200,8 @@ def main() -> int:
                                                                    "--for norse and compare Norse's readout on the same input spikes (the Done-when check)")
     ap.add_argument("--run-readers", default="norse", help="readers for --run (comma-separated)")
     ap.add_argument("--samples", type=int, default=100, help="test images for --run")
+    ap.add_argument("--run-float64", action="store_true", help="run --run cells in float64 on both sides (a spike that "
+                                                                 "float32 rounding flips at the threshold then agrees)")
     args = harness.start(ap)
     steps, batch = (20, 4) if args.quick else (50, 16)
     x = inputs(steps, batch)
@@ -219,11 +227,12 @@ def main() -> int:
                     cells[f"import {reader} | any"] = {"status": "refused", "detail": str(exc)}
         for run_dir in args.run:
             for reader in [r for r in args.run_readers.split(",") if r]:
-                cells[f"run {Path(run_dir).name} | {reader}"] = run_cell(run_dir, reader, args.samples, work)
+                cells[f"run {Path(run_dir).name} | {reader}" + (" (float64)" if args.run_float64 else "")] = run_cell(run_dir, reader, args.samples, work, args.run_float64)
     counts = {s: sum(1 for c in cells.values() if c["status"] == s) for s in ("exact", "refused", "wrong")}
     print(f"{'cell':55s} {'result':8s} detail")
     for k, c in cells.items():
-        detail = c.get("detail", f"{c.get('match', 1.0) * 100:.1f} % identical")
+        detail = c.get("detail", f"{c.get('match', 1.0) * 100:.4g} % identical"
+                       + (f", max abs diff {c['max_abs_diff']:.2g}" if "max_abs_diff" in c else ""))
         print(f"{k:55s} {c['status']:8s} {detail[:150]}")
     summary = {"cells": len(cells), **counts, "versions": versions, "matrix": cells}
     harness.write_results(args, "nir_ecosystem", summary)

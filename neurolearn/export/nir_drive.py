@@ -50,9 +50,15 @@ def _find_mem(model, state, node: str):
     return s
 
 
+FLOAT64_READERS = ("norse", "spikingjelly")
+"""Readers whose imported network runs in float64 when cast (snnTorch's neurons keep float32 state)."""
+
+
 def run_stepwise(model, x, readout: str | None):
+    """Run ``model`` one step at a time on ``x`` in ``x``'s dtype (the model is cast to it)."""
     import torch
 
+    model = model.to(x.dtype)
     outs, mems, state = [], [], None
     with torch.no_grad():
         for t in range(x.shape[0]):
@@ -69,6 +75,8 @@ def drive(reader: str, path: str, x: np.ndarray, readout: str | None, dt: float 
 
     graph = nir.read(path)
     xt = torch.from_numpy(x)
+    if xt.dtype == torch.float64 and reader not in FLOAT64_READERS:
+        raise ValueError(f"--float64 is supported for {', '.join(FLOAT64_READERS)}, not {reader}")
     if reader == "snntorch":
         from snntorch.import_nir import import_from_nir
 
@@ -208,8 +216,9 @@ def main() -> int:
     ap.add_argument("result")
     ap.add_argument("--readout", default=None)
     ap.add_argument("--dt", type=float, default=None)
+    ap.add_argument("--float64", action="store_true", help="run the reader's network in float64")
     args = ap.parse_args()
-    x = np.load(args.input).astype(np.float32)
+    x = np.load(args.input).astype(np.float64 if args.float64 else np.float32)
     try:
         (out, mem), version = drive(args.reader, args.graph, x, args.readout, args.dt)
     except Exception as exc:  # a reader that cannot load or run the file: report it, one line

@@ -303,8 +303,10 @@ def reader_installed(name: str) -> bool:
     return r.returncode == 0
 
 
-def run_reader(name: str, graph_path: Path, x: Any, readout: str | None, workdir: Path) -> dict[str, Any]:
-    """Run the file in ``name`` (its own ``from_nir``, its own environment) on spikes ``x`` (steps, batch, n).
+def run_reader(name: str, graph_path: Path, x: Any, readout: str | None, workdir: Path,
+               float64: bool = False) -> dict[str, Any]:
+    """Run the file in ``name`` (its own ``from_nir``, its own environment) on spikes ``x`` (steps, batch, n);
+    ``float64``: the reader's network cast to float64 (``nir_drive.FLOAT64_READERS``).
 
     Returns ``{'output': (steps, batch, n_out), 'readout': membrane or absent, 'version'}`` or ``{'error'}``.
     """
@@ -315,6 +317,8 @@ def run_reader(name: str, graph_path: Path, x: Any, readout: str | None, workdir
     cmd = [READER_ENVS[name], nir_drive.__file__, name, str(graph_path), str(xin), str(res)]
     if readout:
         cmd += ["--readout", readout]
+    if float64:
+        cmd.append("--float64")
     if res.exists():
         res.unlink()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **_ENV})
