@@ -196,3 +196,25 @@ def test_import_of_spikingjelly_files_reproduces_its_spikes(variant, tmp_path):
     ref = np.load(tmp_path / "r.npz")["output"]
     ours = outputs(from_nir(tmp_path / "sj.nir", writer="spikingjelly"), torch.from_numpy(x)).numpy()
     assert ref.mean() > 0.01 and np.array_equal(ref.reshape(ours.shape), ours)
+
+
+def test_reader_drive_runs_the_network_in_the_input_dtype():
+    """``--float64`` (nir_ecosystem.py --run-float64): the reader's network is cast to the input's dtype, so a
+    float32 threshold tie can be told from a difference in the dynamics; unsupported readers say so."""
+
+    class Step(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, x, state=None):
+            return self.lin(x), state
+
+    torch.manual_seed(0)
+    model = Step()
+    x = torch.rand(4, 2, 3, dtype=torch.float64)
+    out, _ = nir_drive.run_stepwise(model, x, None)
+    assert next(model.parameters()).dtype == torch.float64
+    np.testing.assert_allclose(out, (x @ model.lin.weight.T + model.lin.bias).detach().numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="float64 is supported for norse, spikingjelly, not sinabs"):
+        nir_drive.drive("sinabs", "never-read.nir", np.zeros((1, 1, 3)), None, None)

@@ -73,10 +73,10 @@ def drive(reader: str, path: str, x: np.ndarray, readout: str | None, dt: float 
     import nir
     import torch
 
+    if x.dtype == np.float64 and reader not in FLOAT64_READERS:
+        raise ValueError(f"--float64 is supported for {', '.join(FLOAT64_READERS)}, not {reader}")
     graph = nir.read(path)
     xt = torch.from_numpy(x)
-    if xt.dtype == torch.float64 and reader not in FLOAT64_READERS:
-        raise ValueError(f"--float64 is supported for {', '.join(FLOAT64_READERS)}, not {reader}")
     if reader == "snntorch":
         from snntorch.import_nir import import_from_nir
 
