@@ -12,7 +12,7 @@ every round), all with one thread (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``)
 - ``neurolearn mlp-mnist`` with ``bp`` (784-500-500-10 leaky ReLU, Adam 1e-3, batch 128).
 
 What is timed: one epoch of training. The peers time their own loop (``train_s``); a
-neurolearn worker times the trainer's epoch (:meth:`neurolearn.training.Trainer._train_epoch`,
+neurolearn worker times the trainer's epoch (:meth:`neurolearn.training.Trainer.train_epoch`,
 the code ``neurolearn train`` runs), wall and CPU. Beside that each child's whole CPU time
 (imports, data loading, training, test evaluation; ``getrusage`` of the children) is
 recorded. ``--train-limit N`` trains on the first N training samples (the peers get a folder
@@ -95,7 +95,7 @@ def worker(model: str, rule: str, train_limit: int | None, test_limit: int | Non
     run = build_run(cfg)
     trainer = Trainer(run, None, progress=False, log=lambda msg: None)
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer._train_epoch(1, 1)
+    trainer.train_epoch(1, 1)
     train_s, train_cpu_s = time.perf_counter() - t0, time.process_time() - c0
     acc = trainer.evaluate("test").get("accuracy")
     print(json.dumps({"train_s": train_s, "train_cpu_s": train_cpu_s, "test_acc": acc,

@@ -341,7 +341,7 @@ class Trainer:
         epochs = int(self.cfg["epochs"])
         for epoch in range(self.start_epoch, epochs + 1):
             t0 = time.perf_counter()
-            train_loss = self._train_epoch(epoch, epochs)
+            train_loss = self.train_epoch(epoch, epochs)
             entry = {"epoch": epoch, "train_loss": train_loss}
             entry.update({f"test_{k}": v for k, v in self.evaluate("test").items()})
             entry.update(self.run.rule.epoch_metrics(self.run.model))
@@ -360,7 +360,11 @@ class Trainer:
             copy_all(self.params, self.averaged)
         return self.write_metrics(final=True)
 
-    def _train_epoch(self, epoch: int, epochs: int) -> float:
+    def train_epoch(self, epoch: int, epochs: int) -> float:
+        """One pass over the training data, without evaluation or checkpoint; returns the mean train
+        loss. ``epoch`` (of ``epochs``) seeds the shuffle, the input encoding and the rule's noise and
+        sets the decayed lr, so an epoch repeats exactly. :meth:`fit` calls it once per epoch;
+        benchmarks call it alone to time an epoch."""
         model, rule, objective = self.run.model, self.run.rule, self.run.objective
         model.train()
         data = self.train_data
