@@ -27,7 +27,6 @@ Last stdout line: JSON {"<model>/<rule>": {"reached", "epochs", "wall_s", "cpu_s
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
