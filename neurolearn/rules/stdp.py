@@ -272,26 +272,37 @@ class STDP(GradientRule):
         self.params = STDPParams(**params)
         self.layers = None if layers is None else tuple(int(k) for k in layers)
 
-    # -------------------------------------------------------------- one trial
-    @torch.no_grad()
-    def correlations(self, model: Network, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Run one trial with the weights fixed: the output ``[T, B, C]`` and, per plastic weight,
-        the trial's ``(LTP, LTD)`` sums averaged over the batch."""
+    def _pair_steps(self, model: Network, x: torch.Tensor, syns: list) -> Iterator[
+            tuple[int, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]]:
+        """Simulate ``x`` step by step: per step ``t`` the output and, per plastic weight in ``syns``,
+        this step's ``(LTP, LTD)`` pair correlations summed over the batch (the traces kept here)."""
         p, dt = self.params, float(model.dt)
-        syns = plastic_synapses(model, self.layers, self.name)
-        batch = x.shape[1]
-        sums = [(torch.zeros_like(getattr(s.layer, s.name)), torch.zeros_like(getattr(s.layer, s.name))) for s in syns]
         traces: list[STDPTraces | None] = [None] * len(syns)
-        outputs = []
-        for out, taps in stream_steps(model, x):
-            outputs.append(out)
+        for t, (out, taps) in enumerate(stream_steps(model, x)):
+            changes = []
             for n, syn in enumerate(syns):
                 pre, post = pre_post(syn, taps)
                 if traces[n] is None:
                     traces[n] = p.init_traces(pre.shape, post.shape, pre.device, pre.dtype)
                 pair, traces[n] = p.step(pre, post, traces[n], dt)
-                sums[n][0].add_(_correlate(syn.layer, syn.name, pair.ltp_post, pair.ltp_pre), alpha=1.0 / batch)
-                sums[n][1].add_(_correlate(syn.layer, syn.name, pair.ltd_post, pair.ltd_pre), alpha=1.0 / batch)
+                changes.append((_correlate(syn.layer, syn.name, pair.ltp_post, pair.ltp_pre),
+                                _correlate(syn.layer, syn.name, pair.ltd_post, pair.ltd_pre)))
+            yield t, out, changes
+
+    # -------------------------------------------------------------- one trial
+    @torch.no_grad()
+    def correlations(self, model: Network, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Run one trial with the weights fixed: the output ``[T, B, C]`` and, per plastic weight,
+        the trial's ``(LTP, LTD)`` sums averaged over the batch."""
+        syns = plastic_synapses(model, self.layers, self.name)
+        batch = x.shape[1]
+        sums = [(torch.zeros_like(getattr(s.layer, s.name)), torch.zeros_like(getattr(s.layer, s.name))) for s in syns]
+        outputs = []
+        for _, out, changes in self._pair_steps(model, x, syns):
+            outputs.append(out)
+            for (ltp_sum, ltd_sum), (ltp, ltd) in zip(sums, changes):
+                ltp_sum.add_(ltp, alpha=1.0 / batch)
+                ltd_sum.add_(ltd, alpha=1.0 / batch)
         return torch.stack(outputs), sums
 
     def estimate_gradients(self, model, x, y, objective) -> StepOutput:
@@ -315,21 +326,16 @@ class STDP(GradientRule):
         (``requires_grad=False``) are left alone. Returns the output ``[T, B, C]``."""
         if every < 1:
             raise ConfigError(f"run_online: every must be >= 1, got {every}")
-        p, dt = self.params, float(model.dt)
+        p = self.params
         syns = plastic_synapses(model, self.layers, self.name)
         batch = x.shape[1]
-        traces: list[STDPTraces | None] = [None] * len(syns)
         acc = [[0.0, 0.0] for _ in syns]
         outputs = []
-        for t, (out, taps) in enumerate(stream_steps(model, x)):
+        for t, out, changes in self._pair_steps(model, x, syns):
             outputs.append(out)
-            for n, syn in enumerate(syns):
-                pre, post = pre_post(syn, taps)
-                if traces[n] is None:
-                    traces[n] = p.init_traces(pre.shape, post.shape, pre.device, pre.dtype)
-                pair, traces[n] = p.step(pre, post, traces[n], dt)
-                acc[n][0] = acc[n][0] + _correlate(syn.layer, syn.name, pair.ltp_post, pair.ltp_pre) / batch
-                acc[n][1] = acc[n][1] + _correlate(syn.layer, syn.name, pair.ltd_post, pair.ltd_pre) / batch
+            for n, (syn, (ltp, ltd)) in enumerate(zip(syns, changes)):
+                acc[n][0] = acc[n][0] + ltp / batch
+                acc[n][1] = acc[n][1] + ltd / batch
                 if (t + 1) % every == 0 or t + 1 == x.shape[0]:
                     w = getattr(syn.layer, syn.name)
                     w.copy_(p.apply(w, torch.as_tensor(acc[n][0]), torch.as_tensor(acc[n][1])))
