@@ -49,7 +49,7 @@ from torch.utils._pytree import tree_map
 from neurolearn.errors import ConfigError
 from neurolearn.learning.grads import add_grad, add_update, trainable
 from neurolearn.learning.noise import draw_noise
-from neurolearn.learning.options import check_choice, check_number
+from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.learning.traces import Signals
 from neurolearn.network import Network
 from neurolearn.rules.base import Requirements, Rule, StepOutput
@@ -191,8 +191,7 @@ class RewardNPOptions:
             object.__setattr__(self, "sigma", tuple(float(v) for v in self.sigma))
         check_choice("noise", self.noise, ("gaussian", "bernoulli"))
         check_number("baseline_decay", self.baseline_decay, low=0.0, high=1.0, high_open=True)
-        if not isinstance(self.hold, bool):
-            raise ConfigError(f"hold must be true or false, got {self.hold!r}")
+        check_bool("hold", self.hold)
 
 
 class RewardNodePerturbation(RewardRule):
@@ -529,8 +528,7 @@ class ReinforceOptions:
 
     def __post_init__(self) -> None:
         check_number("baseline_decay", self.baseline_decay, low=0.0, high=1.0, high_open=True)
-        if not isinstance(self.truncate, bool):
-            raise ConfigError(f"truncate must be true or false, got {self.truncate!r}")
+        check_bool("truncate", self.truncate)
 
 
 class Reinforce(RewardRule):
