@@ -164,6 +164,8 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="results file name (default stdp_song[_quick])")
     args = harness.start(ap)
     seconds = args.seconds or (100.0 if args.quick else 1800.0)
+    if not seconds > 0:
+        raise SystemExit(f"error: --seconds must be > 0, got {seconds}")
     if args.a_plus is None:
         args.a_plus = 0.02 if args.quick else 0.005
     torch.set_num_threads(1)
@@ -174,6 +176,8 @@ def main() -> None:
         chunk = torch.rand(min(10_000, T - t0), args.inputs, generator=gen, dtype=torch.float64)
         spikes[t0:t0 + len(chunk)] = chunk < args.rate * DT
     w0 = torch.rand(1, args.inputs, generator=gen, dtype=torch.float64) * args.w_max
+    if args.brian2_seconds is not None and not args.brian2_seconds > 0:
+        raise SystemExit(f"error: --brian2-seconds must be > 0, got {args.brian2_seconds}")
     b2_seconds = min(args.brian2_seconds or (seconds if args.quick else 100.0), seconds)
     prefix = spikes[:int(round(b2_seconds / DT))]
     full_b2 = not args.no_brian2 and prefix.shape[0] == T
