@@ -193,3 +193,63 @@ def test_dense_drive_equals_the_layers_drive(rows, out):
         buf = torch.empty(rows, out)
         assert dense_drive(layer, h, out=buf) is buf
         torch.testing.assert_close(buf, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("params", [dict(reset="value"), dict(reset="subtract"),
+                                    dict(reset="value", v_reset=-0.3, v_leak=0.2, threshold=0.7)])
+def test_lif_step_with_gained_input_equals_the_pure_step(params):
+    """step_gained_ takes g z as a broadcast drive plus a per-row offset (frozen noise times g): in
+    float64 its spikes are the pure step's and its membrane agrees to rounding."""
+    lif = LIFParams(tau_mem=10e-3, **params)
+    g = torch.Generator().manual_seed(0)
+    gain = lif.input_gain()
+    noise = torch.randn(3, 8, 40, generator=g, dtype=torch.float64) * 0.3
+    pure = lif.init_state((3, 8, 40), dtype=torch.float64)
+    fast = lif.init_state((3, 8, 40), dtype=torch.float64)
+    fast = type(fast)(fast.v.clone(), None, None)
+    spikes = 0.0
+    with torch.no_grad():
+        for _ in range(12):
+            drive = torch.randn(8, 40, generator=g, dtype=torch.float64) * 0.6
+            s1, pure = lif.step(drive + noise, pure)
+            s2, fast = lif.step_gained_(drive * gain, fast, offset=noise * gain)
+            assert torch.equal(s1, s2)
+            torch.testing.assert_close(fast.v, pure.v, rtol=0, atol=1e-12)
+            spikes += float(s1.sum())
+    assert spikes > 0
+    assert LIFParams(tau_syn=5e-3).input_gain() is None  # the current-based model filters its input first
+
+
+@pytest.mark.parametrize("block_rows,r", [(8, None), (16, 3.0), (1000, 0.5)])
+def test_blocked_sequence_step_gives_the_plain_gradients_in_float64(block_rows, r, monkeypatch):
+    """The frozen-noise ANP step of a plain dense spiking net runs its first layer in blocks of rows
+    (learning.noise.blocked_pair_step): one copy per block, two (the last block short), or all at
+    once give the plain formulas' gradients to float64 rounding, also with an input gain
+    ``g = (1 − β) r`` other than 1 (the noise is multiplied by it once, the estimate divides it out)."""
+    from neurolearn.learning import noise as noise_mod
+
+    calls = []
+    original = noise_mod.blocked_pair_step
+    monkeypatch.setattr(noise_mod, "BLOCK_ROWS", block_rows)
+    monkeypatch.setattr("neurolearn.rules.perturbation.blocked_pair_step",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    x, y = data()
+    x = x.double()
+
+    def net() -> Network:
+        torch.manual_seed(0)
+        return Network([Dense(6, 16, LIFParams(tau_mem=10e-3, reset="value", r=r), init="kaiming_uniform",
+                              init_gain=2.0 if r is None else 2.0 / ((1 - LIFParams(tau_mem=10e-3).beta) * r)),
+                        Dense(16, 3, LIParams(tau=10e-3), init="kaiming_uniform")], decode="mean").double()
+
+    fast_net, plain_net = net(), net()
+    params = dict(sigma=[0.1, 0.0], noise_tau=math.inf, activity=["pre", "mem"], draws=4)
+    fast, plain = make_rule("anp", **params), make_rule("anp", **params)
+    fast.setup(fast_net, CLS, torch.Generator().manual_seed(3))
+    plain.setup(plain_net, CLS, torch.Generator().manual_seed(3))
+    fast.estimate_gradients(fast_net, x, y, CLS)
+    assert len(calls) == x.shape[0]  # every step went through the blocks
+    want = plain_estimate(plain, plain_net, x, y)
+    for n, p in fast_net.layers.named_parameters():
+        assert want[n].abs().max() > 0, n
+        torch.testing.assert_close(p.grad, want[n], rtol=1e-10, atol=1e-12 * float(want[n].abs().max()))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from neurolearn.layers import Dense, LayerState, Taps
-from neurolearn.learning.workspace import buffer as _buffer, dense_drive, plain_dense
+from neurolearn.learning.workspace import MANY, NARROW, buffer as _buffer, dense_drive, plain_dense
 from neurolearn.network import Network
 
 NOISES = ("gaussian", "bernoulli")
@@ -91,8 +91,21 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
     taps = [Taps(xin, z, h, None if ns is None else ns.mem, rec, ns)]
     new_state = [s0]
     fast = inplace and not torch.is_autocast_enabled(h.device.type)
+    return _later_layers(model, h, state, noise, new_state, taps, fast)
+
+
+def _later_layers(model: Network, h: torch.Tensor, state, noise, new_state: list, taps: list, fast: bool,
+                  drive: torch.Tensor | None = None, clean_input: torch.Tensor | None = None):
+    """Layers ``1..`` of a stacked-batch step after the first layer's activity ``h`` (appending to
+    ``new_state`` and ``taps``); ``fast``: a plain dense layer's drive from
+    :func:`~neurolearn.learning.workspace.dense_drive` (a narrow product as ``W hᵀ``). ``drive``: layer 1's
+    feed-forward drive already computed (then ``h`` is not read), with ``clean_input`` its input tap."""
     for k, layer in enumerate(model.layers[1:], start=1):
-        if fast and plain_dense(layer):  # Dense.step, with a narrow layer's product taken as W hᵀ
+        if drive is not None and k == 1:
+            z = drive if noise is None or noise[k] is None else drive + noise[k]
+            h, s, ns = layer._neurons(z, state[k])
+            tp = Taps(clean_input, z, h, None if ns is None else ns.mem, None, ns)
+        elif fast and plain_dense(layer):  # Dense.step, with a narrow layer's product taken as W hᵀ
             xin = h.flatten(1) if h.dim() > 2 else h
             z = dense_drive(layer, xin)
             if noise is not None and noise[k] is not None:
@@ -104,6 +117,85 @@ def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired:
         new_state.append(s)
         taps.append(tp)
     return h, new_state, taps
+
+
+BLOCK_ROWS = 512  # rows of the stacked batch per block in blocked_pair_step (4 copies of a batch of 128)
+
+
+def blocked_first_layer(model: Network) -> bool:
+    """Whether :func:`blocked_pair_step` can run ``model``: two or more plain dense layers, the first
+    one's neurons taking a pre-multiplied input (:meth:`~neurolearn.neurons.base.Neuron.step_gained_`)."""
+    first = model.layers[0]
+    return (len(model.layers) > 1 and first.neuron is not None and first.neuron.input_gain() is not None
+            and all(plain_dense(layer) for layer in model.layers))
+
+
+def blocked_pair_step(model: Network, x: torch.Tensor, state, gained_noise: torch.Tensor | None, noise,
+                      batch: int, copies: int, work: dict[str, torch.Tensor], block_rows: int | None = None):
+    """:func:`pair_step` (``inplace``, with a ``work`` dict) for a stacked batch of many copies whose
+    first layer runs in blocks of about ``block_rows`` rows (whole copies; default :data:`BLOCK_ROWS`): in a block the neurons'
+    passes over their state, their spikes and the second layer's product with them follow each other
+    while the block is in the cache, and no whole-batch activity of the first layer is ever formed
+    (one block's; the second layer's drive is written block by block into one ``[N, C]`` buffer).
+
+    The first layer's drive ``W x̃ + b`` is computed once for the ``B`` shared inputs and multiplied
+    by the neurons' :meth:`~neurolearn.neurons.base.Neuron.input_gain` ``g``; ``gained_noise`` is its node
+    noise already multiplied by ``g`` (``[copies·B, ...]``, e.g. frozen over the sequence and multiplied
+    once), and the neurons step with :meth:`~neurolearn.neurons.base.Neuron.step_gained_` (in place in
+    ``state[0]``). ``noise``: the node noise of every layer (the first one's is not read; ``None``
+    entries add none). Layers ``1..`` then run as in :func:`pair_step`.
+
+    Returns ``(output, state, taps)`` as :func:`pair_step` does, except that the first layer's taps carry
+    only its input (``[B, ...]``, the shared one) and the second layer's ``input`` tap holds the clean
+    copy's rows only (``[B, ...]``): what a rule whose first-layer term is its own noise reads
+    (:meth:`~neurolearn.rules.perturbation.NodeNoiseRule.constant_post`).
+    """
+    first, second = model.layers[0], model.layers[1]
+    xin = x.flatten(1) if x.dim() > 2 else x
+    gain = first.neuron.input_gain()
+    u = dense_drive(first, xin)  # [B, n], shared by every copy
+    if gain != 1.0:
+        u.mul_(gain)
+    rows = copies * batch
+    per = max(1, (BLOCK_ROWS if block_rows is None else block_rows) // batch)  # copies per block
+    n0 = u.shape[1:]
+    spikes = work.get("block_act")
+    if spikes is None or spikes.shape != (per * batch, *n0) or spikes.dtype != u.dtype:
+        spikes = work["block_act"] = u.new_empty((per * batch, *n0))
+    w, b = second.weight, second.bias
+    narrow = w.shape[0] <= NARROW and rows >= MANY  # the product as W hᵀ into a [C, N] buffer (dense_drive)
+    drive = work.get("drive1")
+    shape = (w.shape[0], rows) if narrow else (rows, w.shape[0])
+    if drive is None or drive.shape != shape or drive.dtype != u.dtype:
+        drive = work["drive1"] = u.new_empty(shape)
+    clean = None
+    neurons = state[0].neuron
+    for c0 in range(0, copies, per):
+        c1 = min(copies, c0 + per)
+        lo, hi = c0 * batch, c1 * batch
+        view = (c1 - c0, batch, *n0)
+        block = type(neurons)(*(f[lo:hi].view(view) if isinstance(f, torch.Tensor) else f for f in neurons))
+        off = None if gained_noise is None else gained_noise[lo:hi].view(view)
+        h, returned = first.neuron.step_gained_(u, block, offset=off, out=spikes[:hi - lo].view(view))
+        h = h.view(hi - lo, -1)
+        if lo == 0:  # the clean copy's activity: the second layer's pre-synaptic term
+            clean = _buffer(work, "clean_input", h[:batch])
+            clean.copy_(h[:batch])
+        if narrow:
+            if b is None:
+                torch.mm(w, h.t(), out=drive[:, lo:hi])
+            else:
+                torch.addmm(b.unsqueeze(1), w, h.t(), out=drive[:, lo:hi])
+        elif b is None:
+            torch.mm(h, w.t(), out=drive[lo:hi])
+        else:
+            torch.addmm(b, h, w.t(), out=drive[lo:hi])
+    # step_gained_ updated the blocks of the state's tensors in place: the whole-batch state is those
+    # tensors, less the fields it returns as None (LIF: the pre-reset membrane, not kept)
+    s0 = LayerState(type(neurons)(*(None if r is None else f for f, r in zip(neurons, returned))), None)
+    taps = [Taps(xin, None, None, None, None, s0.neuron)]
+    return _later_layers(model, None, state, noise, [s0], taps, True,
+                         drive=drive.t() if narrow else drive, clean_input=clean)
 
 
 def noisy_minus_clean(t: torch.Tensor, batch: int) -> torch.Tensor:

@@ -20,6 +20,8 @@ switches on its type:
 ``spiking``                  emits spikes (a class constant)
 ``has_memory``               carries state from one step to the next (BP becomes BPTT)
 ``spike_function()``         snnTorch's surrogate-gradient Heaviside (spiking models)
+``input_gain()``             ``g`` of a linear input ``ṽ = β v + g z + …`` (:meth:`step_gained_`
+                             takes ``g z``: streamed local rules), else ``None``
 ``trace_filter()``           ``(β, g)`` of the pre-synaptic trace ``x̄ = β x̄ + g x`` that equals
                              ``∂v/∂W`` without reset (target projection, e-prop)
 ``local_derivative(...)``    the surrogate-free post-synaptic factor ``ψ`` of target projection
@@ -154,6 +156,19 @@ class Neuron:
         buffer shaped like ``x``, reused by the caller); the same numbers as :meth:`step`, bit for
         bit; ``x`` is left as it is. Default: :meth:`step`."""
         return self.step(x, state, spike_fn)
+
+    def input_gain(self) -> float | None:
+        """``g`` when the input enters the state linearly, ``ṽ = β v + g z + (1 − β) v_leak``, and
+        :meth:`step_gained_` takes it already multiplied (``u = g z``); ``None`` for every other model."""
+        return None
+
+    def step_gained_(self, u: torch.Tensor, state: Any, offset: torch.Tensor | None = None,
+                     out: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """:meth:`step_` for a caller that multiplies the input by :meth:`input_gain` itself, once for a
+        term shared by many rows or steps: the input is ``z = (u + offset) / g``, ``u`` broadcast against
+        the state, ``offset`` (optional) shaped like it (e.g. a noise current frozen over the sequence,
+        times ``g``). Only models whose :meth:`input_gain` is a number implement it."""
+        raise NotImplementedError(f"neuron model {self.model!r} has no step_gained_ (input_gain() is None)")
 
     @property
     def has_memory(self) -> bool:

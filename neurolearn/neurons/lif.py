@@ -199,6 +199,39 @@ class LIFParams(LeakyFireMixin, Neuron):
             torch.addcmul(mem, v, spikes, value=-1.0, out=v)
         return spikes, LIFState(v, None, mem)
 
+    def input_gain(self) -> float | None:
+        """``g = (1 − β) r`` of ``ṽ = β v + g I + (1 − β) v_leak`` (``None`` for the current-based
+        model, whose input passes the synaptic filter first)."""
+        return None if self.current_based else (1.0 - self.beta) * self.r
+
+    def step_gained_(self, u, state, offset=None, out=None):
+        """:meth:`step_` with the input given as ``g z = u + offset`` (:meth:`Neuron.step_gained_`):
+        ``ṽ = (offset + β v) + u + (1 − β) v_leak`` is formed in place in ``v`` (``offset + β v`` one
+        fused pass, ``u`` broadcast over the rows), the spikes ``H(ṽ − θ)`` are written into ``out``
+        and the reset into ``v``: four passes over the population instead of seven with ``z`` formed
+        and then scaled. ``state.mem`` is not kept (``None``): nothing downstream of a streamed
+        rule's first layer reads it. The roundings differ from :meth:`step` (``g z`` is rounded
+        on its own, ``offset + β v`` once) by about an ulp of ``ṽ``."""
+        if self.current_based or torch.is_grad_enabled():
+            raise NotImplementedError("step_gained_ is for the plain LIF model in loops without autograd")
+        v = state.v
+        if offset is None:
+            torch.add(u, v, alpha=self.beta, out=v)
+        else:
+            torch.add(offset, v, alpha=self.beta, out=v)
+            v.add_(u)
+        if self.v_leak != 0.0:
+            v.add_((1.0 - self.beta) * self.v_leak)
+        spikes = torch.empty_like(v) if out is None else out
+        torch.gt(v, self.threshold, out=spikes)
+        if self.reset == "subtract":  # ṽ − s θ
+            v.add_(spikes, alpha=-self.threshold)
+        elif self.v_reset == 0.0:  # ṽ − s ṽ
+            v.addcmul_(v, spikes, value=-1.0)
+        else:  # ṽ − s (ṽ − v_reset)
+            v.sub_(spikes * (v - self.v_reset))
+        return spikes, LIFState(v, None, None)
+
     # ------------------------------------------------------------------ edges
     def brian2(self) -> Brian2Neuron:
         from brian2 import second

@@ -99,10 +99,11 @@ import torch
 from neurolearn.errors import ConfigError
 from neurolearn.distributed import ScalarUpdate
 from neurolearn.learning.grads import add_grad, bias_grad, exact, layer_params, trainable, weight_gradient
-from neurolearn.learning.noise import (NOISES, draw_noise, noisy_minus_clean, pair_step, shares_first_drive,
-                                      sum_draws)
+from neurolearn.learning.noise import (NOISES, blocked_first_layer, blocked_pair_step, draw_noise, noisy_minus_clean,
+                                      pair_step, shares_first_drive, sum_draws)
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.learning.traces import pre_traces, trace_beta
+from neurolearn.learning.workspace import streamable
 from neurolearn.network import LayerRecord, Network, Record
 from neurolearn.objectives import Objective
 from neurolearn.rules import perturbation_time
@@ -363,6 +364,11 @@ class NodeNoiseRule(PerturbationRule):
         difference ``noise``; ANP overrides it with the measured activity difference."""
         return noise
 
+    def post_source(self, taps, layer: int, layers: int) -> torch.Tensor | None:
+        """The tap whose noisy-minus-clean difference is layer ``layer``'s post-synaptic term (ANP), or
+        ``None`` when the term is not a measured difference (NP: its noise)."""
+        return None
+
     def estimate_gradients(self, model: Network, x: torch.Tensor, y: torch.Tensor,
                            objective: Objective) -> StepOutput:
         with torch.no_grad():
@@ -445,6 +451,7 @@ class NodeNoiseRule(PerturbationRule):
                   and model.layers[k - 1].spiking
                   and not getattr(model.layers[k - 1], "rescaled", False) for k in range(nl)]
         posts: list[torch.Tensor | None] = [None] * nl  # [T, K·B, ...] or, constant, [K·B, ...]
+        from_output = [False] * nl  # the post-synaptic term is the difference of the network's output
         inputs: list[torch.Tensor | None] = [None] * nl  # clean inputs (traces) [T, B, ...], or Σ_t [B, ...]
         raws: list[torch.Tensor | None] = [None] * nl  # the raw clean inputs for the record (decorrelation)
         traces: list[torch.Tensor | None] = [None] * nl
@@ -452,10 +459,23 @@ class NodeNoiseRule(PerturbationRule):
         output: torch.Tensor | None = None  # [T, rows, ...], written step by step
         noise = None
         work: dict[str, torch.Tensor] = {}  # the first layer's current and activity, rewritten every step
+        # many copies of a plain dense spiking net whose first layer's term is its frozen noise: run in
+        # blocks of rows, the noise multiplied by the neurons' input gain once (blocked_pair_step)
+        blocked = (paired and steps > 1 and const[0] and beta == 0.0 and not keep_inputs
+                   and streamable(model, x) and blocked_first_layer(model))
+        post_scale = [1.0] * nl  # posts[k] = post_scale[k]⁻¹ × the layer's term (the gained first-layer noise)
+        gained = None
         for t in range(steps):
             noise = self.step_noise(model, batch, x, noise, paired=paired)
-            out, state, taps = pair_step(model, x[t], state, noise, batch, paired=paired, copies=copies,
-                                         inplace=True, work=work)
+            if blocked:
+                if t == 0:
+                    gain = model.layers[0].neuron.input_gain()
+                    gained = noise[0] if gain == 1.0 else noise[0].mul_(gain)  # in place: drawn for this sequence
+                    post_scale[0] = 1.0 / gain
+                out, state, taps = blocked_pair_step(model, x[t], state, gained, noise, batch, copies, work)
+            else:
+                out, state, taps = pair_step(model, x[t], state, noise, batch, paired=paired, copies=copies,
+                                             inplace=True, work=work)
             if steps == 1:
                 output = out.unsqueeze(0)
             else:
@@ -481,14 +501,18 @@ class NodeNoiseRule(PerturbationRule):
                     else:
                         inputs[k].add_(xin)
                     continue
-                d = self.post_difference(tp, noise[k] if single else self.noise_diff(noise[k], batch), batch, k, nl)
-                if posts[k] is None:
-                    posts[k] = d.new_empty((steps, *d.shape))
+                if t == 0:  # the output layer's term is the difference of the output itself: formed at the end
+                    from_output[k] = paired and k == nl - 1 and self.post_source(tp, k, nl) is out
+                if not from_output[k]:
+                    d = self.post_difference(tp, noise[k] if single else self.noise_diff(noise[k], batch), batch, k, nl)
+                    if posts[k] is None:
+                        posts[k] = d.new_empty((steps, *d.shape))
+                    posts[k][t].copy_(d)
+                if inputs[k] is None:
                     if k == 0 and beta == 0.0:  # the network's input itself, no copy
                         inputs[k] = x.reshape(steps, batch, *xin.shape[1:])
                     else:
                         inputs[k] = xin.new_empty((steps, *xin.shape), dtype=torch.uint8 if binary[k] else None)
-                posts[k][t].copy_(d)
                 if not (k == 0 and beta == 0.0):
                     inputs[k][t].copy_(xin)
                 if tp.rec is not None:  # the recurrent input, filtered like the feed-forward one (trace_tau)
@@ -498,14 +522,18 @@ class NodeNoiseRule(PerturbationRule):
                         recs[k][t].copy_(tp.rec[:batch])
                     else:
                         torch.add(tp.rec[:batch], recs[k][t - 1], alpha=beta, out=recs[k][t])
+        del state, taps, out, work  # the runs are over: their state goes before the estimate's buffers come
+        for k in range(nl):
+            if from_output[k]:  # [T, K·B, ...]: every noisy copy's output minus the clean one's
+                posts[k] = (output[:, batch:].unflatten(1, (-1, batch)) - output[:, :batch].unsqueeze(1)).flatten(1, 2)
         pred = model.decode_output(output)
         yy = y if single else torch.cat([y] * copies, dim=1 if y.dim() == 3 else 0)
         loss = objective.loss(pred, yy)
         dloss = self.reward_signal(loss) if single else noisy_minus_clean(loss, batch)
         span = self.noise_span(steps, model.dt)
-        sq = [steps * torch.linalg.vector_norm(p.reshape(p.shape[0], -1), dim=1).square() if c else
-              torch.linalg.vector_norm(p.reshape(p.shape[0], p.shape[1], -1), dim=(0, 2)).square()
-              for p, c in zip(posts, const)]  # Σ_t ‖d_l[t]‖² per noisy row
+        sq = [(steps * f * f) * torch.linalg.vector_norm(p.reshape(p.shape[0], -1), dim=1).square() if c else
+              (f * f) * torch.linalg.vector_norm(p.reshape(p.shape[0], p.shape[1], -1), dim=(0, 2)).square()
+              for p, c, f in zip(posts, const, post_scale)]  # Σ_t ‖d_l[t]‖² per noisy row
         dims = [(p[0].numel() if c else p[0, 0].numel()) * steps / span for p, c in zip(posts, const)]
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
         coefs = self.node_coefficients(exact(dloss) / dloss.shape[0], sq, dims, span, nl,
@@ -513,7 +541,7 @@ class NodeNoiseRule(PerturbationRule):
         # b̄[t] = β b̄[t-1] + 1: the bias's constant input, filtered like the other pre-synaptic terms
         bias_trace = (1.0 - beta ** torch.arange(1, steps + 1, dtype=torch.float64)) / (1.0 - beta) if beta else None
         for k, layer in enumerate(model.layers):
-            p, c = posts[k], coefs[k]
+            p, c = posts[k], coefs[k] if post_scale[k] == 1.0 else coefs[k] * post_scale[k]
             if const[k]:
                 # in place: p is this step's (frozen) noise or a buffer, read no more (a float64 copy: exact_sums)
                 gk = sum_draws(exact(p).mul_(c.view(-1, *([1] * (p.dim() - 1)))), batch)
@@ -684,9 +712,12 @@ class ActivityNodePerturbation(NodeNoiseRule):
     def post_difference(self, taps, noise: torch.Tensor, batch: int, layer: int, layers: int) -> torch.Tensor:
         """The measured difference ``δz`` (``activity="mem"``: of the membrane) of the noisy copies
         from the clean one."""
+        return noisy_minus_clean(self.post_source(taps, layer, layers), batch)
+
+    def post_source(self, taps, layer: int, layers: int) -> torch.Tensor:
+        """The input current ``taps.pre`` or (``activity="mem"``) the membrane ``taps.mem``."""
         mem = self.layer_activity(layer, layers) == "mem"
-        src = taps.mem if (mem and taps.mem is not None) else taps.pre
-        return noisy_minus_clean(src, batch)
+        return taps.mem if (mem and taps.mem is not None) else taps.pre
 
     def noise_is_post(self, model: Network, layer: int, paired: bool) -> bool:
         """``δz`` of the first layer is its noise difference when every copy shares its drive and it
