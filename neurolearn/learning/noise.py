@@ -168,19 +168,17 @@ def blocked_pair_step(model: Network, x: torch.Tensor, state, gained_noise: torc
     shape = (w.shape[0], rows) if narrow else (rows, w.shape[0])
     if drive is None or drive.shape != shape or drive.dtype != u.dtype:
         drive = work["drive1"] = u.new_empty(shape)
-    clean = None
+    # the clean copy is a block of its own, its spikes written where the second layer's input tap reads them
+    clean = _buffer(work, "clean_input", u)
     neurons = state[0].neuron
-    for c0 in range(0, copies, per):
-        c1 = min(copies, c0 + per)
+    for c0, c1 in [(0, 1)] + [(c, min(copies, c + per)) for c in range(1, copies, per)]:
         lo, hi = c0 * batch, c1 * batch
         view = (c1 - c0, batch, *n0)
         block = type(neurons)(*(f[lo:hi].view(view) if isinstance(f, torch.Tensor) else f for f in neurons))
         off = None if gained_noise is None else gained_noise[lo:hi].view(view)
-        h, returned = first.neuron.step_gained_(u, block, offset=off, out=spikes[:hi - lo].view(view))
+        h, returned = first.neuron.step_gained_(u, block, offset=off,
+                                                out=(clean if c0 == 0 else spikes[:hi - lo]).view(view))
         h = h.view(hi - lo, -1)
-        if lo == 0:  # the clean copy's activity: the second layer's pre-synaptic term
-            clean = _buffer(work, "clean_input", h[:batch])
-            clean.copy_(h[:batch])
         if narrow:
             if b is None:
                 torch.mm(w, h.t(), out=drive[:, lo:hi])

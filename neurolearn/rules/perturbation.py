@@ -472,7 +472,9 @@ class NodeNoiseRule(PerturbationRule):
                     gain = model.layers[0].neuron.input_gain()
                     gained = noise[0] if gain == 1.0 else noise[0].mul_(gain)  # in place: drawn for this sequence
                     post_scale[0] = 1.0 / gain
-                out, state, taps = blocked_pair_step(model, x[t], state, gained, noise, batch, copies, work)
+                    sigmas = self.layer_sigmas(nl)
+                out, state, taps = blocked_pair_step(model, x[t], state, gained, [  # a noiseless layer adds none
+                    None if sig == 0.0 else n for n, sig in zip(noise, sigmas)], batch, copies, work)
             else:
                 out, state, taps = pair_step(model, x[t], state, noise, batch, paired=paired, copies=copies,
                                              inplace=True, work=work)
@@ -532,7 +534,7 @@ class NodeNoiseRule(PerturbationRule):
         dloss = self.reward_signal(loss) if single else noisy_minus_clean(loss, batch)
         span = self.noise_span(steps, model.dt)
         sq = [(steps * f * f) * torch.linalg.vector_norm(p.reshape(p.shape[0], -1), dim=1).square() if c else
-              (f * f) * torch.linalg.vector_norm(p.reshape(p.shape[0], p.shape[1], -1), dim=(0, 2)).square()
+              (f * f) * p.reshape(p.shape[0], p.shape[1], -1).square().sum(2).sum(0)
               for p, c, f in zip(posts, const, post_scale)]  # Σ_t ‖d_l[t]‖² per noisy row
         dims = [(p[0].numel() if c else p[0, 0].numel()) * steps / span for p, c in zip(posts, const)]
         # the mean over the batch and the draws is folded into the per-sample scalar (g is linear in δL)
