@@ -17,6 +17,9 @@ One torch thread by default.
     python experiments/time_to_accuracy.py --models mlp-mnist --rules bp,drtp
     python experiments/time_to_accuracy.py --quick            # 3000 training / 1000 test samples, 2 epochs (minutes)
 
+After every rule the rows so far are written to ``time_to_accuracy_partial.json`` (atomically), so a
+run stopped part-way keeps what it measured.
+
 ``--quick`` trains on the first 3000 training samples (1000 test samples) for at most 2
 epochs per rule against lower targets (mlp-mnist 0.85, snn-mnist 0.75): a check that every
 rule runs and the table is produced, not a measurement.
@@ -51,8 +54,7 @@ class _Reached(Exception):
 
 def time_rule(model: str, rule: str, target: float, dataset, args) -> dict[str, Any]:
     """Train ``rule`` on ``model`` until the test accuracy reaches ``target``; times and the curve."""
-    overrides = [f"train.threads={args.threads}"] if False else []
-    cfg = harness.resolve(model=model, rule=rule, overrides=overrides)
+    cfg = harness.resolve(model=model, rule=rule)
     if args.epochs is not None:
         cfg["train"]["epochs"] = args.epochs
     if args.quick:
@@ -114,6 +116,7 @@ def main() -> None:
     wanted = None if args.rules is None else {r.strip() for r in args.rules.split(",") if r.strip()} | {"bp"}
     targets = QUICK_TARGETS if args.quick else TARGETS
 
+    stem = "time_to_accuracy" + ("_quick" if args.quick else "")
     rows: list[dict[str, Any]] = []
     for model in models:
         dataset = load_dataset("mnist", **(QUICK_LIMITS if args.quick else {}))
@@ -121,6 +124,8 @@ def main() -> None:
             if wanted is not None and rule not in wanted:
                 continue
             rows.append(time_rule(model, rule, targets[model], dataset, args))
+            # a long run killed part-way keeps the rules it finished (rewritten atomically after each)
+            harness.write_results(args, f"{stem}_partial", {"complete": False, "rows": rows})
 
     summary: dict[str, Any] = {}
     table = ["| model | rule | target | reached | epochs | wall s | CPU s | wall / BP | CPU / BP | best acc |",
@@ -138,7 +143,6 @@ def main() -> None:
         summary[f"{r['model']}/{r['rule']}"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                                if k in ("reached", "epochs", "wall_s", "cpu_s", "best_acc",
                                                         "wall_over_bp")}
-    stem = "time_to_accuracy" + ("_quick" if args.quick else "")
     record = {"quick": args.quick, "targets": targets, "threads": args.threads, "seed": args.seed,
               "limits": QUICK_LIMITS if args.quick else None, "rows": rows,
               "note": "wall_s: the trainer's cumulative wall time (training + per-epoch test evaluation); cpu_s: "

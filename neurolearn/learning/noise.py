@@ -23,25 +23,42 @@ NOISES = ("gaussian", "bernoulli")
 _BITS = 63  # random bits used of one int64 draw (randint's range stops below 2**63)
 
 
+_CHUNK = 1024  # int64 words expanded at a time (64 K signs: the int64 bits stay in the cache, not 8 bytes per sign)
+
+
 def rademacher(shape: tuple[int, ...], sigma: float, generator: torch.Generator | None,
-               like: torch.Tensor) -> torch.Tensor:
+               like: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``±σ`` with probability 1/2 each, from packed random bits: one int64 draw gives 63 signs
     (``b = (w >> k) & 1``, ``ε = σ (2b − 1)``), about 10x faster than one integer draw per entry
-    and 3x faster than Gaussian noise (issue 19). Draws ``[0, 2^63 − 1)``: the all-ones word is
-    missing, a bias of 2^-63."""
+    and 2-3x faster than Gaussian noise (issue 19). The words are drawn at once and expanded in
+    chunks straight into ``out`` (a contiguous tensor of ``shape``, allocated when ``None``), so no
+    int64 copy of the whole draw exists. Draws ``[0, 2^63 − 1)``: the all-ones word is missing, a
+    bias of 2^-63."""
     n = math.prod(shape)
+    if out is None:
+        out = torch.empty(shape, dtype=like.dtype, device=like.device)
+    flat = out.view(-1)
     words = torch.randint(0, 2**_BITS - 1, ((n + _BITS - 1) // _BITS, 1), dtype=torch.int64,
                           generator=generator, device=like.device)
-    bits = (words >> torch.arange(_BITS, device=like.device)).bitwise_and_(1)
-    return bits.view(-1)[:n].to(like.dtype).mul_(2.0 * sigma).sub_(sigma).view(shape)
+    shifts = torch.arange(_BITS, device=like.device)
+    for lo in range(0, words.shape[0], _CHUNK):
+        bits = (words[lo:lo + _CHUNK] >> shifts).bitwise_and_(1).view(-1)
+        start = lo * _BITS
+        part = flat[start:start + min(bits.numel(), n - start)]
+        part.copy_(bits[:part.numel()])
+        part.mul_(2.0 * sigma).sub_(sigma)
+    return out
 
 
 def draw_noise(shape: tuple[int, ...], sigma: float, kind: str, generator: torch.Generator | None,
-               like: torch.Tensor) -> torch.Tensor:
-    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ`` (:func:`rademacher`)."""
+               like: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero-mean noise of variance ``σ²``: Gaussian ``N(0, σ²)`` or Bernoulli ``±σ`` (:func:`rademacher`),
+    written into ``out`` (contiguous, of ``shape``) when given."""
     if kind == "gaussian":
-        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
-    return rademacher(shape, sigma, generator, like)
+        if out is None:
+            return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype) * sigma
+        return out.normal_(0.0, sigma, generator=generator)
+    return rademacher(shape, sigma, generator, like, out=out)
 
 
 def pair_step(model: Network, x: torch.Tensor, state, noise, batch: int, paired: bool = True,

@@ -238,20 +238,22 @@ class PerturbationRule(GradientRule):
         """Node noise for a stacked batch ``[clean; noisy_1 .. noisy_K]`` (``shape`` = one
         copy, ``K = draws``).
 
-        Gaussian noise is drawn in place into one ``[(K+1)B, ...]`` tensor (no
-        concatenation); the noisy copies are drawn first, as :meth:`draw` would.
+        The noise is drawn in place into one ``[(K+1)B, ...]`` tensor (no concatenation); the
+        noisy copies are drawn first, as :meth:`draw` would.
         """
         sigma = self.sigma if sigma is None else sigma
         half = shape[0]
         noisy_shape = (self.draws * half, *shape[1:])
         if sigma == 0.0:
             return torch.zeros(((1 + self.draws) * half, *shape[1:]), device=like.device, dtype=like.dtype)
-        if self.noise != "gaussian":
-            second = self.draw(noisy_shape, like, sigma)
-            first = self.draw(shape, like, sigma) if self.passes == "noisy-noisy" else torch.zeros(
-                shape, device=like.device, dtype=like.dtype)
-            return torch.cat([first, second])
         out = torch.empty(((1 + self.draws) * half, *shape[1:]), device=like.device, dtype=like.dtype)
+        if self.noise != "gaussian":  # the noisy copies first, as draw() would, straight into place
+            draw_noise(noisy_shape, sigma, self.noise, self.generator, like, out=out[half:])
+            if self.passes == "noisy-noisy":
+                draw_noise(shape, sigma, self.noise, self.generator, like, out=out[:half])
+            else:
+                out[:half].zero_()
+            return out
         out[half:].normal_(0.0, sigma, generator=self.generator)
         if self.passes == "noisy-noisy":
             out[:half].normal_(0.0, sigma, generator=self.generator)
