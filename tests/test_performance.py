@@ -234,7 +234,9 @@ def test_blocked_sequence_step_gives_the_plain_gradients_in_float64(block_rows, 
     monkeypatch.setattr("neurolearn.rules.perturbation.blocked_pair_step",
                         lambda *a, **k: calls.append(1) or original(*a, **k))
     x, y = data()
+    x = x * (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.3)  # ~15 % events: EventDrive
     x = x.double()
+    assert 0 < x.mean() < 0.25
 
     def net() -> Network:
         torch.manual_seed(0)
@@ -253,3 +255,18 @@ def test_blocked_sequence_step_gives_the_plain_gradients_in_float64(block_rows, 
     for n, p in fast_net.layers.named_parameters():
         assert want[n].abs().max() > 0, n
         torch.testing.assert_close(p.grad, want[n], rtol=1e-10, atol=1e-12 * float(want[n].abs().max()))
+
+
+@pytest.mark.parametrize("density,bias", [(0.13, True), (0.13, False), (0.6, True), (0.0, True)])
+def test_event_drive_sums_the_columns_of_the_events(density, bias):
+    """EventDrive gives the dense product's drive from the nonzero inputs (any values, not only 1),
+    and the dense product itself above SPARSE density or for an input without events."""
+    from neurolearn.learning.workspace import EventDrive
+
+    g = torch.Generator().manual_seed(0)
+    layer = Dense(40, 7, bias=bias).double()
+    x = torch.rand(9, 40, generator=g, dtype=torch.float64) * (torch.rand(9, 40, generator=g) < density)
+    x[3] = 0.0  # a sample without events
+    want = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    got = EventDrive(layer)(x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -9,12 +9,13 @@ before the outer product with the shared clean input (:func:`sum_draws`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from neurolearn.layers import Dense, LayerState, Taps
-from neurolearn.learning.workspace import MANY, NARROW, buffer as _buffer, dense_drive, plain_dense
+from neurolearn.learning.workspace import MANY, NARROW, EventDrive, buffer as _buffer, dense_drive, plain_dense
 from neurolearn.network import Network
 
 NOISES = ("gaussian", "bernoulli")
@@ -147,8 +148,15 @@ def blocked_first_layer(model: Network) -> bool:
             and all(plain_dense(layer) for layer in model.layers))
 
 
+def first_layer_gain(model: Network) -> float:
+    """The first layer's :meth:`~neurolearn.neurons.base.Neuron.input_gain` for :func:`blocked_pair_step`,
+    exactly 1 when it is 1 up to rounding (``(1 − β) r`` with the default ``r = τ/dt``): no pass then."""
+    gain = model.layers[0].neuron.input_gain()
+    return 1.0 if abs(gain - 1.0) <= 1e-12 else gain
+
+
 def blocked_pair_step(model: Network, x: torch.Tensor, state, gained_noise: torch.Tensor | None, noise,
-                      batch: int, copies: int, work: dict[str, torch.Tensor], block_rows: int | None = None):
+                      batch: int, copies: int, work: dict[str, Any], block_rows: int | None = None):
     """:func:`pair_step` (``inplace``, with a ``work`` dict) for a stacked batch of many copies whose
     first layer runs in blocks of about ``block_rows`` rows (whole copies; default :data:`BLOCK_ROWS`): in a block the neurons'
     passes over their state, their spikes and the second layer's product with them follow each other
@@ -169,8 +177,11 @@ def blocked_pair_step(model: Network, x: torch.Tensor, state, gained_noise: torc
     """
     first, second = model.layers[0], model.layers[1]
     xin = x.flatten(1) if x.dim() > 2 else x
-    gain = first.neuron.input_gain()
-    u = dense_drive(first, xin)  # [B, n], shared by every copy
+    gain = first_layer_gain(model)
+    events = work.get("events")
+    if events is None:  # the input is spikes: the drive from its events (the weights are fixed over the sequence)
+        events = work["events"] = EventDrive(first)
+    u = events(xin)  # [B, n], shared by every copy
     if gain != 1.0:
         u.mul_(gain)
     rows = copies * batch

@@ -87,3 +87,35 @@ def plain_dense(layer: Layer) -> bool:
     """A dense, non-recurrent layer without decorrelation or output rescaling."""
     return (isinstance(layer, Dense) and not layer.recurrent and layer.decorrelation is None
             and not layer.rescaled)
+
+
+SPARSE = 0.25  # input density up to which EventDrive sums columns instead of taking the dense product
+
+
+class EventDrive:
+    r"""A dense layer's drive ``z = x̃ Wᵀ + b`` from the nonzero entries of a sparse input (spikes):
+    ``z_n = b + Σ_{i: x̃_{n,i} ≠ 0} x̃_{n,i} W_{:,i}``, one gathered column per event
+    (``torch.nn.functional.embedding_bag`` over ``Wᵀ``, transposed once per sequence: the weights
+    do not change within a step). What event-driven hardware does; on this CPU the MNIST input
+    spikes (about 13 % nonzero) cost about two thirds of the dense product's time. Inputs denser
+    than :data:`SPARSE` take the dense product. The sums are the product's, in another order (the
+    last bits differ)."""
+
+    def __init__(self, layer: Dense) -> None:
+        self.layer = layer
+        self.weight_t = layer.weight.detach().t().contiguous()  # [in, out]: one row per input unit
+        self.rows = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, k = x.shape
+        flat = x.reshape(-1)
+        idx = flat.nonzero().squeeze(1)
+        if idx.numel() > SPARSE * flat.numel():
+            return dense_drive(self.layer, x)
+        if self.rows is None or self.rows.numel() != n:
+            self.rows = torch.arange(n, device=x.device)
+        sample = torch.div(idx, k, rounding_mode="floor")
+        offsets = torch.searchsorted(sample, self.rows)
+        z = torch.nn.functional.embedding_bag(idx - sample * k, self.weight_t, offsets, mode="sum",
+                                              per_sample_weights=flat[idx])
+        return z if self.layer.bias is None else z.add_(self.layer.bias)

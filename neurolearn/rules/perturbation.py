@@ -99,8 +99,8 @@ import torch
 from neurolearn.errors import ConfigError
 from neurolearn.distributed import ScalarUpdate
 from neurolearn.learning.grads import add_grad, bias_grad, exact, layer_params, trainable, weight_gradient
-from neurolearn.learning.noise import (NOISES, blocked_first_layer, blocked_pair_step, draw_noise, noisy_minus_clean,
-                                      pair_step, shares_first_drive, sum_draws)
+from neurolearn.learning.noise import (NOISES, blocked_first_layer, blocked_pair_step, draw_noise, first_layer_gain,
+                                      noisy_minus_clean, pair_step, shares_first_drive, sum_draws)
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.learning.traces import pre_traces, trace_beta
 from neurolearn.learning.workspace import streamable
@@ -460,7 +460,7 @@ class NodeNoiseRule(PerturbationRule):
         recs: list[torch.Tensor | None] = [None] * nl
         output: torch.Tensor | None = None  # [T, rows, ...], written step by step
         noise = None
-        work: dict[str, torch.Tensor] = {}  # the first layer's current and activity, rewritten every step
+        work: dict[str, Any] = {}  # the first layer's current and activity, rewritten every step
         # many copies of a plain dense spiking net whose first layer's term is its frozen noise: run in
         # blocks of rows, the noise multiplied by the neurons' input gain once (blocked_pair_step)
         blocked = (paired and steps > 1 and const[0] and beta == 0.0 and not keep_inputs
@@ -471,7 +471,7 @@ class NodeNoiseRule(PerturbationRule):
             noise = self.step_noise(model, batch, x, noise, paired=paired)
             if blocked:
                 if t == 0:
-                    gain = model.layers[0].neuron.input_gain()
+                    gain = first_layer_gain(model)
                     gained = noise[0] if gain == 1.0 else noise[0].mul_(gain)  # in place: drawn for this sequence
                     post_scale[0] = 1.0 / gain
                     sigmas = self.layer_sigmas(nl)
