@@ -270,3 +270,17 @@ def test_event_drive_sums_the_columns_of_the_events(density, bias):
     want = torch.nn.functional.linear(x, layer.weight, layer.bias)
     got = EventDrive(layer)(x)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(5, 16), (5, 500), (3, 2, 7)])
+def test_packed_spikes_give_back_the_spikes(shape):
+    from neurolearn.learning.workspace import PackedSpikes
+
+    g = torch.Generator().manual_seed(0)
+    spikes = [(torch.rand(shape, generator=g) < 0.3).float() for _ in range(4)]
+    packed = PackedSpikes(4, spikes[0])
+    for t, s in enumerate(spikes):
+        packed.store(t, s)
+    assert packed.bits.numel() == 4 * shape[0] * ((math.prod(shape[1:]) + 7) // 8)
+    for t, s in enumerate(spikes):
+        assert torch.equal(packed[t], s)

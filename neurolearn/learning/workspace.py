@@ -119,3 +119,31 @@ class EventDrive:
         z = torch.nn.functional.embedding_bag(idx - sample * k, self.weight_t, offsets, mode="sum",
                                               per_sample_weights=flat[idx])
         return z if self.layer.bias is None else z.add_(self.layer.bias)
+
+
+class PackedSpikes:
+    """Binary activity over a sequence (``[T, B, ...]`` of 0/1) kept as bits, eight to a byte: a
+    32nd of the float32 memory. :meth:`store` packs step ``t`` (``b = Σ_j 2^j s_{8i+j}``, exact in
+    floating point), ``spikes[t]`` unpacks it into a tensor of ``dtype``."""
+
+    def __init__(self, steps: int, like: torch.Tensor, dtype: torch.dtype | None = None) -> None:
+        self.shape = like.shape  # one step: [B, ...]
+        self.rows = like.shape[0]
+        self.n = like[0].numel()
+        self.bytes = (self.n + 7) // 8
+        self.dtype = dtype or like.dtype
+        self.bits = torch.empty((steps, self.rows, self.bytes), dtype=torch.uint8, device=like.device)
+        self.weights = 2.0 ** torch.arange(8, dtype=like.dtype, device=like.device)
+        self.shifts = torch.arange(8, dtype=torch.uint8, device=like.device)
+
+    def store(self, t: int, spikes: torch.Tensor) -> None:
+        """Pack step ``t``'s spikes (``[B, ...]``, every entry 0 or 1)."""
+        s = spikes.reshape(self.rows, self.n)
+        if self.n % 8:
+            s = torch.nn.functional.pad(s, (0, 8 * self.bytes - self.n))
+        self.bits[t].copy_(torch.matmul(s.view(self.rows, self.bytes, 8), self.weights))
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        """Step ``t``'s spikes, unpacked (``[B, ...]`` of :attr:`dtype`)."""
+        b = (self.bits[t].unsqueeze(-1) >> self.shifts).bitwise_and_(1)
+        return b.view(self.rows, 8 * self.bytes)[:, :self.n].to(self.dtype).view(self.shape)

@@ -103,7 +103,7 @@ from neurolearn.learning.noise import (NOISES, blocked_first_layer, blocked_pair
                                       noisy_minus_clean, pair_step, shares_first_drive, sum_draws)
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.learning.traces import pre_traces, trace_beta
-from neurolearn.learning.workspace import streamable
+from neurolearn.learning.workspace import PackedSpikes, streamable
 from neurolearn.network import LayerRecord, Network, Record
 from neurolearn.objectives import Objective
 from neurolearn.rules import perturbation_time
@@ -426,7 +426,7 @@ class NodeNoiseRule(PerturbationRule):
         per-sample coefficients (:meth:`node_coefficients`: ``δL``, and for ANP the norm
         ``Σ_{t,l} ‖d_l[t]‖²``) scale the buffers in place and one product per layer gives
         ``Σ_t (Σ_k g_k[t]) x̄[t]ᵀ``. The first layer's raw inputs are the network's input itself
-        (no copy); raw spikes feeding a later layer are kept as bytes (a quarter of the memory)
+        (no copy); raw spikes feeding a later layer are kept as bits (a 32nd of the memory)
         when no record reads them, and that layer's product is then taken step by step. The layers' records (stacked clean inputs) come for free
         when every layer keeps its raw inputs; otherwise they are copied only when a layer is
         decorrelated (what reads them)."""
@@ -446,8 +446,8 @@ class NodeNoiseRule(PerturbationRule):
         autocast = torch.is_autocast_enabled(x.device.type)
         free = beta == 0.0 and not any(const)
         keep_inputs = not free and decorrelates
-        # a layer fed by raw spikes (0/1) keeps them as bytes, a quarter of the memory, unless the
-        # record reads them (free, or for decorrelation)
+        # a layer fed by raw spikes (0/1) keeps them as bits (PackedSpikes), a 32nd of the memory, unless
+        # the record reads them (free, or for decorrelation)
         # (not under autocast: the per-step bf16 products would be summed in bf16)
         binary = [k > 0 and beta == 0.0 and not free and not decorrelates and not autocast
                   and model.layers[k - 1].spiking
@@ -515,9 +515,13 @@ class NodeNoiseRule(PerturbationRule):
                 if inputs[k] is None:
                     if k == 0 and beta == 0.0:  # the network's input itself, no copy
                         inputs[k] = x.reshape(steps, batch, *xin.shape[1:])
+                    elif binary[k]:
+                        inputs[k] = PackedSpikes(steps, xin)
                     else:
-                        inputs[k] = xin.new_empty((steps, *xin.shape), dtype=torch.uint8 if binary[k] else None)
-                if not (k == 0 and beta == 0.0):
+                        inputs[k] = xin.new_empty((steps, *xin.shape))
+                if binary[k]:
+                    inputs[k].store(t, xin)
+                elif not (k == 0 and beta == 0.0):
                     inputs[k][t].copy_(xin)
                 if tp.rec is not None:  # the recurrent input, filtered like the feed-forward one (trace_tau)
                     if recs[k] is None:
@@ -555,7 +559,7 @@ class NodeNoiseRule(PerturbationRule):
             p = exact(p).mul_(c.view(1, -1, *([1] * (p.dim() - 2))))  # g = d · coefficient, in place (float64: exact_sums)
             gk = sum_draws(p, batch, dim=1)
             gk = gk.reshape(steps * batch, *gk.shape[2:])
-            if binary[k]:  # spikes kept as bytes: one product per step, each converted on its own
+            if binary[k]:  # spikes kept as bits: one product per step, each unpacked on its own
                 w = weight_gradient(layer, gk[:batch], inputs[k][0].to(gk.dtype))
                 for t in range(1, steps):
                     w.add_(weight_gradient(layer, gk[t * batch:(t + 1) * batch], inputs[k][t].to(gk.dtype)))
