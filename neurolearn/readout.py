@@ -231,10 +231,13 @@ def ridge_least_squares(a: torch.Tensor, t: torch.Tensor, *, ridge: float = 1e-8
     two collinear columns: 2.1e7, ``κ u₃₂ = 2.5``; the same 3000 rows: indefinite); MNIST's
     input layer reads 2.8e5 (0.034).
 
-    ``"auto"`` decides from the first chunk (a probe: its sums are the first term of the full
+    ``"auto"`` first looks at the first chunk (a probe: its sums are the first term of the full
     float32 sums, so a layer that passes pays nothing for it, and one that fails wastes one
-    chunk's float32 sums, not all of them), and confirms a pass on the full sums (a failure
-    there redoes the sums in float64). Both ``G`` and ``R`` go to float64: float32 rounding
+    chunk's float32 sums, not all of them): a chunk already singular at float32's resolution
+    (``κ u₃₂ > max(1, tolerance)``; fewer rows are worse conditioned, so the probe's bound is
+    the looser one: MNIST's input layer reads ``κ u₃₂ = 0.65`` on its first 4096 rows, 0.034
+    on all) goes to float64 at once; a pass is confirmed on the full sums with
+    ``tolerance`` (a failure there redoes the sums in float64). Both ``G`` and ``R`` go to float64: float32 rounding
     of ``R`` (``δR``) moves the solution by ``G_α⁻¹ δR``, as large as the ridge allows (on
     MNIST's second layer 4 % of ``‖W‖``, its readout 96 %, where float32 rounding of the
     activities themselves moves it by 1-2e-4).
@@ -262,7 +265,7 @@ def ridge_least_squares(a: torch.Tensor, t: torch.Tensor, *, ridge: float = 1e-8
         return ne.solve(ridge), SolveReport("float32", None, False)
     ne.add(a[:chunk], t[:chunk])  # the probe: the first chunk
     kappa = ne.scaled_condition(ridge)
-    if kappa * U32 > tolerance:  # the first chunk alone is already singular at float32's resolution
+    if kappa * U32 > max(tolerance, 1.0):  # the first chunk alone is singular at float32's resolution
         return float64(), SolveReport("float64", kappa, True, probe=True)
     for i in starts[1:]:
         ne.add(a[i:i + chunk], t[i:i + chunk])
