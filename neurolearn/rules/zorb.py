@@ -36,11 +36,19 @@ weights in closed form; no learning rate, no epochs. For layer ``i`` (input to o
 Precision (``solve_precision``, ``solver="normal"`` only): the ``O(N d²)`` work (forward
 passes, target pushes, the sums ``G = Σ hᵀh``, ``R = Σ hᵀz``) is float32 and the ``O(d³)``
 work (pseudoinverses of the weights, Cholesky solves) float64. ``"auto"`` (default) sums
-``G``, ``R`` centred in float32 and redoes a layer's sums in float64 when its Jacobi-scaled
-Gram matrix is numerically singular in float32 (``κ(S) ≥ 1/u₃₂``,
-:func:`neurolearn.readout.ridge_least_squares`); ``"float32"`` never falls back; ``"float64"``
-is the old all-float64 sweep. ``solve_reports`` lists what each solve did. ``solver="pinv"``
-stays float64 throughout (the reference's numbers).
+``G``, ``R`` centred in float32 and uses float64 sums for a layer whose Jacobi-scaled Gram
+matrix is too ill-conditioned for float32 (``κ(S) u₃₂ > 0.1``, decided on the first chunk when
+that is already singular in float32: :func:`neurolearn.readout.ridge_least_squares`); at the
+models' ridge 1e-8 that is every tanh layer of the MNIST net and only its input layer stays
+float32. ``"float32"`` never falls back; ``"float64"`` is the all-float64 sweep.
+``solve_reports`` lists what each solve did. ``solver="pinv"`` stays float64 throughout (the
+reference's numbers).
+
+Cost (``profile``: CPU seconds by phase of the last fit, ``forward_initial``, ``targets``
+with ``pinv`` inside it, ``sums_and_solves``, ``forward_solved``): the forward and target
+passes run in blocks of :data:`GEMM_ROWS` rows written in place into preallocated outputs, and
+the weights' pseudoinverses are Cholesky solves where that equals the SVD's
+(:func:`weight_pinv`).
 
 The tanh forward is ``tanh`` (the reference numpy code uses a sigmoid there after a scale is
 stored, a bug; the later JAX package is correct).
