@@ -19,7 +19,9 @@ Last stdout line: JSON {"zorb_fit_s", "zorb_cpu_s", "zorb_test_acc", "adam_time_
 losses, i.e. the comparison least favourable to ZORB). CPU seconds (``time.process_time``) are
 the honest measure on a shared machine; wall seconds are reported beside them. ``--refresh``
 runs ZORB with the reference's schedule (a forward pass from layer i to the output before
-every layer) for comparison.
+every layer) for comparison. The record also holds ZORB's CPU seconds by phase
+(``Zorb.profile``: the initial forward pass, the target pass with the weights' pseudoinverses,
+the normal equations' sums and solves, the forward pass through the solved layers).
 """
 
 from __future__ import annotations
@@ -141,7 +143,10 @@ def main() -> None:
     eval_s = time.perf_counter() - t0
     print(f"ZORB: fit {zorb_s:.1f} s ({zorb_cpu_s:.1f} s CPU), train error {z_err:.4f}, train acc {z_train_acc:.4f}, test acc {z_test_acc:.4f}",
           flush=True)
-    solves = [{"precision": r.precision, "condition": r.condition, "fell_back": r.fell_back} for r in rule.solve_reports]
+    print("ZORB fit CPU by phase (s): " + ", ".join(f"{k} {v:.2f}" for k, v in rule.profile.items())
+          + " (pinv is part of targets)", flush=True)
+    solves = [{"precision": r.precision, "condition": r.condition, "fell_back": r.fell_back, "probe": r.probe}
+              for r in rule.solve_reports]
     if solves:
         print("ZORB layer solves (sums' precision, estimated scaled condition): "
               + ", ".join(f"{r['precision']} ({'-' if r['condition'] is None else format(r['condition'], '.3g')})"
@@ -181,6 +186,7 @@ def main() -> None:
            "speedup_cpu_time": min(r["cpu_s"] for r in adam.values()) / zorb_cpu_s,
            "zorb_cpu_over_adam_cpu": cpu_ratio, "adam_reached": best_cpu["reached"] is not None,
            "refresh": args.refresh, "solve_precision": rule.solve_precision, "zorb_solves": solves,
+           "zorb_profile_cpu_s": rule.profile,
            "zorb_train_error": z_err, "zorb_train_acc": z_train_acc, "zorb_test_acc": z_test_acc,
            "eval_train_set_s": eval_s, "adam": adam, "speedup": speedup, "paper_style_speedup": paper_style}
     harness.write_results(args, f"{stem}", out)

@@ -14,7 +14,7 @@ from neurolearn.layers import Dense
 from neurolearn.network import Network
 from neurolearn.neurons import RateParams
 from neurolearn.readout import U32, NormalEquations, ridge_least_squares, with_ones
-from neurolearn.rules.zorb import Zorb
+from neurolearn.rules.zorb import Zorb, weight_pinv
 
 
 def _problem(n: int = 3000, d: int = 40, c: int = 5, offset: float = 0.0, seed: int = 0):
@@ -104,3 +104,92 @@ def test_zorb_auto_precision_matches_float64_on_digits():
     assert [r.precision for r in reports["float64"]] == ["float64", "float64"]
     assert any(r.precision == "float32" for r in reports["auto"])
     assert acc["auto"] > 0.9 and abs(acc["auto"] - acc["float64"]) <= 0.005, acc
+
+
+# ---------------------------------------------------------------- session 8: probe, exact centring, pinv, phases
+def _optimality_residual(a, t, sol, ridge, bias):
+    """‖Aᵀ(A w − T) + α w‖ / ‖AᵀT‖ in float64 (A with the ones column when ``bias``), with the
+    solver's ridge ``α = ridge · mean(diag AᵀA)``: zero exactly at the ridge solution."""
+    a64 = with_ones(a.double()) if bias else a.double()
+    g = a64.T @ a64
+    alpha = ridge * float(g.diagonal().mean())
+    grad = a64.T @ (a64 @ sol - t.double()) + alpha * sol
+    return float(grad.norm() / (a64.T @ t.double()).norm())
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32", "auto"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_solution_satisfies_its_own_normal_equations(precision, bias):
+    # a ridge large enough that a wrong α (or a wrong sign in the restored sums) moves the solution
+    a, t = _problem(n=1500, d=12, c=3, offset=4.0)
+    sol, _ = ridge_least_squares(a, t, ridge=1e-2, chunk=256, bias=bias, precision=precision)
+    assert _optimality_residual(a, t, sol, 1e-2, bias) < (1e-10 if precision == "float64" else 2e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_centred_sums_are_exact_for_a_shift_that_is_not_the_mean(dtype):
+    a, t = _problem(n=300, d=5, c=2, offset=3.0)
+    a, t = a.double(), t.double()
+    raw = NormalEquations(6, 2)
+    raw.add(with_ones(a), t)
+    shift = (a.mean(0) + 0.37, t.mean(0) - 1.3)  # far from the means: the cross terms μsᵀ, sζᵀ matter
+    centred = NormalEquations(5, 2, dtype=dtype, shift=shift, bias=True)
+    for i in range(0, 300, 64):
+        centred.add(a[i:i + 64].to(dtype), t[i:i + 64].to(dtype))
+    tol = dict(rtol=1e-12, atol=1e-9) if dtype == torch.float64 else dict(rtol=3e-6, atol=1e-3)
+    for got, want in zip(centred.totals(), raw.totals()):
+        torch.testing.assert_close(got, want, **tol)
+
+
+def test_the_probe_sends_a_singular_first_chunk_to_float64_and_says_so():
+    a, t = _problem(n=3000, d=10)
+    g = torch.Generator().manual_seed(1)
+    a = torch.cat([a, a[:, :1] + 1e-7 * torch.randn(a.shape[0], 1, generator=g), a[:, 1:2]], 1)  # collinear
+    ref, _ = ridge_least_squares(a, t, ridge=0.0, chunk=500, bias=True, precision="float64")
+    sol, rep = ridge_least_squares(a, t, ridge=0.0, chunk=500, bias=True, precision="auto")
+    assert rep.probe and rep.fell_back and rep.precision == "float64" and rep.condition * U32 > 1.0
+    torch.testing.assert_close(sol, ref, rtol=0, atol=0)
+    well, rep = ridge_least_squares(*_problem(n=3000, d=10), ridge=0.0, chunk=500, bias=True, precision="auto")
+    assert not rep.probe and not rep.fell_back and rep.precision == "float32"
+
+
+def test_a_probe_that_passes_is_confirmed_on_all_rows():
+    # the first chunk is well conditioned; the later rows, 1e4 larger, make two columns collinear
+    a, t = _problem(n=2000, d=8)
+    g = torch.Generator().manual_seed(3)
+    late = a[500:] * 1e4
+    late[:, 1] = late[:, 0] + 1e-4 * torch.randn(1500, generator=g)
+    a = torch.cat([a[:500], late])
+    ref, _ = ridge_least_squares(a, t, ridge=0.0, chunk=500, bias=True, precision="float64")
+    sol, rep = ridge_least_squares(a, t, ridge=0.0, chunk=500, bias=True, precision="auto")
+    assert not rep.probe and rep.fell_back and rep.precision == "float64" and rep.condition * U32 > 0.1
+    torch.testing.assert_close(sol, ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(30, 50), (50, 30), (40, 40)])
+def test_weight_pinv_is_the_svd_pseudoinverse(shape):
+    g = torch.Generator().manual_seed(4)
+    w = torch.rand(*shape, generator=g, dtype=torch.float64) * 2 - 1
+    torch.testing.assert_close(weight_pinv(w, 1e-10), torch.linalg.pinv(w, rtol=1e-10), rtol=1e-9, atol=1e-11)
+    w[3] = w[4]  # rank-deficient: the SVD drops a singular value, and so must weight_pinv
+    torch.testing.assert_close(weight_pinv(w, 1e-10), torch.linalg.pinv(w, rtol=1e-10), rtol=1e-9, atol=1e-11)
+    w = torch.rand(*shape, generator=g, dtype=torch.float64) * 2 - 1
+    s = torch.linalg.svdvals(w)
+    rtol = float(s[-2] / s[0]) * 0.999  # drops the smallest singular value: only the SVD does that
+    torch.testing.assert_close(weight_pinv(w, rtol), torch.linalg.pinv(w, rtol=rtol), rtol=1e-9, atol=1e-11)
+
+
+def test_zorb_fit_returns_the_models_own_logits_and_profiles_its_phases():
+    digits = load_dataset("digits")
+    x, y1 = digits.x_train[:700], F.one_hot(digits.y_train[:700], 10).double()
+    torch.manual_seed(0)
+    model = Network([Dense(64, 40, RateParams("tanh"), init="xavier_uniform"),
+                     Dense(40, 24, RateParams("tanh"), init="xavier_uniform"),
+                     Dense(24, 10, init="xavier_uniform")])
+    rule = Zorb(solver="normal", ridge=1e-6, chunk=300)  # chunks and GEMM blocks that do not divide N
+    logits = rule.fit(model, x, y1, softmax=True)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model.predict(x), rtol=1e-4, atol=1e-4)
+    assert set(rule.profile) == {"forward_initial", "targets", "pinv", "sums_and_solves", "forward_solved"}
+    assert all(v >= 0.0 for v in rule.profile.values())
+    assert float((logits.argmax(1) == digits.y_train[:700]).double().mean()) > 0.95
