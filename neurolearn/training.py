@@ -66,7 +66,7 @@ from neurolearn.distributed import Context, GradSync, check_identical, current, 
     shard_range, mix_seed
 from neurolearn.errors import CheckpointError, ConfigError, NeurolearnError, TrainingDiverged
 from neurolearn.feedback import Progress, spike_metrics, write_csv
-from neurolearn.learning.grads import clear_pending, exact_sums
+from neurolearn.learning.grads import exact_sums
 from neurolearn.io import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint, write_json
 from neurolearn.runs import CHECKPOINT_NAME, METRICS_NAME, Run, load_model_state
 from neurolearn.updates import Updater, copy_all
@@ -393,11 +393,8 @@ class Trainer:
             xb, yb = self.batch(xs, ys, self.encode_gen)
             if self.ctx.active:
                 xb, yb = self._shard(xb, yb)
-            try:
-                with exact_sums(self.exact):
-                    out = rule.train_step(model, xb, yb, objective, self.updater)
-            finally:
-                clear_pending()
+            with exact_sums(self.exact):  # this step's float64 batch sums (none left if it fails)
+                out = rule.train_step(model, xb, yb, objective, self.updater)
             loss = out.loss
             if not torch.isfinite(loss).all():
                 raise self._diverged(epoch, step, float(loss[~torch.isfinite(loss)][0]))

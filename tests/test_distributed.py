@@ -220,23 +220,25 @@ def test_float32_with_exact_sums_two_ranks_train_bitwise_what_one_process_trains
 def test_exact_sums_change_float32_sums_only_in_their_rounding():
     """The float64 path of the gradient helpers gives the float32 path's numbers up to float32 rounding."""
     from neurolearn.layers import Dense
-    from neurolearn.learning.grads import add_grad, bias_grad, exact_sums, take_pending, weight_gradient
+    from neurolearn.learning.grads import add_grad, bias_grad, exact_sums, has_pending, take_pending, weight_gradient
 
     torch.manual_seed(0)
     layer = Dense(6, 4)
     post, x = torch.randn(33, 4), torch.randn(33, 6)
     plain = layer.weight_gradient(post, x)
-    with exact_sums():
+    with exact_sums() as sums:
         g = weight_gradient(layer, post, x)
         add_grad(layer.weight, g)
         add_grad(layer.bias, bias_grad(post))
         assert layer.weight.grad is None  # pending in float64 until the update seam takes it
+        assert has_pending(layer.weight)
+    assert not has_pending(layer.weight) and take_pending(layer.weight) is None  # scoped to the block
     assert g.dtype == torch.float64
     assert torch.allclose(g.float(), plain, rtol=1e-5, atol=1e-6)
     exact = (post.double().T @ x.double())
-    assert torch.equal(take_pending(layer.weight), exact)
-    assert torch.equal(take_pending(layer.bias), post.double().sum(0))
-    assert take_pending(layer.weight) is None
+    assert torch.equal(sums.take(layer.weight), exact)
+    assert torch.equal(sums.take(layer.bias), post.double().sum(0))
+    assert sums.take(layer.weight) is None
 
 
 @pytest.mark.parametrize("name", list(TIME_CASES))

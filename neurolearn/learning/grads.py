@@ -25,6 +25,7 @@ Decorrelated layers map the gradient through ``R`` in the layer's dtype (not exa
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterator
 
 import torch
@@ -42,26 +43,65 @@ def trainable(param: torch.Tensor | None) -> bool:
     return param is not None and param.requires_grad
 
 
-_EXACT = False
-_PENDING: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(param) -> (param, float64 sum)
+class ExactSums:
+    """The pending float64 batch sums of one training step under ``train.exact_sums`` (module
+    docstring): the helpers add to the sums while the object is active (:func:`exact_sums`), and
+    the update seam takes them (:func:`take_pending`, in :class:`~neurolearn.updates.Updater`). One
+    object per step, found through a context variable: no state outlives the step or leaks between
+    threads, and a step that fails half-way leaves nothing behind."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(param) -> (param, sum)
+
+    def add(self, param: torch.Tensor, value: torch.Tensor) -> None:
+        """Add ``value`` (in float64) to ``param``'s pending sum."""
+        value = value.detach().to(torch.float64)
+        item = self._pending.get(id(param))
+        if item is None:
+            self._pending[id(param)] = (param, value)
+        else:
+            item[1].add_(value)
+
+    def has(self, param: torch.Tensor) -> bool:
+        """``param`` has a pending sum."""
+        return id(param) in self._pending
+
+    def take(self, param: torch.Tensor) -> torch.Tensor | None:
+        """Remove and return ``param``'s pending sum, with its ``.grad`` (if any) added in float64
+        (``.grad`` is cleared); ``None`` if nothing is pending."""
+        item = self._pending.pop(id(param), None)
+        if item is None:
+            return None
+        g = item[1]
+        if param.grad is not None:
+            g = g + param.grad.to(torch.float64)
+            param.grad = None
+        return g
+
+    def clear(self) -> None:
+        """Forget every pending sum."""
+        self._pending.clear()
+
+
+_ACTIVE: ContextVar[ExactSums | None] = ContextVar("neurolearn_exact_sums", default=None)
 
 
 @contextmanager
-def exact_sums(enabled: bool = True) -> Iterator[None]:
-    """Within the block the helpers form batch sums in float64 and keep them pending for the
-    update seam (module docstring); ``enabled=False``: the plain float32 path."""
-    global _EXACT
-    before = _EXACT
-    _EXACT = bool(enabled)
+def exact_sums(enabled: bool = True) -> Iterator[ExactSums | None]:
+    """Within the block the helpers form batch sums in float64 and keep them pending (module
+    docstring) in a fresh :class:`ExactSums`, which the block yields; ``enabled=False``: the plain
+    float32 path (yields ``None``)."""
+    sums = ExactSums() if enabled else None
+    token = _ACTIVE.set(sums)
     try:
-        yield
+        yield sums
     finally:
-        _EXACT = before
+        _ACTIVE.reset(token)
 
 
 def exact_enabled() -> bool:
     """``True`` inside :func:`exact_sums`."""
-    return _EXACT
+    return _ACTIVE.get() is not None
 
 
 def exact(t: torch.Tensor) -> torch.Tensor:
@@ -69,45 +109,25 @@ def exact(t: torch.Tensor) -> torch.Tensor:
     batch size or summed over it), else ``t`` unchanged. ``x/n_r`` rounded to float32 differs from
     ``x/n`` for a shard of ``n_r`` of ``n`` samples; in float64 the difference stays below the
     float32 rounding of the final sum."""
-    return t.to(torch.float64) if _EXACT and t.is_floating_point() else t
+    return t.to(torch.float64) if _ACTIVE.get() is not None and t.is_floating_point() else t
 
 
 def has_pending(param: torch.Tensor) -> bool:
-    """``param`` has a float64 batch sum waiting for the update seam."""
-    return id(param) in _PENDING
+    """``param`` has a float64 batch sum waiting for the update seam (in the active :class:`ExactSums`)."""
+    sums = _ACTIVE.get()
+    return sums is not None and sums.has(param)
 
 
 def take_pending(param: torch.Tensor) -> torch.Tensor | None:
-    """Remove and return ``param``'s pending float64 sum, with its ``.grad`` (if any) added in
-    float64 (``.grad`` is cleared); ``None`` if nothing is pending."""
-    item = _PENDING.pop(id(param), None)
-    if item is None:
-        return None
-    g = item[1]
-    if param.grad is not None:
-        g = g + param.grad.to(torch.float64)
-        param.grad = None
-    return g
-
-
-def clear_pending() -> None:
-    """Forget every pending sum (a step that failed half-way)."""
-    _PENDING.clear()
-
-
-def _add_pending(param: torch.Tensor, value: torch.Tensor) -> None:
-    value = value.detach().to(torch.float64)
-    item = _PENDING.get(id(param))
-    if item is None:
-        _PENDING[id(param)] = (param, value)
-    else:
-        item[1].add_(value)
+    """:meth:`ExactSums.take` of the active sums (``None`` outside :func:`exact_sums`)."""
+    sums = _ACTIVE.get()
+    return None if sums is None else sums.take(param)
 
 
 def weight_gradient(layer: Layer, post: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """``layer.weight_gradient(post, inputs)`` (``Σ_n post_n ⊗ x_n``), formed in float64 under
     :func:`exact_sums` (for a layer without decorrelation)."""
-    if _EXACT and layer.decorrelation is None:
+    if _ACTIVE.get() is not None and layer.decorrelation is None:
         return layer.weight_gradient(post.to(torch.float64), inputs.to(torch.float64))
     return layer.weight_gradient(post.to(inputs.dtype), inputs)  # R and its mean are in the layer's dtype
 
@@ -117,8 +137,9 @@ def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:
     missing or frozen parameter. Under :func:`exact_sums` the sum is kept pending in float64."""
     if not trainable(param):
         return
-    if _EXACT:
-        _add_pending(param, value)
+    sums = _ACTIVE.get()
+    if sums is not None:
+        sums.add(param, value)
         return
     if value.dtype != param.dtype:  # a product under bf16 autocast: .grad stays in the weight's dtype
         value = value.to(param.dtype)
@@ -131,7 +152,7 @@ def add_grad(param: torch.Tensor | None, value: torch.Tensor) -> None:
 def bias_grad(g: torch.Tensor) -> torch.Tensor:
     """``Σ g`` over samples (and positions of a conv layer) per output unit/channel (float64 under
     :func:`exact_sums`)."""
-    if _EXACT:
+    if _ACTIVE.get() is not None:
         g = g.to(torch.float64)
     return g.sum(0) if g.dim() == 2 else g.sum(dim=(0, *range(2, g.dim())))
 
@@ -151,12 +172,13 @@ def layer_params(model: Network) -> list[tuple[int, str, torch.nn.Parameter]]:
 def write_grads(layer: Layer, grads: dict[str, torch.Tensor]) -> None:
     """Put updates accumulated by parameter name into the layer's ``.grad`` (adding to what is
     there); frozen parameters are skipped."""
+    sums = _ACTIVE.get()
     for name, g in grads.items():
         p = getattr(layer, name)
         if not trainable(p):
             continue
-        if _EXACT:
-            _add_pending(p, g)
+        if sums is not None:
+            sums.add(p, g)
             continue
         p.grad = g.to(p.dtype) if p.grad is None else p.grad + g
 
@@ -172,7 +194,7 @@ def add_update(layer: Layer, delta: torch.Tensor, sig: Signals, grads: dict[str,
         raise ConfigError(f"this rule does not know how to update a {type(layer).__name__} layer")
     if trainable(layer.weight):
         acc("weight", weight_gradient(layer, delta, sig.pre))
-    if _EXACT:
+    if _ACTIVE.get() is not None:
         delta = delta.to(torch.float64)
     if trainable(layer.recurrent_weight) and sig.rec is not None:
         acc("recurrent_weight", delta.flatten(1).T @ sig.rec.flatten(1).to(delta.dtype))
