@@ -158,12 +158,13 @@ def first_layer_gain(model: Network) -> float:
 def blocked_pair_step(model: Network, x: torch.Tensor, state, gained_noise: torch.Tensor | None, noise,
                       batch: int, copies: int, work: dict[str, Any], block_rows: int | None = None):
     """:func:`pair_step` (``inplace``, with a ``work`` dict) for a stacked batch of many copies whose
-    first layer runs in blocks of about ``block_rows`` rows (whole copies; default :data:`BLOCK_ROWS`): in a block the neurons'
-    passes over their state, their spikes and the second layer's product with them follow each other
+    first layer runs in blocks of about ``block_rows`` rows (whole copies; default :data:`BLOCK_ROWS`):
+    in a block the neurons' passes over their state, their spikes and the second layer's product follow each other
     while the block is in the cache, and no whole-batch activity of the first layer is ever formed
     (one block's; the second layer's drive is written block by block into one ``[N, C]`` buffer).
 
-    The first layer's drive ``W x̃ + b`` is computed once for the ``B`` shared inputs and multiplied
+    The first layer's drive ``W x̃ + b`` is computed once for the ``B`` shared inputs (from their events,
+    :class:`~neurolearn.learning.workspace.EventDrive`) and multiplied
     by the neurons' :meth:`~neurolearn.neurons.base.Neuron.input_gain` ``g``; ``gained_noise`` is its node
     noise already multiplied by ``g`` (``[copies·B, ...]``, e.g. frozen over the sequence and multiplied
     once), and the neurons step with :meth:`~neurolearn.neurons.base.Neuron.step_gained_` (in place in
@@ -179,7 +180,7 @@ def blocked_pair_step(model: Network, x: torch.Tensor, state, gained_noise: torc
     xin = x.flatten(1) if x.dim() > 2 else x
     gain = first_layer_gain(model)
     events = work.get("events")
-    if events is None:  # the input is spikes: the drive from its events (the weights are fixed over the sequence)
+    if events is None:  # the drive from the input's events (a dense input: the product); W is fixed over the sequence
         events = work["events"] = EventDrive(first)
     u = events(xin)  # [B, n], shared by every copy
     if gain != 1.0:
