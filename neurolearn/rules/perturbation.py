@@ -482,6 +482,11 @@ class NodeNoiseRule(PerturbationRule):
                         inputs[k].add_(xin)
                     continue
                 d = self.post_difference(tp, noise[k] if single else self.noise_diff(noise[k], batch), batch, k, nl)
+                if steps == 1 and not keep_inputs:  # one step (a feed-forward net): no [T, ...] buffers,
+                    # no copies; the input is read before anything rewrites it, a fresh ``d`` is scaled in place
+                    posts[k] = d.unsqueeze(0) if d._base is None else d.unsqueeze(0).clone()
+                    inputs[k] = xin.unsqueeze(0)
+                    continue
                 if posts[k] is None:
                     posts[k] = d.new_empty((steps, *d.shape))
                     if k == 0 and beta == 0.0:  # the network's input itself, no copy
