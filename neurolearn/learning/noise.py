@@ -24,15 +24,17 @@ _BITS = 63  # random bits used of one int64 draw (randint's range stops below 2*
 
 
 def rademacher(shape: tuple[int, ...], sigma: float, generator: torch.Generator | None,
-               like: torch.Tensor) -> torch.Tensor:
+               like: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``±σ`` with probability 1/2 each, from packed random bits: one int64 draw gives 63 signs
     (``b = (w >> k) & 1``, ``ε = σ (2b − 1)``), about 10x faster than one integer draw per entry
     and 3x faster than Gaussian noise (issue 19). Draws ``[0, 2^63 − 1)``: the all-ones word is
-    missing, a bias of 2^-63."""
+    missing, a bias of 2^-63. ``out``: a contiguous tensor of ``shape`` written in place (the same numbers)."""
     n = math.prod(shape)
     words = torch.randint(0, 2**_BITS - 1, ((n + _BITS - 1) // _BITS, 1), dtype=torch.int64,
                           generator=generator, device=like.device)
     bits = (words >> torch.arange(_BITS, device=like.device)).bitwise_and_(1)
+    if out is not None:
+        return torch.mul(bits.view(-1)[:n].view(shape), 2.0 * sigma, out=out).sub_(sigma)
     return bits.view(-1)[:n].to(like.dtype).mul_(2.0 * sigma).sub_(sigma).view(shape)
 
 

@@ -99,8 +99,8 @@ import torch
 from neurolearn.errors import ConfigError
 from neurolearn.distributed import ScalarUpdate
 from neurolearn.learning.grads import add_grad, bias_grad, exact, layer_params, trainable, weight_gradient
-from neurolearn.learning.noise import (NOISES, draw_noise, noisy_minus_clean, pair_step, shares_first_drive,
-                                      sum_draws)
+from neurolearn.learning.noise import (NOISES, draw_noise, noisy_minus_clean, pair_step, rademacher,
+                                      shares_first_drive, sum_draws)
 from neurolearn.learning.options import check_bool, check_choice, check_number
 from neurolearn.learning.traces import pre_traces, trace_beta
 from neurolearn.network import LayerRecord, Network, Record
@@ -237,7 +237,7 @@ class PerturbationRule(GradientRule):
         """Node noise for a stacked batch ``[clean; noisy_1 .. noisy_K]`` (``shape`` = one
         copy, ``K = draws``).
 
-        Gaussian noise is drawn in place into one ``[(K+1)B, ...]`` tensor (no
+        Gaussian and Bernoulli noise are drawn in place into one ``[(K+1)B, ...]`` tensor (no
         concatenation); the noisy copies are drawn first, as :meth:`draw` would.
         """
         sigma = self.sigma if sigma is None else sigma
@@ -245,12 +245,14 @@ class PerturbationRule(GradientRule):
         noisy_shape = (self.draws * half, *shape[1:])
         if sigma == 0.0:
             return torch.zeros(((1 + self.draws) * half, *shape[1:]), device=like.device, dtype=like.dtype)
-        if self.noise != "gaussian":
-            second = self.draw(noisy_shape, like, sigma)
-            first = self.draw(shape, like, sigma) if self.passes == "noisy-noisy" else torch.zeros(
-                shape, device=like.device, dtype=like.dtype)
-            return torch.cat([first, second])
         out = torch.empty(((1 + self.draws) * half, *shape[1:]), device=like.device, dtype=like.dtype)
+        if self.noise != "gaussian":  # ±σ from packed bits, written in place too (the same draws)
+            rademacher(noisy_shape, sigma, self.generator, like, out=out[half:])
+            if self.passes == "noisy-noisy":
+                rademacher(shape, sigma, self.generator, like, out=out[:half])
+            else:
+                out[:half].zero_()
+            return out
         out[half:].normal_(0.0, sigma, generator=self.generator)
         if self.passes == "noisy-noisy":
             out[:half].normal_(0.0, sigma, generator=self.generator)
