@@ -2,7 +2,7 @@
 leaky ReLU, Adam), batch 128, same network, same batches, measured side by side in one run.
 
 Each rule trains its own copy of the network; the steps are interleaved (BP, ANP, NP, WP,
-BP, ...) so that a change of machine load hits all of them alike; the median time per step is
+ANP with Bernoulli noise, BP, ...) so that a change of machine load hits all of them alike; the median time per step is
 reported. ANP runs a clean and a noisy
 forward pass (one doubled batch) and one outer product per layer; BP runs one forward and a
 backward pass.
@@ -16,9 +16,20 @@ Wall-clock medians give ``anp_over_bp``; the thread CPU time of each step (``tim
 one thread) is reported beside it (``anp_over_bp_cpu``), as it is less disturbed by other jobs on
 a shared machine.
 
+``bp_foreach`` and ``anp_foreach`` are BP and ANP with the multi-tensor Adam that
+:func:`make_optimizer` built before it used torch's fused kernel (the absolute gain of either step).
+
+``anp_bernoulli`` is ANP with ``noise = "bernoulli"`` (``±σ`` from packed random bits) instead of
+the default Gaussian noise: a measured option, not the model's default (switching a model's
+default needs an accuracy check of that model).
+
+Every step uses :func:`neurolearn.build.make_optimizer`'s Adam (torch's fused kernel where it has
+one, else foreach); ``optimizer_ms`` times one Adam step on the network's parameters with the
+fused, foreach and per-parameter implementations (the same work in BP's and ANP's steps).
+
 The control: ``bp_plain`` and ``anp_plain`` are the same two steps written directly in torch
-(``F.linear``, ``leaky_relu``, cross-entropy, Adam on the same weights; no framework code),
-timed in the same loop. ``anp_plain_over_bp_plain`` is the floor of the ratio on this
+(``F.linear``, ``leaky_relu``, cross-entropy, torch's fused Adam on the same weights; no framework
+code), timed in the same loop. ``anp_plain_over_bp_plain`` is the floor of the ratio on this
 machine; the framework's own overhead is the difference between the two ratios.
 
 Then the work inside the steps, each piece timed alone (``breakdown_ms``): BP's and ANP's
@@ -26,7 +37,7 @@ matrix products (equal multiply-adds: ANP's doubled layer-2 drive replaces BP's 
 forward and input gradient) and ANP's Gaussian noise draws.
 
 Last stdout line: {"anp_over_bp": ..., "np_over_bp": ..., "wp_over_bp": ..., "anp_over_bp_cpu": ...,
-"anp_plain_over_bp_plain": ...}.
+"anp_plain_over_bp_plain": ..., "anp_bernoulli_over_bp": ..., "anp_foreach_over_bp_foreach": ..., ...}.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ import torch.nn.functional as F
 
 from neurolearn import harness
 from neurolearn.build import make_optimizer
+from neurolearn.learning.noise import rademacher
 from neurolearn.runs import build_run
 from neurolearn.rules import make_rule
 from neurolearn.plotting import pyplot, save_figure
@@ -50,11 +62,11 @@ from neurolearn.plotting import pyplot, save_figure
 
 def plain_steps(weights: list[torch.Tensor], biases: list[torch.Tensor], sigma: float = 1e-3):
     """BP and ANP steps on an MLP in plain torch (leaky ReLU hidden layers, linear readout, CE,
-    Adam), each on its own copy of ``weights``/``biases``; ANP as in neurolearn: the first
+    Adam as :func:`make_optimizer` builds it), each on its own copy of ``weights``/``biases``; ANP as in neurolearn: the first
     layer's drive shared, a doubled batch [clean; noisy] after it, c = N, network-wide norm."""
     def copies():
         ps = [t.detach().clone().requires_grad_() for t in (*weights, *biases)]
-        return ps[:len(weights)], ps[len(weights):], torch.optim.Adam(ps, lr=1e-4)
+        return ps[:len(weights)], ps[len(weights):], make_optimizer(ps, {"optimizer": "adam", "lr": 1e-4})
 
     bw, bb, bopt = copies()
     aw, ab, aopt = copies()
@@ -96,7 +108,8 @@ def plain_steps(weights: list[torch.Tensor], biases: list[torch.Tensor], sigma: 
 def op_breakdown(weights: list[torch.Tensor], batch: int, sync, repeats: int = 200) -> dict[str, float]:
     """Median ms of each piece of work the two steps do, timed in isolation (a 784-500-500-10 MLP):
     BP's forward, weight gradients and layer-2 input gradient against ANP's shared layer-1 drive,
-    doubled layer-2 drive and outer products, plus ANP's Gaussian noise draws."""
+    doubled layer-2 drive and outer products, plus ANP's noise draws (Gaussian, and Bernoulli
+    from packed bits) and the doubled read-out's drive in its two forms (``x̃ Wᵀ``, ``W x̃ᵀ``)."""
     w1, w2 = weights[0], weights[1]
     x = torch.rand(batch, w1.shape[1], device=w1.device)
     h = torch.randn(batch, w2.shape[1], device=w1.device)
@@ -104,6 +117,8 @@ def op_breakdown(weights: list[torch.Tensor], batch: int, sync, repeats: int = 2
     g1 = torch.randn(batch, w1.shape[0], device=w1.device)
     g2 = torch.randn(batch, w2.shape[0], device=w1.device)
     noise = torch.empty(batch, w1.shape[0] + w2.shape[0] + weights[2].shape[0], device=w1.device)
+    w3 = weights[2]
+    gen = torch.Generator(device=w1.device).manual_seed(0)
     ops = {
         "layer1_drive": lambda: F.linear(x, w1),
         "layer2_drive": lambda: F.linear(h, w2),
@@ -111,7 +126,10 @@ def op_breakdown(weights: list[torch.Tensor], batch: int, sync, repeats: int = 2
         "layer1_weight_grad": lambda: g1.t() @ x,
         "layer2_weight_grad": lambda: g2.t() @ h,
         "layer2_input_grad": lambda: g2 @ w2,
-        "noise_draws": lambda: noise.normal_(),
+        "noise_draws": lambda: noise.normal_(generator=gen),
+        "noise_draws_bernoulli": lambda: rademacher(tuple(noise.shape), 1.0, gen, noise),
+        "readout_drive_doubled": lambda: F.linear(h2, w3),
+        "readout_drive_doubled_wxt": lambda: torch.mm(w3, h2.t()),
     }
     out = {}
     for name, op in ops.items():
@@ -132,6 +150,30 @@ def op_breakdown(weights: list[torch.Tensor], batch: int, sync, repeats: int = 2
     return out
 
 
+def optimizer_times(model: torch.nn.Module, sync, repeats: int = 100) -> dict[str, float]:
+    """Median ms of one Adam step on ``model``'s parameters (fresh copies, random gradients):
+    torch's fused kernel, the multi-tensor (foreach) one and the per-parameter loop."""
+    out = {}
+    for mode in ("fused", "foreach", "loop"):
+        ps = [p.detach().clone().requires_grad_() for p in model.parameters()]
+        for p in ps:
+            p.grad = torch.randn_like(p)
+        try:
+            opt = torch.optim.Adam(ps, lr=1e-4, **({"fused": True} if mode == "fused" else {"foreach": mode == "foreach"}))
+        except RuntimeError:  # no fused kernel on this device
+            continue
+        times = []
+        for i in range(repeats + 5):
+            sync()
+            t0 = time.perf_counter()
+            opt.step()
+            sync()
+            if i >= 5:
+                times.append(time.perf_counter() - t0)
+        out[mode] = statistics.median(times) * 1e3
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = harness.parser(__doc__, quick="fewer steps")
     ap.add_argument("--steps", type=int, default=300)  # 60 left run-to-run swings of 0.05 in the ratio
@@ -149,13 +191,15 @@ def main(argv: list[str] | None = None) -> dict:
                          device=args.device)
     run = build_run(cfg)
     model, objective = run.model, run.objective
-    rules = ["bp", "anp", "np", "wp"]
+    rules = ["bp", "anp", "np", "wp", "anp_bernoulli", "bp_foreach", "anp_foreach"]
     states = {}
     for name in rules:  # each rule trains its own copy of the same network
         net = copy.deepcopy(model)
-        rule = make_rule(name)
+        rule = make_rule("anp", noise="bernoulli") if name == "anp_bernoulli" else make_rule(name.split("_")[0])
         rule.setup(net, objective, torch.Generator(device=device).manual_seed(0))
-        states[name] = (rule, make_optimizer(net.parameters(), {"optimizer": "adam", "lr": 1e-4}), net)
+        opt = (torch.optim.Adam(net.parameters(), lr=1e-4, foreach=True) if name.endswith("_foreach")
+               else make_optimizer(net.parameters(), {"optimizer": "adam", "lr": 1e-4}))
+        states[name] = (rule, opt, net)
     xs = run.dataset.x_train.to(device)
     ys = run.dataset.y_train.to(device)
     gen = torch.Generator().manual_seed(0)
@@ -184,24 +228,34 @@ def main(argv: list[str] | None = None) -> dict:
                 cpu[name].append(dc)
     med = {n: statistics.median(t) * 1e3 for n, t in times.items()}
     med_cpu = {n: statistics.median(t) * 1e3 for n, t in cpu.items()}
-    print(f"{'rule':9s} {'wall ms':>10s} {'ratio to bp':>12s} {'cpu ms':>12s} {'ratio to bp':>12s}  (medians per step; *_plain vs bp_plain)")
+    print(f"{'rule':9s} {'wall ms':>10s} {'ratio to bp':>12s} {'cpu ms':>12s} {'ratio to bp':>12s}  (medians per step; *_plain vs bp_plain, *_foreach vs bp_foreach)")
     for n in names:
-        ref = "bp_plain" if n in plain else "bp"
+        ref = "bp_plain" if n in plain else "bp_foreach" if n.endswith("_foreach") else "bp"
         print(f"{n:9s} {med[n]:10.2f} {med[n] / med[ref]:12.2f} {med_cpu[n]:12.2f} {med_cpu[n] / med_cpu[ref]:12.2f}")
     parts = op_breakdown([layer.weight.detach() for layer in model.layers], args.batch, sync)
     print("\nwork of one step, timed in isolation (median ms):")
     for name, ms in parts.items():
-        print(f"  {name:22s} {ms:7.2f}")
+        print(f"  {name:26s} {ms:7.3f}")
+    optimizer_ms = optimizer_times(model, sync)
+    print("\none Adam step on the network's parameters (median ms): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in optimizer_ms.items()))
     result = {"anp_over_bp": med["anp"] / med["bp"], "np_over_bp": med["np"] / med["bp"],
               "wp_over_bp": med["wp"] / med["bp"], "anp_over_bp_cpu": med_cpu["anp"] / med_cpu["bp"],
-              "anp_plain_over_bp_plain": med["anp_plain"] / med["bp_plain"]}
+              "anp_plain_over_bp_plain": med["anp_plain"] / med["bp_plain"],
+              "anp_bernoulli_over_bp": med["anp_bernoulli"] / med["bp"],
+              "anp_bernoulli_over_bp_cpu": med_cpu["anp_bernoulli"] / med_cpu["bp"],
+              "anp_foreach_over_bp_foreach": med["anp_foreach"] / med["bp_foreach"],
+              "bp_fused_over_bp_foreach_cpu": med_cpu["bp"] / med_cpu["bp_foreach"],
+              "anp_fused_over_anp_foreach_cpu": med_cpu["anp"] / med_cpu["anp_foreach"]}
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     harness.write_results(args, f"bench_step_time{suffix}", {"device": str(device), "ms_per_step": med, "cpu_ms_per_step": med_cpu, "breakdown_ms": parts,
+                "optimizer_ms": optimizer_ms, "optimizer": type(states["bp"][1]).__name__
+                + (" fused" if states["bp"][1].defaults.get("fused") else " foreach"),
                 "batch": args.batch, "steps": steps, "threads": args.threads, **result})
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4, 3))
-    ax.bar(names, [med[n] for n in names], color=["grey", "C0", "C1", "C2", "silver", "C9"])
+    ax.bar(names, [med[n] for n in names], color=["grey", "C0", "C1", "C2", "C4", "dimgrey", "C5", "silver", "C9"])
     ax.tick_params(axis="x", labelrotation=30)
     ax.set_ylabel("ms per training step")
     ax.set_title(f"mlp-mnist, batch {args.batch}")

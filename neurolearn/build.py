@@ -168,20 +168,39 @@ def build_network(model_cfg: dict[str, Any], input_shape: tuple[int, ...]) -> Ne
 
 
 def make_optimizer(params, train: dict[str, Any]) -> torch.optim.Optimizer:
-    """SGD or Adam from a train section (checked, defaults from :data:`neurolearn.config.TRAIN_SCHEMA`),
-    with torch's multi-tensor (``foreach``) implementation: one kernel per operation over all
-    parameters instead of a Python loop over them (the same update; on CPU torch's default is the
-    loop, which cost 1.3-1.5 ms of a 784-500-500-10 step, issue 19)."""
+    """SGD or Adam from a train section (checked, defaults from :data:`neurolearn.config.TRAIN_SCHEMA`)
+    with torch's fastest implementation of the same update (:func:`fast_kernels`): the fused kernel
+    (one pass over each parameter doing the whole update) where torch has it for the parameters'
+    device and dtype, else the multi-tensor (``foreach``) one. Adam on a 784-500-500-10 MLP, one CPU
+    thread: 2.0 ms per step with the per-parameter loop, 1.3-1.5 ms foreach, 0.6 ms fused (issue 19).
+
+    SGD: ``v ← μ v + (g + λ w)``, ``w ← w − η v``; Adam: ``m ← β₁ m + (1−β₁) g``,
+    ``v ← β₂ v + (1−β₂) g²``, ``w ← w − η m̂ / (√v̂ + ε)`` with ``g`` including ``λ w``. The fused
+    and foreach kernels compute the same formulas; their float32 rounding may differ in the last bit
+    (relative 5e-8 on a step). A checkpoint's optimizer state loads into either."""
     train = check_table("train", train, TRAIN_SCHEMA)
     name = train["optimizer"]
+    params = list(params)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"],
-                               foreach=True)
+        return fast_kernels(torch.optim.SGD, params, lr=train["lr"], momentum=train["momentum"],
+                            weight_decay=train["weight_decay"])
     if name == "adam":
         betas = (float(train["beta1"]), float(train["beta2"]))
-        return torch.optim.Adam(params, lr=train["lr"], betas=betas, weight_decay=train["weight_decay"],
-                                foreach=True)
+        return fast_kernels(torch.optim.Adam, params, lr=train["lr"], betas=betas, weight_decay=train["weight_decay"])
     raise unknown_name("optimizer", name, ("sgd", "adam"))
+
+
+def fast_kernels(cls: type[torch.optim.Optimizer], params: list, **options: Any) -> torch.optim.Optimizer:
+    """``cls(params, fused=True, **options)`` when torch has a fused kernel for every parameter's
+    device and dtype (torch checks this when the optimizer is built and refuses otherwise), else
+    ``cls(params, foreach=True, **options)``. ``params``: tensors or param-group dicts."""
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    if tensors and all(t.is_floating_point() for t in tensors):
+        try:
+            return cls(params, fused=True, **options)
+        except (RuntimeError, TypeError, ValueError):  # no fused kernel here (device, dtype, torch version)
+            pass
+    return cls(params, foreach=True, **options)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -132,6 +132,28 @@ def test_rademacher_noise_from_packed_bits_is_plus_minus_sigma_and_balanced():
     assert float((per_bit - 0.5).abs().max()) < 0.07
 
 
+def test_rademacher_written_in_place_is_the_same_draw():
+    from neurolearn.learning.noise import rademacher
+
+    want = rademacher((40, 70), 0.3, torch.Generator().manual_seed(5), torch.zeros(()))
+    buf = torch.full((80, 70), 7.0)
+    got = rademacher((40, 70), 0.3, torch.Generator().manual_seed(5), torch.zeros(()), out=buf[40:])
+    assert got.data_ptr() == buf[40:].data_ptr() and torch.equal(buf[40:], want)
+    assert torch.equal(buf[:40], torch.full((40, 70), 7.0))
+
+
+@pytest.mark.parametrize("passes", ["clean", "noisy-noisy"])
+def test_pair_noise_bernoulli_is_drawn_in_the_order_draw_would(passes):
+    rule = make_rule("anp", noise="bernoulli", passes=passes, draws=2, sigma=0.2)
+    rule.setup(snn(), CLS, torch.Generator().manual_seed(4))
+    got = rule.pair_noise((5, 7), torch.zeros(()))
+    g = torch.Generator().manual_seed(4)
+    from neurolearn.learning.noise import rademacher
+    noisy = rademacher((10, 7), 0.2, g, torch.zeros(()))
+    first = rademacher((5, 7), 0.2, g, torch.zeros(())) if passes == "noisy-noisy" else torch.zeros(5, 7)
+    assert torch.equal(got, torch.cat([first, noisy]))
+
+
 @pytest.mark.parametrize("name,params", [
     ("drtp", dict(spike_derivative="window", margin=1.0)),  # snn-mnist's
     ("drtp", dict(spike_derivative="window")),

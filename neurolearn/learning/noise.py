@@ -127,7 +127,7 @@ def _later_layers(model: Network, h: torch.Tensor, state, noise, new_state: list
             xin = h.flatten(1) if h.dim() > 2 else h
             z = dense_drive(layer, xin)
             if noise is not None and noise[k] is not None:
-                z = z + noise[k]
+                z.add_(noise[k])  # z is this step's own tensor
             h, s, ns = layer._neurons(z, state[k])
             tp = Taps(xin, z, h, None if ns is None else ns.mem, None, ns)
         else:

@@ -507,6 +507,14 @@ class NodeNoiseRule(PerturbationRule):
                     continue
                 if t == 0:  # the output layer's term is the difference of the output itself: formed at the end
                     from_output[k] = paired and k == nl - 1 and self.post_source(tp, k, nl) is out
+                if steps == 1 and not keep_inputs:  # one step (a feed-forward net): no [T, ...] buffers,
+                    # no copies; the input is read before anything rewrites it, a fresh ``d`` is scaled in place
+                    if not from_output[k]:
+                        d = self.post_difference(tp, noise[k] if single else self.noise_diff(noise[k], batch),
+                                                 batch, k, nl)
+                        posts[k] = d.unsqueeze(0) if d._base is None else d.unsqueeze(0).clone()
+                    inputs[k] = xin.unsqueeze(0)
+                    continue
                 if not from_output[k]:
                     d = self.post_difference(tp, noise[k] if single else self.noise_diff(noise[k], batch), batch, k, nl)
                     if posts[k] is None:
