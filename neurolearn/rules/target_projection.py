@@ -93,7 +93,7 @@ from neurolearn.learning.feedback import (FeedbackOptions, FixedFeedback, fixed_
 from neurolearn.learning.grads import add_update, write_grads
 from neurolearn.learning.options import check_bool, check_choice
 from neurolearn.learning.traces import LayerTracer, Signals, membrane_filter
-from neurolearn.learning.workspace import Workspace, dense_drive, streamable
+from neurolearn.learning.workspace import Workspace, dense_drive, event_drive, sparse_input, streamable
 from neurolearn.layers import LayerState
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
@@ -259,6 +259,8 @@ class TargetProjectionRule(FixedFeedback, Rule):
         gb = [torch.zeros_like(layer.bias) if layer.bias is not None and layer.bias.requires_grad else None
               for layer in hidden]
         frees: list[torch.Tensor | None] = [None] * len(model.layers)
+        first = model.layers[0]  # sparse input (spikes): its drive event by event
+        weight_t = first.weight.t().contiguous() if sparse_input(x) else None
         bbar = [0.0] * len(model.layers)
         kind, window, smoothing = self.spike
         ro_in = None  # the readout's input traces [T, B, n]
@@ -277,12 +279,17 @@ class TargetProjectionRule(FixedFeedback, Rule):
                 else:
                     xb = ws.like(f"xbar{k}", h)
                     self._trace_into(xb, None if t == 0 else xb, h, beta, gain, ws, k)
-                z = dense_drive(layer, h, ws.buf(f"z{k}", (batch, layer.out_shape[0]), h))
+                if k == 0 and weight_t is not None:
+                    z = event_drive(h, weight_t, first.bias)
+                else:
+                    z = dense_drive(layer, h, ws.buf(f"z{k}", (batch, layer.out_shape[0]), h))
                 if layer.neuron is None:
-                    act, ns, psi = z, None, None
+                    act, ns, psi, psi_buf = z, None, None, None
                 else:
                     act, ns = layer.neuron.step_(z, state[k].neuron, layer._spike_fn, out=ws.like(f"act{k}", z))
-                    psi, frees[k] = layer.neuron.local_derivative(z, ns, kind, window, smoothing, frees[k])
+                    psi_buf = None if last else ws.like(f"psi{k}", z)
+                    psi, frees[k] = layer.neuron.local_derivative_(z, ns, kind, window, smoothing, frees[k],
+                                                                   out=psi_buf)
                 state[k] = LayerState(ns, None)
                 if last:
                     outputs[t].copy_(act)
@@ -293,18 +300,19 @@ class TargetProjectionRule(FixedFeedback, Rule):
                 if layer.spiking:  # the filtered rate r̄ = β r̄ + (1 − β) s, in place
                     b_rate = layer.neuron.trace_filter()[0]
                     rate = ws.like(f"rate{k}", act)
-                    tmp = ws.like(f"tmp{k}", act)
                     if t == 0:
                         torch.mul(act, 1 - b_rate, out=rate)
-                    else:
-                        rate.mul_(b_rate).add_(torch.mul(act, 1 - b_rate, out=tmp))
+                    else:  # s ∈ {0, 1}: (1 − β) s is exact, so the fused add rounds as fl(β r̄) + fl((1 − β) s)
+                        rate.mul_(b_rate).add_(act, alpha=1 - b_rate)
                     post = rate
                 h = act
                 if self.target_steps == "last" and t < steps - 1:
                     continue
                 target = targets[k] if const else project(labels[t], self.matrices[k])
                 delta = self.stream_error(post, target, ws.like(f"err{k}", act), caches[k])
-                if psi is not None:
+                if psi is not None and psi is psi_buf:  # δ = e ⊙ ψ, into ψ's buffer (ψ is not read again)
+                    delta = psi.mul_(delta)
+                elif psi is not None:
                     delta = torch.mul(delta, psi, out=ws.like(f"delta{k}", act))
                 if gw[k] is not None:
                     gw[k].addmm_(delta.t(), xb)
