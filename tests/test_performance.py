@@ -132,19 +132,45 @@ def test_rademacher_noise_from_packed_bits_is_plus_minus_sigma_and_balanced():
     assert float((per_bit - 0.5).abs().max()) < 0.07
 
 
-@pytest.mark.parametrize("name,params", [
-    ("drtp", dict(spike_derivative="window", margin=1.0)),  # snn-mnist's
-    ("drtp", dict(spike_derivative="window")),
-    ("drtp", dict(spike_derivative="lif_rate", target_steps="last")),
-    ("tpsgd", dict(spike_derivative="window", loss="l2")),
-    ("tpsgd", dict(spike_derivative="none", loss="ce")),
-])
-def test_streamed_target_projection_step_gives_the_general_paths_gradients(name, params, monkeypatch):
-    """DRTP/tpSGD's streamed step (buffers, per-step addmm_, label projected once) against the
-    general one (LayerTracer, add_update: the formulas written out per step)."""
-    import neurolearn.rules.target_projection as tp
+def sparse_data(steps: int = 7, batch: int = 8, values: str = "spikes"):
+    """Input at ~15 % density (the event-driven drive) with inputs 0 and 3 silent over the whole
+    sequence (the first layer's update over the active inputs only); ``values="graded"``: the
+    non-zeros are ±0.2..2 instead of 1; a sample without any input at step 0 and at the last step."""
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(steps, batch, 6, generator=g) < 0.22).float()
+    if values == "graded":
+        x = x * (torch.rand(x.shape, generator=g) * 1.8 + 0.2) * torch.sign(torch.randn(x.shape, generator=g))
+    x[:, :, [0, 3]] = 0
+    x[0, -1] = 0  # an empty bag (last row) ...
+    x[-1, 2] = 0  # ... and one in the middle
+    return x, torch.randint(0, 3, (batch,), generator=g)
 
-    x, y = data(steps=7)
+
+TP_CASES = [
+    ("drtp", dict(spike_derivative="window", margin=1.0), "dense"),  # snn-mnist's
+    ("drtp", dict(spike_derivative="window", margin=1.0), "spikes"),
+    ("drtp", dict(spike_derivative="window"), "dense"),
+    ("drtp", dict(spike_derivative="window"), "graded"),
+    ("drtp", dict(spike_derivative="lif_rate", target_steps="last"), "dense"),
+    ("drtp", dict(spike_derivative="lif_rate"), "spikes"),
+    ("tpsgd", dict(spike_derivative="window", loss="l2"), "dense"),
+    ("tpsgd", dict(spike_derivative="window", loss="l2"), "spikes"),
+    ("tpsgd", dict(spike_derivative="none", loss="ce"), "dense"),
+    ("tpsgd", dict(spike_derivative="none", loss="ce"), "graded"),
+]
+
+
+@pytest.mark.parametrize("name,params,inputs", TP_CASES)
+def test_streamed_target_projection_step_gives_the_general_paths_gradients(name, params, inputs, monkeypatch):
+    """DRTP/tpSGD's streamed step (buffers, per-step addmm_, label projected once; for sparse input
+    the event-driven first-layer drive and the update over the active inputs) against the general
+    one (LayerTracer, add_update: the formulas written out per step)."""
+    import neurolearn.rules.target_projection as tp
+    from neurolearn.learning.workspace import active_inputs, sparse_input
+
+    x, y = data(steps=7) if inputs == "dense" else sparse_data(values=inputs)
+    assert sparse_input(x) == (inputs != "dense")  # the path under test is the one taken
+    assert (active_inputs(x) is not None) == (inputs != "dense")
     grads = {}
     for fast in (True, False):
         net = snn()
@@ -193,3 +219,53 @@ def test_dense_drive_equals_the_layers_drive(rows, out):
         buf = torch.empty(rows, out)
         assert dense_drive(layer, h, out=buf) is buf
         torch.testing.assert_close(buf, want, rtol=1e-6, atol=1e-6)
+
+
+def test_event_drive_equals_the_dense_product():
+    """Σ over the non-zeros of x_bi W[:, i] (+ b) = x Wᵀ + b, for spikes and graded values, with
+    empty rows anywhere (first, middle, last) and a step without any input."""
+    from neurolearn.learning.workspace import event_drive
+
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(7, 30, generator=g), torch.randn(7, generator=g)
+    spikes = (torch.rand(9, 30, generator=g) < 0.15).float()
+    spikes[[0, 4, 8]] = 0
+    graded = spikes * torch.randn(9, 30, generator=g)
+    for x in (spikes, graded, torch.zeros(9, 30)):
+        for bias in (b, None):
+            want = torch.nn.functional.linear(x, w, bias)
+            torch.testing.assert_close(event_drive(x, w.t().contiguous(), bias), want, rtol=1e-6, atol=1e-6)
+
+
+def test_active_inputs_and_sparse_input_decide_from_the_whole_sequence_and_the_first_step():
+    from neurolearn.learning.workspace import EVENT_DENSITY, active_inputs, sparse_input
+
+    x = torch.zeros(4, 3, 20)
+    x[2, 1, 5] = 1.0
+    x[3, 0, 7] = -2.0  # negative values are active (a max over the rows would miss them)
+    x[0, 2, 11] = float("nan")  # so is NaN
+    assert active_inputs(x).tolist() == [5, 7, 11]
+    assert active_inputs(torch.ones(2, 3, 20)) is None  # nothing silent: the full product
+    dense = torch.ones(2, 3, 20)
+    assert not sparse_input(dense)
+    dense[0].view(-1)[int(EVENT_DENSITY * 60):] = 0
+    assert sparse_input(dense)
+    assert not sparse_input(torch.zeros(2, 3, 20, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("kind", ["window", "lif_rate", "none"])
+def test_local_derivative_into_a_buffer_equals_the_allocating_one_bit_for_bit(kind):
+    lif = LIFParams(tau_mem=10e-3, v_leak=0.1, r=1.3)
+    g = torch.Generator().manual_seed(0)
+    state = lif.init_state((16, 40))
+    free_a = free_b = None
+    out = torch.empty(16, 40)
+    with torch.no_grad():
+        for _ in range(6):
+            z = torch.randn(16, 40, generator=g)
+            _, state = lif.step(z, state)
+            psi_a, free_a = lif.local_derivative(z, state, kind, 0.4, 0.2, free_a)
+            psi_b, free_b = lif.local_derivative_(z, state, kind, 0.4, 0.2, free_b, out=out)
+            assert psi_b is out and torch.equal(psi_a, psi_b)
+            assert (free_a is None) == (free_b is None) and (free_a is None or torch.equal(free_a, free_b))
+    assert 0 < float(psi_a.mean()) < 1 or kind == "none"

@@ -93,7 +93,8 @@ from neurolearn.learning.feedback import (FeedbackOptions, FixedFeedback, fixed_
 from neurolearn.learning.grads import add_update, write_grads
 from neurolearn.learning.options import check_bool, check_choice
 from neurolearn.learning.traces import LayerTracer, Signals, membrane_filter
-from neurolearn.learning.workspace import Workspace, dense_drive, event_drive, sparse_input, streamable
+from neurolearn.learning.workspace import (Workspace, active_inputs, dense_drive, event_drive, sparse_input,
+                                          streamable)
 from neurolearn.layers import LayerState
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
@@ -256,6 +257,11 @@ class TargetProjectionRule(FixedFeedback, Rule):
         caches: list[dict[str, torch.Tensor] | None] = [{} if const else None for _ in hidden]
         filters = [membrane_filter(layer) for layer in model.layers]
         gw = [torch.zeros_like(layer.weight) if layer.weight.requires_grad else None for layer in hidden]
+        # the first layer's silent inputs (zero over the whole sequence) have a zero trace: its update
+        # is accumulated over the active inputs alone, G[:, A] += δᵀ x̄[:, A], the other columns stay 0
+        cols = active_inputs(x.flatten(2)) if hidden and gw[0] is not None else None
+        if cols is not None:
+            gw[0] = gw[0].new_zeros((gw[0].shape[0], cols.numel()))
         gb = [torch.zeros_like(layer.bias) if layer.bias is not None and layer.bias.requires_grad else None
               for layer in hidden]
         frees: list[torch.Tensor | None] = [None] * len(model.layers)
@@ -277,8 +283,10 @@ class TargetProjectionRule(FixedFeedback, Rule):
                         ro_in = ws.buf("ro_in", (steps, *h.shape), h)
                     xb = self._trace_into(ro_in[t], None if t == 0 else ro_in[t - 1], h, beta, gain, ws, k)
                 else:
-                    xb = ws.like(f"xbar{k}", h)
-                    self._trace_into(xb, None if t == 0 else xb, h, beta, gain, ws, k)
+                    src = h if k or cols is None else torch.index_select(
+                        h, 1, cols, out=ws.buf("active_in", (batch, cols.numel()), h))
+                    xb = ws.like(f"xbar{k}", src)
+                    self._trace_into(xb, None if t == 0 else xb, src, beta, gain, ws, k)
                 if k == 0 and weight_t is not None:
                     z = event_drive(h, weight_t, first.bias)
                 else:
@@ -323,6 +331,8 @@ class TargetProjectionRule(FixedFeedback, Rule):
             e = e * torch.stack(ro_psi)
         c = readout.out_shape[0]
         norm = 1.0 / (batch * steps)
+        if cols is not None:
+            gw[0] = torch.zeros_like(hidden[0].weight).index_copy_(1, cols, gw[0])
         for k, layer in enumerate(hidden):
             write_grads(layer, {n: g.mul_(norm) for n, g in (("weight", gw[k]), ("bias", gb[k])) if g is not None})
         grads = {"weight": e.reshape(-1, c).t() @ ro_in.reshape(steps * batch, -1)}
