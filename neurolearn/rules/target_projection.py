@@ -246,7 +246,16 @@ class TargetProjectionRule(FixedFeedback, Rule):
         layer's update is accumulated at every step into one gradient buffer,
         ``G_k += δ_k[t]ᵀ x̄_k[t]`` (``addmm_``), scaled by ``1/(BT)`` once at the end. Nothing of size
         ``T`` is kept but the readout's input traces ``x̄[t]`` (``[T, B, n]``: its error arrives at the
-        end), whose update is then one product ``Σ_t (e[t] ⊙ ψ[t])ᵀ x̄[t]``."""
+        end), whose update is then one product ``Σ_t (e[t] ⊙ ψ[t])ᵀ x̄[t]``.
+
+        Sparse input (spikes; :func:`~neurolearn.learning.workspace.sparse_input`: at most a quarter
+        of the first step's inputs non-zero) is processed **event by event**, as a local rule on
+        event-driven hardware does: the first layer's drive is the sum of the weight columns of the
+        inputs that spiked (:func:`~neurolearn.learning.workspace.event_drive`, ``embedding_bag``), and
+        its update ``G += δ[t]ᵀ x̄[t]`` is accumulated over the inputs active somewhere in the
+        sequence only (:func:`~neurolearn.learning.workspace.active_inputs`: a silent input's trace
+        and its update column are exactly 0). The same sums as the dense products, in another order
+        (the rounding differs in the last bits). BPTT (autograd) keeps its dense products."""
         steps, batch = x.shape[0], x.shape[1]
         hidden, readout = model.layers[:-1], model.layers[-1]
         ws = Workspace()
