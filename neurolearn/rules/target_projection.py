@@ -275,7 +275,9 @@ class TargetProjectionRule(FixedFeedback, Rule):
               for layer in hidden]
         frees: list[torch.Tensor | None] = [None] * len(model.layers)
         first = model.layers[0]  # sparse input (spikes): its drive event by event
-        weight_t = first.weight.t().contiguous() if sparse_input(x) else None
+        weight_t = None  # Wᵀ for the event-driven drive, over the active inputs when they are known
+        if sparse_input(x):
+            weight_t = first.weight.t().contiguous() if cols is None else first.weight.t()[cols]
         bbar = [0.0] * len(model.layers)
         kind, window, smoothing = self.spike
         ro_in = None  # the readout's input traces [T, B, n]
@@ -297,7 +299,7 @@ class TargetProjectionRule(FixedFeedback, Rule):
                     xb = ws.like(f"xbar{k}", src)
                     self._trace_into(xb, None if t == 0 else xb, src, beta, gain, ws, k)
                 if k == 0 and weight_t is not None:
-                    z = event_drive(h, weight_t, first.bias)
+                    z = event_drive(h if cols is None else src, weight_t, first.bias)
                 else:
                     z = dense_drive(layer, h, ws.buf(f"z{k}", (batch, layer.out_shape[0]), h))
                 if layer.neuron is None:
