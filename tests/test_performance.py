@@ -166,7 +166,45 @@ def test_streamed_target_projection_step_gives_the_general_paths_gradients(name,
     general one (LayerTracer, add_update: the formulas written out per step)."""
     import neurolearn.rules.target_projection as tp
 
-    x, y = data(steps=7)
+def sparse_data(steps: int = 7, batch: int = 8, values: str = "spikes"):
+    """Input at ~15 % density (the event-driven drive) with inputs 0 and 3 silent over the whole
+    sequence (the first layer's update over the active inputs only); ``values="graded"``: the
+    non-zeros are ±0.2..2 instead of 1; a sample without any input at step 0 and at the last step."""
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(steps, batch, 6, generator=g) < 0.22).float()
+    if values == "graded":
+        x = x * (torch.rand(x.shape, generator=g) * 1.8 + 0.2) * torch.sign(torch.randn(x.shape, generator=g))
+    x[:, :, [0, 3]] = 0
+    x[0, -1] = 0  # an empty bag (last row) ...
+    x[-1, 2] = 0  # ... and one in the middle
+    return x, torch.randint(0, 3, (batch,), generator=g)
+
+
+TP_CASES = [
+    ("drtp", dict(spike_derivative="window", margin=1.0), "dense"),  # snn-mnist's
+    ("drtp", dict(spike_derivative="window", margin=1.0), "spikes"),
+    ("drtp", dict(spike_derivative="window"), "dense"),
+    ("drtp", dict(spike_derivative="window"), "graded"),
+    ("drtp", dict(spike_derivative="lif_rate", target_steps="last"), "dense"),
+    ("drtp", dict(spike_derivative="lif_rate"), "spikes"),
+    ("tpsgd", dict(spike_derivative="window", loss="l2"), "dense"),
+    ("tpsgd", dict(spike_derivative="window", loss="l2"), "spikes"),
+    ("tpsgd", dict(spike_derivative="none", loss="ce"), "dense"),
+    ("tpsgd", dict(spike_derivative="none", loss="ce"), "graded"),
+]
+
+
+@pytest.mark.parametrize("name,params,inputs", TP_CASES)
+def test_streamed_target_projection_step_gives_the_general_paths_gradients(name, params, inputs, monkeypatch):
+    """DRTP/tpSGD's streamed step (buffers, per-step addmm_, label projected once; for sparse input
+    the event-driven first-layer drive and the update over the active inputs) against the general
+    one (LayerTracer, add_update: the formulas written out per step)."""
+    import neurolearn.rules.target_projection as tp
+    from neurolearn.learning.workspace import active_inputs, sparse_input
+
+    x, y = data(steps=7) if inputs == "dense" else sparse_data(values=inputs)
+    assert sparse_input(x) == (inputs != "dense")  # the path under test is the one taken
+    assert (active_inputs(x) is not None) == (inputs != "dense")
     grads = {}
     for fast in (True, False):
         net = snn()
@@ -256,7 +294,7 @@ def test_blocked_sequence_step_gives_the_plain_gradients_in_float64(block_rows, 
     monkeypatch.setattr("neurolearn.rules.perturbation.blocked_pair_step",
                         lambda *a, **k: calls.append(1) or original(*a, **k))
     x, y = data()
-    x = x * (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.3)  # ~15 % events: EventDrive
+    x = x * (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.3)  # ~15 % events: event_drive
     x = x.double()
     assert 0 < x.mean() < 0.25
 
@@ -279,21 +317,6 @@ def test_blocked_sequence_step_gives_the_plain_gradients_in_float64(block_rows, 
         torch.testing.assert_close(p.grad, want[n], rtol=1e-10, atol=1e-12 * float(want[n].abs().max()))
 
 
-@pytest.mark.parametrize("density,bias", [(0.13, True), (0.13, False), (0.6, True), (0.0, True)])
-def test_event_drive_sums_the_columns_of_the_events(density, bias):
-    """EventDrive gives the dense product's drive from the nonzero inputs (any values, not only 1),
-    and the dense product itself above SPARSE density or for an input without events."""
-    from neurolearn.learning.workspace import EventDrive
-
-    g = torch.Generator().manual_seed(0)
-    layer = Dense(40, 7, bias=bias).double()
-    x = torch.rand(9, 40, generator=g, dtype=torch.float64) * (torch.rand(9, 40, generator=g) < density)
-    x[3] = 0.0  # a sample without events
-    want = torch.nn.functional.linear(x, layer.weight, layer.bias)
-    got = EventDrive(layer)(x)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-
-
 @pytest.mark.parametrize("shape", [(5, 16), (5, 500), (3, 2, 7)])
 def test_packed_spikes_give_back_the_spikes(shape):
     from neurolearn.learning.workspace import PackedSpikes
@@ -306,3 +329,52 @@ def test_packed_spikes_give_back_the_spikes(shape):
     assert packed.bits.numel() == 4 * shape[0] * ((math.prod(shape[1:]) + 7) // 8)
     for t, s in enumerate(spikes):
         assert torch.equal(packed[t], s)
+
+def test_event_drive_equals_the_dense_product():
+    """Σ over the non-zeros of x_bi W[:, i] (+ b) = x Wᵀ + b, for spikes and graded values, with
+    empty rows anywhere (first, middle, last) and a step without any input."""
+    from neurolearn.learning.workspace import event_drive
+
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(7, 30, generator=g), torch.randn(7, generator=g)
+    spikes = (torch.rand(9, 30, generator=g) < 0.15).float()
+    spikes[[0, 4, 8]] = 0
+    graded = spikes * torch.randn(9, 30, generator=g)
+    for x in (spikes, graded, torch.zeros(9, 30)):
+        for bias in (b, None):
+            want = torch.nn.functional.linear(x, w, bias)
+            torch.testing.assert_close(event_drive(x, w.t().contiguous(), bias), want, rtol=1e-6, atol=1e-6)
+
+
+def test_active_inputs_and_sparse_input_decide_from_the_whole_sequence_and_the_first_step():
+    from neurolearn.learning.workspace import EVENT_DENSITY, active_inputs, sparse_input
+
+    x = torch.zeros(4, 3, 20)
+    x[2, 1, 5] = 1.0
+    x[3, 0, 7] = -2.0  # negative values are active (a max over the rows would miss them)
+    x[0, 2, 11] = float("nan")  # so is NaN
+    assert active_inputs(x).tolist() == [5, 7, 11]
+    assert active_inputs(torch.ones(2, 3, 20)) is None  # nothing silent: the full product
+    dense = torch.ones(2, 3, 20)
+    assert not sparse_input(dense)
+    dense[0].view(-1)[int(EVENT_DENSITY * 60):] = 0
+    assert sparse_input(dense)
+    assert not sparse_input(torch.zeros(2, 3, 20, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("kind", ["window", "lif_rate", "none"])
+def test_local_derivative_into_a_buffer_equals_the_allocating_one_bit_for_bit(kind):
+    lif = LIFParams(tau_mem=10e-3, v_leak=0.1, r=1.3)
+    g = torch.Generator().manual_seed(0)
+    state = lif.init_state((16, 40))
+    free_a = free_b = None
+    out = torch.empty(16, 40)
+    with torch.no_grad():
+        for _ in range(6):
+            z = torch.randn(16, 40, generator=g)
+            _, state = lif.step(z, state)
+            psi_a, free_a = lif.local_derivative(z, state, kind, 0.4, 0.2, free_a)
+            psi_b, free_b = lif.local_derivative_(z, state, kind, 0.4, 0.2, free_b, out=out)
+            assert psi_b is out and torch.equal(psi_a, psi_b)
+            assert (free_a is None) == (free_b is None) and (free_a is None or torch.equal(free_a, free_b))
+    assert 0 < float(psi_a.mean()) < 1 or kind == "none"

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from neurolearn.layers import Dense, LayerState, Taps
-from neurolearn.learning.workspace import MANY, NARROW, EventDrive, buffer as _buffer, dense_drive, plain_dense
+from neurolearn.learning.workspace import (MANY, NARROW, buffer as _buffer, dense_drive, event_drive, plain_dense,
+                                          sparse_input)
 from neurolearn.network import Network
 
 NOISES = ("gaussian", "bernoulli")
@@ -163,8 +164,8 @@ def blocked_pair_step(model: Network, x: torch.Tensor, state, gained_noise: torc
     while the block is in the cache, and no whole-batch activity of the first layer is ever formed
     (one block's; the second layer's drive is written block by block into one ``[N, C]`` buffer).
 
-    The first layer's drive ``W x̃ + b`` is computed once for the ``B`` shared inputs (from their events,
-    :class:`~neurolearn.learning.workspace.EventDrive`) and multiplied
+    The first layer's drive ``W x̃ + b`` is computed once for the ``B`` shared inputs (from their events
+    when the first step's input is sparse, :func:`~neurolearn.learning.workspace.event_drive`) and multiplied
     by the neurons' :meth:`~neurolearn.neurons.base.Neuron.input_gain` ``g``; ``gained_noise`` is its node
     noise already multiplied by ``g`` (``[copies·B, ...]``, e.g. frozen over the sequence and multiplied
     once), and the neurons step with :meth:`~neurolearn.neurons.base.Neuron.step_gained_` (in place in
@@ -179,10 +180,9 @@ def blocked_pair_step(model: Network, x: torch.Tensor, state, gained_noise: torc
     first, second = model.layers[0], model.layers[1]
     xin = x.flatten(1) if x.dim() > 2 else x
     gain = first_layer_gain(model)
-    events = work.get("events")
-    if events is None:  # the drive from the input's events (a dense input: the product); W is fixed over the sequence
-        events = work["events"] = EventDrive(first)
-    u = events(xin)  # [B, n], shared by every copy
+    if "weight_t" not in work:  # a sparse input (spikes): the drive from its events, W fixed over the sequence
+        work["weight_t"] = first.weight.t().contiguous() if sparse_input(x.unsqueeze(0)) else None
+    u = dense_drive(first, xin) if work["weight_t"] is None else event_drive(xin, work["weight_t"], first.bias)
     if gain != 1.0:
         u.mul_(gain)
     rows = copies * batch

@@ -194,6 +194,14 @@ class Neuron:
         """
         return torch.ones_like(pre), free
 
+    def local_derivative_(self, pre: torch.Tensor, state: Any, kind: str, window: float, smoothing: float,
+                          free: torch.Tensor | None, out: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`local_derivative` for loops without autograd: a model may write ``ψ`` into ``out`` (a
+        buffer shaped like ``pre``, reused by the caller) and update ``free`` in place; the same
+        numbers, bit for bit. Default: :meth:`local_derivative`."""
+        return self.local_derivative(pre, state, kind, window, smoothing, free)
+
     @property
     def static_activation(self) -> str | None:
         """The name of ``f`` when the unit is a static rate unit ``h = f(z)`` (what layer-wise solvers such
@@ -231,24 +239,50 @@ class Neuron:
 
 def spiking_local_derivative(mem: torch.Tensor, pre: torch.Tensor, threshold: float, beta: float, r: float,
                              v_rest: float, kind: str, window: float, smoothing: float,
-                             free: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                             free: torch.Tensor | None, out: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
     r"""The surrogate-free factor ``ψ`` of a spiking unit with a leaky membrane.
 
     - ``"window"``: ``ψ = 1[|v − θ| < w θ]`` on the pre-reset membrane ``v``;
     - ``"lif_rate"``: the slope of the LIF rate-transfer function, ``ψ = σ((u − θ)/(s θ))/θ`` with
       the free membrane ``u[t] = β u[t−1] + (1 − β)(v_rest + r z[t])`` (no reset);
     - ``"none"``: ``ψ = 1``.
+
+    With ``out`` (a buffer shaped like ``pre``; no autograd) ``ψ`` is written into it and ``free``
+    updated in place, with the same roundings: the window in three passes (``v − θ``, ``|·|``, the
+    comparison written as floats) instead of four allocating ones through a bool tensor.
     """
+    if kind not in SPIKE_DERIVATIVES:
+        raise unknown_name("spike_derivative", kind, SPIKE_DERIVATIVES)
+    if out is not None and not torch.is_grad_enabled():
+        return _spiking_local_derivative_into(out, mem, pre, threshold, beta, r, v_rest, kind, window, smoothing,
+                                              free)
     if kind == "none":
         return torch.ones_like(pre), free
     if kind == "window":
         return ((mem - threshold).abs() < window * threshold).to(pre.dtype), free
-    if kind != "lif_rate":
-        raise unknown_name("spike_derivative", kind, SPIKE_DERIVATIVES)
     if free is None:
         free = torch.full_like(pre, float(v_rest))
     free = beta * free + (1 - beta) * (v_rest + r * pre)
     return torch.sigmoid((free - threshold) / (smoothing * threshold)) / threshold, free
+
+
+def _spiking_local_derivative_into(out: torch.Tensor, mem: torch.Tensor, pre: torch.Tensor, threshold: float,
+                                   beta: float, r: float, v_rest: float, kind: str, window: float, smoothing: float,
+                                   free: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`spiking_local_derivative` into ``out``, ``free`` updated in place (the same roundings)."""
+    if kind == "none":
+        return out.fill_(1.0), free
+    if kind == "window":
+        torch.sub(mem, threshold, out=out)
+        return torch.lt(out.abs_(), window * threshold, out=out), free
+    if free is None:
+        free = torch.full_like(pre, float(v_rest))
+    torch.mul(pre, r, out=out)  # (1 − β)(v_rest + r z), then β u + that: as the allocating form rounds
+    out.add_(v_rest).mul_(1 - beta)
+    free.mul_(beta).add_(out)
+    torch.sub(free, threshold, out=out)
+    return out.div_(smoothing * threshold).sigmoid_().div_(threshold), free
 
 
 def per_neuron(value: float, n: int):

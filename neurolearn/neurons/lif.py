@@ -104,6 +104,10 @@ class LeakyFireMixin:
         return spiking_local_derivative(state.mem, pre, self.threshold, self.beta, self.r, self.v_leak,
                                         kind, window, smoothing, free)
 
+    def local_derivative_(self, pre, state, kind, window, smoothing, free, out=None):
+        return spiking_local_derivative(state.mem, pre, self.threshold, self.beta, self.r, self.v_leak,
+                                        kind, window, smoothing, free, out=out)
+
     def _brian2_reset(self, extra: str = "") -> str:
         return ("v -= threshold" if self.reset == "subtract" else "v = v_reset") + extra + "\ns = 1"
 

@@ -93,7 +93,8 @@ from neurolearn.learning.feedback import (FeedbackOptions, FixedFeedback, fixed_
 from neurolearn.learning.grads import add_update, write_grads
 from neurolearn.learning.options import check_bool, check_choice
 from neurolearn.learning.traces import LayerTracer, Signals, membrane_filter
-from neurolearn.learning.workspace import Workspace, dense_drive, streamable
+from neurolearn.learning.workspace import (Workspace, active_inputs, dense_drive, event_drive, sparse_input,
+                                          streamable)
 from neurolearn.layers import LayerState
 from neurolearn.network import Network
 from neurolearn.objectives import Objective
@@ -245,7 +246,16 @@ class TargetProjectionRule(FixedFeedback, Rule):
         layer's update is accumulated at every step into one gradient buffer,
         ``G_k += δ_k[t]ᵀ x̄_k[t]`` (``addmm_``), scaled by ``1/(BT)`` once at the end. Nothing of size
         ``T`` is kept but the readout's input traces ``x̄[t]`` (``[T, B, n]``: its error arrives at the
-        end), whose update is then one product ``Σ_t (e[t] ⊙ ψ[t])ᵀ x̄[t]``."""
+        end), whose update is then one product ``Σ_t (e[t] ⊙ ψ[t])ᵀ x̄[t]``.
+
+        Sparse input (spikes; :func:`~neurolearn.learning.workspace.sparse_input`: at most a quarter
+        of the first step's inputs non-zero) is processed **event by event**, as a local rule on
+        event-driven hardware does: the first layer's drive is the sum of the weight columns of the
+        inputs that spiked (:func:`~neurolearn.learning.workspace.event_drive`, ``embedding_bag``), and
+        its update ``G += δ[t]ᵀ x̄[t]`` is accumulated over the inputs active somewhere in the
+        sequence only (:func:`~neurolearn.learning.workspace.active_inputs`: a silent input's trace
+        and its update column are exactly 0). The same sums as the dense products, in another order
+        (the rounding differs in the last bits). BPTT (autograd) keeps its dense products."""
         steps, batch = x.shape[0], x.shape[1]
         hidden, readout = model.layers[:-1], model.layers[-1]
         ws = Workspace()
@@ -256,9 +266,18 @@ class TargetProjectionRule(FixedFeedback, Rule):
         caches: list[dict[str, torch.Tensor] | None] = [{} if const else None for _ in hidden]
         filters = [membrane_filter(layer) for layer in model.layers]
         gw = [torch.zeros_like(layer.weight) if layer.weight.requires_grad else None for layer in hidden]
+        # the first layer's silent inputs (zero over the whole sequence) have a zero trace: its update
+        # is accumulated over the active inputs alone, G[:, A] += δᵀ x̄[:, A], the other columns stay 0
+        cols = active_inputs(x.flatten(2)) if hidden and gw[0] is not None else None
+        if cols is not None:
+            gw[0] = gw[0].new_zeros((gw[0].shape[0], cols.numel()))
         gb = [torch.zeros_like(layer.bias) if layer.bias is not None and layer.bias.requires_grad else None
               for layer in hidden]
         frees: list[torch.Tensor | None] = [None] * len(model.layers)
+        first = model.layers[0]  # sparse input (spikes): its drive event by event
+        weight_t = None  # Wᵀ for the event-driven drive, over the active inputs when they are known
+        if sparse_input(x):
+            weight_t = first.weight.t().contiguous() if cols is None else first.weight.t()[cols]
         bbar = [0.0] * len(model.layers)
         kind, window, smoothing = self.spike
         ro_in = None  # the readout's input traces [T, B, n]
@@ -275,14 +294,21 @@ class TargetProjectionRule(FixedFeedback, Rule):
                         ro_in = ws.buf("ro_in", (steps, *h.shape), h)
                     xb = self._trace_into(ro_in[t], None if t == 0 else ro_in[t - 1], h, beta, gain, ws, k)
                 else:
-                    xb = ws.like(f"xbar{k}", h)
-                    self._trace_into(xb, None if t == 0 else xb, h, beta, gain, ws, k)
-                z = dense_drive(layer, h, ws.buf(f"z{k}", (batch, layer.out_shape[0]), h))
+                    src = h if k or cols is None else torch.index_select(
+                        h, 1, cols, out=ws.buf("active_in", (batch, cols.numel()), h))
+                    xb = ws.like(f"xbar{k}", src)
+                    self._trace_into(xb, None if t == 0 else xb, src, beta, gain, ws, k)
+                if k == 0 and weight_t is not None:
+                    z = event_drive(h if cols is None else src, weight_t, first.bias)
+                else:
+                    z = dense_drive(layer, h, ws.buf(f"z{k}", (batch, layer.out_shape[0]), h))
                 if layer.neuron is None:
-                    act, ns, psi = z, None, None
+                    act, ns, psi, psi_buf = z, None, None, None
                 else:
                     act, ns = layer.neuron.step_(z, state[k].neuron, layer._spike_fn, out=ws.like(f"act{k}", z))
-                    psi, frees[k] = layer.neuron.local_derivative(z, ns, kind, window, smoothing, frees[k])
+                    psi_buf = None if last else ws.like(f"psi{k}", z)
+                    psi, frees[k] = layer.neuron.local_derivative_(z, ns, kind, window, smoothing, frees[k],
+                                                                   out=psi_buf)
                 state[k] = LayerState(ns, None)
                 if last:
                     outputs[t].copy_(act)
@@ -293,18 +319,19 @@ class TargetProjectionRule(FixedFeedback, Rule):
                 if layer.spiking:  # the filtered rate r̄ = β r̄ + (1 − β) s, in place
                     b_rate = layer.neuron.trace_filter()[0]
                     rate = ws.like(f"rate{k}", act)
-                    tmp = ws.like(f"tmp{k}", act)
                     if t == 0:
                         torch.mul(act, 1 - b_rate, out=rate)
-                    else:
-                        rate.mul_(b_rate).add_(torch.mul(act, 1 - b_rate, out=tmp))
+                    else:  # s ∈ {0, 1}: (1 − β) s is exact, so the fused add rounds as fl(β r̄) + fl((1 − β) s)
+                        rate.mul_(b_rate).add_(act, alpha=1 - b_rate)
                     post = rate
                 h = act
                 if self.target_steps == "last" and t < steps - 1:
                     continue
                 target = targets[k] if const else project(labels[t], self.matrices[k])
                 delta = self.stream_error(post, target, ws.like(f"err{k}", act), caches[k])
-                if psi is not None:
+                if psi is not None and psi is psi_buf:  # δ = e ⊙ ψ, into ψ's buffer (ψ is not read again)
+                    delta = psi.mul_(delta)
+                elif psi is not None:
                     delta = torch.mul(delta, psi, out=ws.like(f"delta{k}", act))
                 if gw[k] is not None:
                     gw[k].addmm_(delta.t(), xb)
@@ -315,6 +342,8 @@ class TargetProjectionRule(FixedFeedback, Rule):
             e = e * torch.stack(ro_psi)
         c = readout.out_shape[0]
         norm = 1.0 / (batch * steps)
+        if cols is not None:
+            gw[0] = torch.zeros_like(hidden[0].weight).index_copy_(1, cols, gw[0])
         for k, layer in enumerate(hidden):
             write_grads(layer, {n: g.mul_(norm) for n, g in (("weight", gw[k]), ("bias", gb[k])) if g is not None})
         grads = {"weight": e.reshape(-1, c).t() @ ro_in.reshape(steps * batch, -1)}
