@@ -378,3 +378,18 @@ def test_local_derivative_into_a_buffer_equals_the_allocating_one_bit_for_bit(ki
             assert psi_b is out and torch.equal(psi_a, psi_b)
             assert (free_a is None) == (free_b is None) and (free_a is None or torch.equal(free_a, free_b))
     assert 0 < float(psi_a.mean()) < 1 or kind == "none"
+
+
+def test_dense_drive_rows_do_not_depend_on_the_row_count_under_exact_sums():
+    """A data-parallel shard holds fewer rows than the whole batch: under exact_sums each row of the
+    drive must be what one process computes for it, whatever the number of rows."""
+    from neurolearn.learning.grads import exact_sums
+    from neurolearn.learning.workspace import MANY, dense_drive
+
+    torch.manual_seed(0)
+    layer = Dense(500, 10)
+    x = (torch.rand(MANY + 64, 500) < 0.1).float()
+    with exact_sums():
+        whole = dense_drive(layer, x)
+        shard = dense_drive(layer, x[:32])
+    assert torch.equal(whole[:32], shard)

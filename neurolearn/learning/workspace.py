@@ -63,9 +63,13 @@ def dense_drive(layer: Dense, x: torch.Tensor, out: torch.Tensor | None = None) 
     """``z = x̃ Wᵀ + b`` (``x`` ``[N, n]``) of a dense layer without decorrelation, written into
     ``out`` (``[N, C]``) when given. For a narrow layer (``C ≤ NARROW``, ``N ≥ MANY``) the product is taken as
     ``W x̃ᵀ`` (``[C, N]``, a transposed view is returned when ``out`` is ``None``); the sums are
-    the same, their rounding may differ in the last bit."""
+    the same, their rounding may differ in the last bit. Under
+    :func:`~neurolearn.learning.grads.exact_sums` (data-parallel runs whose shards must compute the
+    rows one process would) the layer's own product is always taken."""
     w, b = layer.weight, layer.bias
-    if w.shape[0] <= NARROW and x.shape[0] >= MANY:
+    # under exact_sums a row's value must not depend on how many rows this process holds (a shard of
+    # a batch): the row-count choice is made only outside it
+    if w.shape[0] <= NARROW and x.shape[0] >= MANY and not exact_enabled():
         zt = torch.mm(w, x.t()) if b is None else torch.addmm(b.unsqueeze(1), w, x.t())
         if out is None:
             return zt.t()
