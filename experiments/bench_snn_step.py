@@ -93,12 +93,12 @@ def child(name: str, batch: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = harness.parser(__doc__, quick="5 timed steps, one memory probe per rule")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=2, help="fresh processes per memory probe (the smallest kept)")
+    ap.add_argument("--steps", type=harness.positive(int), default=20)
+    ap.add_argument("--batch", type=harness.positive(int), default=128)
+    ap.add_argument("--threads", type=harness.positive(int), default=1)
+    ap.add_argument("--repeats", type=harness.positive(int), default=2, help="fresh processes per memory probe (the smallest kept)")
     ap.add_argument("--rules", default=",".join(RULES))
-    ap.add_argument("--train-steps", type=int, default=60, help="steps of the fp32/bf16 accuracy comparison")
+    ap.add_argument("--train-steps", type=harness.positive(int), default=60, help="steps of the fp32/bf16 accuracy comparison")
     ap.add_argument("--child", metavar="RULE", help=argparse.SUPPRESS)
     args = harness.start(ap, argv)
     if args.child:

@@ -176,9 +176,9 @@ def optimizer_times(model: torch.nn.Module, sync, repeats: int = 100) -> dict[st
 
 def main(argv: list[str] | None = None) -> dict:
     ap = harness.parser(__doc__, quick="fewer steps")
-    ap.add_argument("--steps", type=int, default=300)  # 60 left run-to-run swings of 0.05 in the ratio
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=harness.positive(int), default=300)  # 60 left run-to-run swings of 0.05 in the ratio
+    ap.add_argument("--batch", type=harness.positive(int), default=128)
+    ap.add_argument("--threads", type=harness.positive(int), default=1)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = harness.start(ap, argv)
     device = torch.device(args.device)

@@ -135,9 +135,9 @@ def main() -> None:
     ap = harness.parser(__doc__, quick="1280 training / 1000 test samples, one round (about a minute per contestant)",
                         raw=True)
     ap.add_argument("--contestants", default=",".join(CONTESTANTS), help=f"comma-separated, from {', '.join(CONTESTANTS)}")
-    ap.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 2; --quick 1)")
-    ap.add_argument("--train-limit", type=int, default=None, help="train on the first N samples (default: all)")
-    ap.add_argument("--test-limit", type=int, default=None, help="test on the first N samples (default: all)")
+    ap.add_argument("--repeats", type=harness.positive(int), default=None, help="interleaved rounds (default 2; --quick 1)")
+    ap.add_argument("--train-limit", type=harness.positive(int), default=None, help="train on the first N samples (default: all)")
+    ap.add_argument("--test-limit", type=harness.positive(int), default=None, help="test on the first N samples (default: all)")
     ap.add_argument("--peers", default=str(PEERS), help="folder of the peer scripts")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one neurolearn contestant
     args = harness.start(ap)

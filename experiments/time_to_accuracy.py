@@ -103,10 +103,10 @@ def main() -> None:
                         raw=True)
     ap.add_argument("--models", default="mlp-mnist,snn-mnist", help="comma-separated: mlp-mnist, snn-mnist")
     ap.add_argument("--rules", default=None, help="comma-separated subset of the rules (bp always runs first)")
-    ap.add_argument("--epochs", type=int, default=None, help="epoch budget for every rule (default: the rule's own)")
-    ap.add_argument("--budget-s", type=float, default=None, help="wall-time budget per rule (checked after each epoch)")
+    ap.add_argument("--epochs", type=harness.positive(int), default=None, help="epoch budget for every rule (default: the rule's own)")
+    ap.add_argument("--budget-s", type=harness.positive(float), default=None, help="wall-time budget per rule (checked after each epoch)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core box)")
+    ap.add_argument("--threads", type=harness.positive(int), default=1, help="torch threads (1 on a shared 2-core box)")
     args = harness.start(ap)
     torch.set_num_threads(args.threads)
     models = [m.strip() for m in args.models.split(",") if m.strip()]

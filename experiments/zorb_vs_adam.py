@@ -103,13 +103,13 @@ def main() -> None:
     ap = harness.parser(__doc__, quick="digits, 64-256-128-10 (seconds)", raw=True)
     ap.add_argument("--arch", choices=sorted(ARCHS), default="6")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--check-every", type=int, default=None, help="Adam steps between (untimed) checks")
-    ap.add_argument("--max-steps", type=int, default=60000)
-    ap.add_argument("--max-adam-s", type=float, default=1200.0, help="cap on Adam's timed training per loss")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
+    ap.add_argument("--check-every", type=harness.positive(int), default=None, help="Adam steps between (untimed) checks")
+    ap.add_argument("--max-steps", type=harness.positive(int), default=60000)
+    ap.add_argument("--max-adam-s", type=harness.positive(float), default=1200.0, help="cap on Adam's timed training per loss")
+    ap.add_argument("--threads", type=harness.positive(int), default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     ap.add_argument("--solve-precision", choices=["auto", "float32", "float64"], default=None,
                     help="precision of ZORB's normal-equation sums (default: the rule's, auto)")
-    ap.add_argument("--ridge", type=float, default=None, help="ZORB's relative ridge (default: the model file's)")
+    ap.add_argument("--ridge", type=harness.positive(float), default=None, help="ZORB's relative ridge (default: the model file's)")
     ap.add_argument("--refresh", action="store_true",
                     help="the reference's schedule: a forward pass from layer i to the output before every layer")
     args = harness.start(ap)

@@ -23,6 +23,7 @@ Results go to ``--out`` (default ``experiments/results`` of the checkout).
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import os
 import platform
@@ -47,6 +48,22 @@ def parser(doc: str, *, quick: str = "a short run (minutes) to check that the ex
     ap.add_argument("--data-dir", default=None,
                     help="folder with the data files (default: $NEUROLEARN_DATA, else ~/.cache/neurolearn)")
     return ap
+
+
+def positive(kind: type = int) -> Callable[[str], Any]:
+    """An argparse ``type`` for a count or a duration that must be > 0 (``kind`` int or float): a
+    wrong value is one ``error:`` line naming the argument, not a traceback later."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number > 0, got {text!r}")
+        if not value > 0 or (kind is float and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return convert
 
 
 class _Clock:

@@ -70,3 +70,18 @@ def test_results_are_written_with_run_info_and_the_summary_is_the_last_line(tmp_
     monkeypatch.delenv("NEUROLEARN_DATA")
     with pytest.raises(SystemExit):
         harness.start(ap, ["--bogus"])
+
+
+@pytest.mark.parametrize("kind,text,ok", [(int, "3", True), (int, "0", False), (int, "-2", False), (int, "2.5", False),
+                                          (float, "0.5", True), (float, "0", False), (float, "nan", False),
+                                          (float, "inf", False)])
+def test_positive_arguments_are_refused_in_one_line(kind, text, ok):
+    import argparse
+
+    from neurolearn.harness import positive
+
+    if ok:
+        assert positive(kind)(text) == kind(text)
+    else:
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive(kind)(text)
