@@ -91,6 +91,38 @@ def child(name: str, batch: int) -> dict:
     return {"rule": name, "peak_mb": harness.proc_status_mib("VmHWM") - before}
 
 
+def breakdown(run, batch: int, repeats: int) -> dict[str, float]:
+    """Thread-CPU ms of the pieces the performance page names, for one training step of ``batch``
+    images: the first layer's drive over the T steps as the dense product and from the input's events
+    (``learning.workspace.event_drive``), and ANP's node noise for its 16 noisy copies, Gaussian and
+    Bernoulli (packed bits)."""
+    from neurolearn.learning.noise import draw_noise
+    from neurolearn.learning.workspace import dense_drive, event_drive
+
+    layer = run.model.layers[0]
+    x = run.model.encode(run.dataset.x_train[:batch]).flatten(2)  # [T, B, 784] spikes
+    weight_t = layer.weight.detach().t().contiguous()
+    buf = torch.empty(16 * batch, layer.out_shape[0])
+    gen = torch.Generator().manual_seed(0)
+    pieces = {
+        "first_layer_drive_dense": lambda: [dense_drive(layer, xt) for xt in x],
+        "first_layer_drive_events": lambda: [event_drive(xt, weight_t, layer.bias) for xt in x],
+        "noise_gaussian_16_copies": lambda: draw_noise(tuple(buf.shape), 0.1, "gaussian", gen, buf, out=buf),
+        "noise_bernoulli_16_copies": lambda: draw_noise(tuple(buf.shape), 0.1, "bernoulli", gen, buf, out=buf),
+    }
+    out = {}
+    with torch.no_grad():
+        for name, fn in pieces.items():
+            fn()
+            times = []
+            for _ in range(repeats):
+                c0 = time.thread_time()
+                fn()
+                times.append((time.thread_time() - c0) * 1e3)
+            out[name] = round(statistics.median(times), 3)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = harness.parser(__doc__, quick="5 timed steps, one memory probe per rule")
     ap.add_argument("--steps", type=harness.positive(int), default=20)
@@ -163,9 +195,12 @@ def main(argv: list[str] | None = None) -> dict:
             summary[f"{n}_mem_over_bptt"] = round(peak[n] / peak["bp"], 3)
     for n in rules:
         summary[f"{n}_bf16_acc_cost"] = round(acc[n] - acc[f"{n}_bf16"], 4)
+    parts = breakdown(run, args.batch, 3 if args.quick else 10)
+    table.append("pieces of a step, summed over its T steps (median ms): "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     record = {"ms_per_step": med, "cpu_ms_per_step": med_cpu, "peak_mb_per_step": peak, "batch": args.batch,
               "steps": steps, "threads": args.threads, "accuracy_after_train_steps": acc,
-              "train_steps": train_steps, **summary}
+              "train_steps": train_steps, "breakdown_ms": parts, **summary}
     return harness.finish(args, "bench_snn_step", summary, record=record, table=table)
 
 
